@@ -1,0 +1,23 @@
+# The two commands of the README: `make dashboard` and `make test`. Each sets up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The tests read real FER2013 image folders from here (CI points it at its shared copy).
+FER_TEST_DATA ?= data
+export FER_TEST_DATA
+
+.PHONY: setup dashboard test
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $@
+
+dashboard: setup
+	$(BIN)/streamlit run dashboard/app.py
+
+test: setup
+	$(BIN)/python -m pytest

@@ -1,0 +1,26 @@
+"""fer-studio dashboard: the `st.navigation` router and the shared sidebar.
+
+Run with `streamlit run dashboard/app.py`. Every page is a thin view over the `fer` package.
+"""
+from pathlib import Path
+
+import streamlit as st
+
+from fer.data import default_data_path
+from fer.device import device_summary
+from fer.runs import default_runs_dir
+
+HERE = Path(__file__).parent
+
+st.set_page_config(page_title="fer-studio", page_icon="🙂", layout="wide")
+
+with st.sidebar:
+    st.session_state.setdefault("data_path", str(default_data_path()))
+    st.text_input("FER2013 source (fer2013.csv or image-folder root)", key="data_path")
+    st.session_state.setdefault("runs_dir", str(default_runs_dir()))
+    st.text_input("Runs folder", key="runs_dir")
+    kind, description = device_summary()
+    st.caption(f"Device: {description}")
+
+page = st.navigation([st.Page(HERE / "pages" / "home.py", title="Overview", icon="🏠", default=True)])
+page.run()

@@ -1,0 +1,188 @@
+"""The `fer` command line: train, eval, runs, cancel, data stats."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import pandas as pd
+
+from fer.augment import AUGMENTATIONS
+from fer.models import MODELS
+from fer.optim import OPTIMIZERS, SCHEDULERS
+
+LEADERBOARD_COLUMNS = ["run_id", "name", "status", "model", "optimizer", "scheduler", "augmentation",
+                       "epochs_done", "best_val_acc", "test_acc", "test_macro_f1", "tags"]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from fer.config import load_config
+    from fer.runs import resolve_run
+    from fer.train import train
+
+    if args.resume:
+        if args.config or args.set or args.shortcuts():
+            print("fer train --resume continues a run with its saved config.json; "
+                  "--config/--set/--model... are not allowed with it", file=sys.stderr)
+            return 2
+        run_dir = train(run_dir=resolve_run(args.resume, args.runs_dir), progress=not args.quiet)
+    else:
+        cfg = load_config(args.config, list(args.set) + args.shortcuts())
+        if args.runs_dir:
+            cfg.runs_dir = str(args.runs_dir)
+        run_dir = train(cfg, progress=not args.quiet)
+    from fer.runs import read_status
+    status = read_status(run_dir)
+    print(f"{run_dir}: {status.get('state')}"
+          + (f", test accuracy {status['test_acc']:.4f}" if status.get("test_acc") is not None else ""))
+    return 0 if status.get("state") == "completed" else 1
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from fer.evaluate import evaluate_run
+    from fer.runs import resolve_run
+
+    result = evaluate_run(resolve_run(args.run, args.runs_dir), args.split, args.checkpoint, args.data)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['split']} ({result['n']} images, {args.checkpoint}.pt epoch {result['epoch']}): "
+          f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}")
+    per_class = pd.DataFrame(result["per_class"]).T
+    print(per_class.to_string(float_format=lambda v: f"{v:.3f}"))
+    cm = pd.DataFrame(result["confusion_matrix"], index=result["class_names"], columns=result["class_names"])
+    cm.index.name = "true \\ pred"
+    print(cm.to_string())
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from fer.runs import list_runs
+
+    df = list_runs(args.runs_dir)
+    if args.sort:
+        if args.sort not in df.columns:
+            print(f"unknown column {args.sort!r}; columns: {', '.join(df.columns)}", file=sys.stderr)
+            return 2
+        df = df.sort_values(args.sort, ascending=False, na_position="last")
+    if not args.all_columns:
+        df = df[[c for c in LEADERBOARD_COLUMNS if c in df.columns]]
+    if args.format == "csv":
+        print(df.to_csv(index=False), end="")
+    elif args.format == "json":
+        print(df.to_json(orient="records", indent=2))
+    elif df.empty:
+        print(f"no runs in {args.runs_dir or 'checkpoints/'}")
+    else:
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from fer.runs import request_cancel, resolve_run
+
+    run_dir = resolve_run(args.run, args.runs_dir)
+    request_cancel(run_dir)
+    print(f"cancel requested for {run_dir.name}; it stops after the current batch")
+    return 0
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    from fer.data import load_fer2013
+    from fer.data.stats import summarize
+
+    data = load_fer2013(args.path, use_cache=not args.no_cache)
+    summary = summarize(data)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    counts = pd.DataFrame(summary["counts"]).T
+    print(f"{summary['origin']}: {summary['n_images']} images ({data.report.summary()})\n")
+    print(counts.to_string())
+    print("\nimbalance ratio (largest / smallest class): "
+          + ", ".join(f"{s} {r:.1f}" for s, r in summary["imbalance_ratio"].items()))
+    px = summary["pixels"]
+    print(f"pixels ({px['split']}): mean {px['mean']:.1f} std {px['std']:.1f} "
+          f"(0-1 scale: {px['mean_01']:.4f} / {px['std_01']:.4f})")
+    leak = summary["leakage"]
+    print(f"exact duplicates: {leak['duplicate_images']} images in {leak['duplicate_groups']} groups; "
+          f"{leak['cross_split_groups']} groups cross splits {leak['cross_split_pairs']}; "
+          f"{leak['conflicting_label_groups']} groups disagree on the label")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree for `fer`."""
+    parser = argparse.ArgumentParser(prog="fer", description="fer-studio: FER2013 experiments from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (new run, or --resume one)",
+                       description="Config = defaults, then --config FILE (YAML/JSON), then --set key=value "
+                                   "(e.g. --set optim.lr=0.01 --set model.kwargs.widths=[32,64]).")
+    p.add_argument("--config", type=Path, help="YAML or JSON config file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--model", choices=MODELS.names(), help="shortcut for --set model.name=...")
+    p.add_argument("--optimizer", choices=OPTIMIZERS.names(), help="shortcut for --set optim.name=...")
+    p.add_argument("--scheduler", choices=SCHEDULERS.names(), help="shortcut for --set sched.name=...")
+    p.add_argument("--augmentation", choices=AUGMENTATIONS.names(), help="shortcut for --set augmentation=...")
+    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=...")
+    p.add_argument("--resume", metavar="RUN", help="start a queued run or continue one from last.pt")
+    p.add_argument("--runs-dir", type=Path, help="where runs live (default: FER_RUNS_DIR or checkpoints/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or log echo")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint on a split")
+    p.add_argument("run", help="run id (or unique part of one) or run folder")
+    p.add_argument("--split", default="test",
+                   help="test (the run's test split), val, train, or a FER2013 split name")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--data", help="data source (default: the run's data.path, FER_DATA or data/)")
+    p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("runs", help="the leaderboard of runs")
+    p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--sort", help="column to sort by (descending)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--all-columns", action="store_true", help="include every flattened config column")
+    p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("cancel", help="ask a running job to stop (resume it later with train --resume)")
+    p.add_argument("run")
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=_cmd_cancel)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("stats", help="counts, imbalance, pixel statistics and duplicate/leakage report")
+    p.add_argument("path", nargs="?", help="fer2013.csv or image-folder root (default: FER_DATA or data/)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-cache", action="store_true", help="decode the source again, ignoring the cache")
+    p.set_defaults(func=_cmd_data_stats)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the `fer` console script."""
+    from fer.config import ConfigError
+    from fer.data import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        shortcuts = {"model.name": args.model, "optim.name": args.optimizer, "sched.name": args.scheduler,
+                     "augmentation": args.augmentation, "train.epochs": args.epochs}
+        args.shortcuts = lambda: [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"fer {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""One nested dataclass config per run: defaults, then a YAML/JSON file, then `--set key=value`.
+
+The resolved config is saved as `config.json` in the run folder and inside every checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from fer.preprocess import FER2013_MEAN, FER2013_STD, Preprocessing
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # fer2013.csv or image-folder root; empty: FER_DATA, else data/
+    val_source: str = "train_fraction"  # or PublicTest / PrivateTest
+    val_fraction: float = 0.1
+    test_split: str = "PublicTest"
+    limit: int = 0  # cap each of train/val/test at this many images (stratified); 0 = all
+    sampler: str = "none"  # "weighted": WeightedRandomSampler with inverse class frequency
+    num_workers: int = 0
+    mean: float = FER2013_MEAN
+    std: float = FER2013_STD
+
+
+@dataclass
+class ModelConfig:
+    name: str = "plain_cnn"
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    input_size: int = 48
+    in_chans: int = 1
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # SGD
+    nesterov: bool = True  # SGD
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam/AdamW
+
+
+@dataclass
+class SchedConfig:
+    name: str = "onecycle"
+    max_lr: float = 0.0  # OneCycle peak; 0 means optim.lr
+    pct_start: float = 0.3  # OneCycle warm-up share
+    step_size: int = 10  # step
+    gamma: float = 0.1  # step / multistep
+    milestones: List[int] = field(default_factory=lambda: [20, 40])  # multistep
+    factor: float = 0.5  # plateau
+    patience: int = 3  # plateau
+    warmup_epochs: int = 1  # warmup_cosine
+    min_lr: float = 0.0  # cosine / warmup_cosine
+
+
+@dataclass
+class LossConfig:
+    label_smoothing: float = 0.0
+    class_weights: bool = False  # inverse-frequency weights in the cross-entropy
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    device: str = "auto"  # auto: CUDA when present, else CPU
+    amp: str = "auto"  # auto: bf16 (or fp16 + GradScaler) on CUDA, off on CPU; or bf16 / fp16 / off
+    grad_clip: float = 0.0  # max gradient norm; 0 disables
+    early_stop_patience: int = 0  # epochs without a better val accuracy; 0 disables
+    channels_last: bool = True
+    seed: int = 0
+    eval_batch_size: int = 256
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    tags: List[str] = field(default_factory=list)
+    runs_dir: str = ""  # empty: FER_RUNS_DIR, else checkpoints/
+    augmentation: str = "standard"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def preprocessing(self) -> Preprocessing:
+        """The preprocessing spec this run trains with (stored in its checkpoints)."""
+        return Preprocessing(self.model.input_size, self.model.in_chans, self.data.mean, self.data.std)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain nested dict (JSON-friendly)."""
+        return asdict(self)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the RunConfig."""
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against a field's type, converting the harmless cases (int -> float)."""
+    origin = typing.get_origin(annotation)
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, str, bool):
+        if type(value) is annotation:
+            return value
+        raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}")
+    if origin in (list, List, Sequence):
+        if isinstance(value, (list, tuple)):
+            (item_type,) = typing.get_args(annotation) or (Any,)
+            return [_coerce(v, item_type, f"{key}[{i}]") if item_type is not Any else v
+                    for i, v in enumerate(value)]
+        raise ConfigError(f"{key}: expected a list, got {value!r}")
+    if origin in (dict, Dict):
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
+                          f"valid under {prefix or 'the top level'}: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(value, hint, prefix + name)
+    return cls(**kwargs)
+
+
+def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(item: str) -> Dict[str, Any]:
+    """'optim.lr=0.01' -> {'optim': {'lr': 0.01}}; the value is read as YAML (numbers, lists, bools)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # A value such as 'run-7' must stay a string even when YAML reads something else.
+    if value is None:
+        value = raw
+    node: Dict[str, Any] = {}
+    cursor = node
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cursor = cursor.setdefault(p, {})
+    cursor[parts[-1]] = value
+    return node
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Defaults, then the YAML/JSON file at `path`, then each `key=value` override."""
+    merged = RunConfig().to_dict()
+    if path:
+        text = Path(path).read_text()
+        try:
+            loaded = yaml.safe_load(text) or {}  # YAML is a superset of JSON
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
+        merged = _merge(merged, loaded)
+    for item in overrides:
+        override = parse_override(item)
+        _check_override_path(override)
+        merged = _merge(merged, override)
+    return from_dict(RunConfig, merged)
+
+
+def _check_override_path(override: Dict[str, Any], cls: type = RunConfig, prefix: str = "") -> None:
+    # A dict-typed field (model.kwargs) takes any sub-key; dataclass fields must exist.
+    hints = typing.get_type_hints(cls)
+    for k, v in override.items():
+        if k not in hints:
+            raise ConfigError(f"unknown config key {prefix + k!r}; valid: {sorted(hints)}")
+        if isinstance(v, dict) and is_dataclass(hints[k]):
+            _check_override_path(v, hints[k], f"{prefix}{k}.")
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the config as indented JSON."""
+    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+
+def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{'optim': {'lr': 1}} -> {'optim.lr': 1}; lists become strings for table display."""
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return out
+

@@ -1,0 +1,105 @@
+"""The training and evaluation loops, small and free of file I/O (as in torchvision's references)."""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from fer.preprocess import Preprocessing, to_model_input
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    accuracy: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """An autocast context for `dtype`, or a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _inputs(x: torch.Tensor, device: torch.device, spec: Preprocessing, channels_last: bool) -> torch.Tensor:
+    x = to_model_input(x.to(device, non_blocking=True), spec)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    criterion: nn.Module, device: torch.device, spec: Preprocessing, *,
+                    amp_dtype: Optional[torch.dtype] = None, scaler: Optional[torch.amp.GradScaler] = None,
+                    grad_clip: float = 0.0, batch_scheduler=None, channels_last: bool = False,
+                    on_batch: Optional[Callable[[int, int, float], None]] = None) -> EpochResult:
+    """One pass over `loader`; steps `batch_scheduler` after each optimizer step."""
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    n_batches = len(loader)
+    for i, (x, y) in enumerate(loader):
+        x = _inputs(x, device, spec, channels_last)
+        y = y.to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
+            logits = model(x)
+            loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            if grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        if batch_scheduler is not None:
+            batch_scheduler.step()  # after optimizer.step(), as PyTorch requires
+        n = y.numel()
+        total_loss += loss.item() * n
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += n
+        if on_batch is not None:
+            on_batch(i + 1, n_batches, loss.item())
+    return EpochResult(total_loss / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device, spec: Preprocessing, *,
+            amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False):
+    """(probabilities N×C float32, labels N) over an evaluation loader."""
+    model.eval()
+    probs, labels = [], []
+    for x, y in loader:
+        with autocast(device, amp_dtype):
+            logits = model(_inputs(x, device, spec, channels_last))
+        probs.append(torch.softmax(logits.float(), dim=1).cpu())
+        labels.append(y)
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, spec: Preprocessing,
+             **kwargs) -> tuple:
+    """(cross-entropy, accuracy, probabilities, labels) on an evaluation loader.
+
+    The loss is the plain cross-entropy (no smoothing or class weights), so runs compare fairly.
+    """
+    probs, labels = predict(model, loader, device, spec, **kwargs)
+    if len(labels) == 0:
+        return float("nan"), float("nan"), probs, labels
+    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+    return float(nll.mean()), float(np.mean(probs.argmax(1) == labels)), probs, labels

@@ -1,0 +1,194 @@
+"""The run store: one folder per run, the contract between training and every viewer.
+
+    checkpoints/<run_id>/
+        config.json        the resolved RunConfig
+        status.json        queued | running (epoch/batch progress) | completed | failed | cancelled
+        metrics.jsonl      one JSON row per finished epoch, appended as training goes
+        train.log          the log
+        last.pt, best.pt   checkpoints (latest epoch; best validation accuracy)
+        eval_<split>.json  accuracy, macro-F1, per-class scores, confusion matrix
+        predictions_<split>.csv   per-image true label, prediction and probabilities
+        CANCEL             present when a cancel was requested
+
+Training writes these files; viewers (CLI, dashboard) only read them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pandas as pd
+
+from fer.config import flatten
+
+STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+
+
+def default_runs_dir() -> Path:
+    """`FER_RUNS_DIR` when set, else `checkpoints/` in the working directory."""
+    return Path(os.environ.get("FER_RUNS_DIR") or "checkpoints")
+
+
+def new_run_id(name: str) -> str:
+    """Sortable and unique: UTC time to the second, the run name, and a random suffix."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40].strip("-") or "run"
+    return f"{stamp}-{safe}-{secrets.token_hex(2)}"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON via a temp file + rename, so a reader never sees a torn file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Parsed JSON, or `default` when the file is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_status(run_dir: Path, state: str, **fields: Any) -> Dict[str, Any]:
+    """Merge `fields` into status.json and set its state."""
+    if state not in STATES:
+        raise ValueError(f"unknown run state {state!r}")
+    status = read_json(run_dir / "status.json", {}) or {}
+    status.update(fields, state=state, updated_at=_now(), pid=os.getpid(), host=socket.gethostname())
+    write_json_atomic(run_dir / "status.json", status)
+    return status
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_status(run_dir: Path) -> Dict[str, Any]:
+    """status.json; a 'running' run whose process died on this host reads as 'interrupted'."""
+    status = read_json(Path(run_dir) / "status.json", {}) or {}
+    if status.get("state") == "running" and status.get("host") == socket.gethostname() \
+            and status.get("pid") and not _pid_alive(int(status["pid"])):
+        status["state"] = "interrupted"
+    return status
+
+
+def append_metrics(run_dir: Path, row: Dict[str, Any]) -> None:
+    """Append one epoch's metrics as a JSON line (flushed, so viewers see it at once)."""
+    with open(run_dir / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    """Per-epoch metrics as a DataFrame (empty when none yet); a torn last line is ignored."""
+    rows: List[Dict[str, Any]] = []
+    try:
+        for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    except OSError:
+        pass
+    return pd.DataFrame(rows)
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Drop rows after `last_epoch` (when resuming from a checkpoint older than the log)."""
+    df = read_metrics(run_dir)
+    if df.empty:
+        return
+    kept = df[df["epoch"] <= last_epoch]
+    with open(run_dir / "metrics.jsonl", "w") as fh:
+        for row in kept.to_dict(orient="records"):
+            fh.write(json.dumps(row) + "\n")
+
+
+def resolve_run(ref: str | Path, runs_dir: Optional[Path] = None) -> Path:
+    """A run folder from a path, a run id, or a unique prefix/suffix of one."""
+    path = Path(ref)
+    if (path / "config.json").is_file():
+        return path
+    root = Path(runs_dir or default_runs_dir())
+    if (root / str(ref) / "config.json").is_file():
+        return root / str(ref)
+    matches = [p for p in root.glob("*") if (p / "config.json").is_file() and str(ref) in p.name] \
+        if root.is_dir() else []
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise FileNotFoundError(f"no run {str(ref)!r} in {root}")
+    raise ValueError(f"{str(ref)!r} matches several runs: {', '.join(sorted(p.name for p in matches))}")
+
+
+def request_cancel(run_dir: Path) -> None:
+    """Ask a running job to stop after its current batch (it saves state and marks itself cancelled)."""
+    (Path(run_dir) / "CANCEL").write_text(_now())
+
+
+def run_summary(run_dir: Path) -> Dict[str, Any]:
+    """One leaderboard row: identity, status, flattened config and final metrics."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / "config.json", {}) or {}
+    status = read_status(run_dir)
+    metrics = read_metrics(run_dir)
+    row: Dict[str, Any] = {"run_id": run_dir.name, "name": config.get("name"),
+                           "tags": ",".join(config.get("tags", [])), "status": status.get("state", "unknown"),
+                           "model": config.get("model", {}).get("name"),
+                           "optimizer": config.get("optim", {}).get("name"),
+                           "scheduler": config.get("sched", {}).get("name"),
+                           "augmentation": config.get("augmentation"),
+                           "epochs_done": int(metrics["epoch"].max()) if not metrics.empty else 0,
+                           "best_val_acc": float(metrics["val_acc"].max()) if not metrics.empty else None,
+                           "final_train_acc": float(metrics["train_acc"].iloc[-1]) if not metrics.empty else None,
+                           "train_seconds": float(metrics["seconds"].sum()) if not metrics.empty else None}
+    test = read_json(run_dir / f"eval_{config.get('data', {}).get('test_split', 'PublicTest')}.json")
+    row["test_split"] = test.get("split") if test else None
+    row["test_acc"] = test.get("accuracy") if test else None
+    row["test_macro_f1"] = test.get("macro_f1") if test else None
+    row["created_at"] = status.get("created_at")
+    row.update({f"config.{k}": v for k, v in flatten(config).items()})
+    return row
+
+
+def list_runs(runs_dir: Optional[Path] = None) -> pd.DataFrame:
+    """The leaderboard: one row per run folder, best test accuracy first, then validation accuracy."""
+    root = Path(runs_dir or default_runs_dir())
+    dirs = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+    df = pd.DataFrame([run_summary(p) for p in dirs])
+    if df.empty:
+        return pd.DataFrame(columns=["run_id", "name", "status", "model", "best_val_acc", "test_acc"])
+    return df.sort_values(["test_acc", "best_val_acc", "run_id"], ascending=[False, False, False],
+                          na_position="last").reset_index(drop=True)
+
+
+def wait_for(run_dir: Path, states: tuple = ("completed", "failed", "cancelled", "interrupted"),
+             timeout: float = 600.0, poll: float = 0.5) -> Dict[str, Any]:
+    """Block until the run reaches one of `states` (for scripts and tests); returns its status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_status(run_dir)
+        if status.get("state") in states:
+            return status
+        time.sleep(poll)
+    raise TimeoutError(f"{run_dir} did not reach {states} within {timeout} s")

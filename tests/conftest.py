@@ -1,0 +1,112 @@
+"""Shared fixtures. Tests read real FER2013 through FER_TEST_DATA (set by .ci/run / the Makefile)."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer.constants import CLASS_NAMES
+
+# Published per-class counts of the FER2013 image-folder release (Training, PublicTest).
+KNOWN_COUNTS = {
+    "Training": {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "neutral": 4965, "sad": 4830,
+                 "surprise": 3171},
+    "PublicTest": {"angry": 467, "disgust": 56, "fear": 496, "happy": 895, "neutral": 607, "sad": 653,
+                   "surprise": 415},
+}
+TINY_MODEL = "model.kwargs={widths: [8, 16, 32], hidden: 32}"
+
+
+def _test_data_root() -> Path:
+    value = os.environ.get("FER_TEST_DATA")
+    if not value:
+        raise pytest.UsageError("FER_TEST_DATA is not set: point it at FER2013 image folders (train/, test/); "
+                                "`make test` sets it to data/ by default")
+    root = Path(value)
+    if not (root / "train").is_dir():
+        raise pytest.UsageError(f"FER_TEST_DATA={root} has no train/ folder")
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory):
+    """Decoded cache and runs go to temp folders; FER_DATA is never inherited from the user."""
+    saved = {k: os.environ.get(k) for k in ("FER_CACHE_DIR", "FER_RUNS_DIR", "FER_DATA")}
+    os.environ["FER_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["FER_RUNS_DIR"] = str(tmp_path_factory.mktemp("runs"))
+    os.environ.pop("FER_DATA", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def fer_root() -> Path:
+    """The real FER2013 image-folder root."""
+    return _test_data_root()
+
+
+@pytest.fixture(scope="session")
+def full_data(fer_root):
+    """All of the shared FER2013 (Training + PublicTest), loaded once."""
+    from fer.data import load_fer2013
+    return load_fer2013(fer_root)
+
+
+def copy_sample(fer_root: Path, dest: Path, per_class: dict, seed: int = 0) -> Path:
+    """Copy a seeded sample of real image files, keeping the train/<class>/ layout."""
+    rng = np.random.default_rng(seed)
+    for split, n in per_class.items():
+        for class_dir in sorted((fer_root / split).iterdir()):
+            files = sorted(class_dir.iterdir())
+            chosen = rng.choice(len(files), size=min(n, len(files)), replace=False)
+            out = dest / split / class_dir.name
+            out.mkdir(parents=True, exist_ok=True)
+            for i in sorted(chosen):
+                shutil.copy2(files[i], out / files[i].name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def small_folder(fer_root, tmp_path_factory) -> Path:
+    """A few hundred real FER2013 images: 40 per class from train/, 15 per class from test/."""
+    return copy_sample(fer_root, tmp_path_factory.mktemp("small") / "fer2013", {"train": 40, "test": 15})
+
+
+def write_fer_csv(data, path: Path, header=("emotion", "pixels", "Usage"), extra_rows=()) -> Path:
+    """Write FaceData as Kaggle's fer2013.csv (optionally with extra raw rows appended)."""
+    from fer.constants import SPLITS
+    lines = [",".join(header)]
+    for img, label, split in zip(data.images, data.labels, data.splits):
+        lines.append(f"{label},{' '.join(map(str, img.reshape(-1)))},{SPLITS[split]}")
+    lines.extend(extra_rows)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_data(small_folder):
+    """The small sample read through the image-folder reader."""
+    from fer.data import read_image_folders
+    return read_image_folders(small_folder)
+
+
+@pytest.fixture(scope="session")
+def small_csv(small_data, tmp_path_factory) -> Path:
+    """The same small sample as a Kaggle fer2013.csv."""
+    return write_fer_csv(small_data, tmp_path_factory.mktemp("csv") / "fer2013.csv")
+
+
+def tiny_overrides(data_path: Path, runs_dir: Path, epochs: int = 2, *extra: str) -> list:
+    """--set overrides for a fast CPU run on the small sample (plus any `key=value` extras)."""
+    return [f"data.path={data_path}", f"runs_dir={runs_dir}", f"train.epochs={epochs}", TINY_MODEL,
+            "train.batch_size=32", "train.eval_batch_size=128", *extra]
+
+
+__all__ = ["CLASS_NAMES", "KNOWN_COUNTS", "copy_sample", "tiny_overrides", "write_fer_csv"]

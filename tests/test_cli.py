@@ -1,0 +1,143 @@
+"""The `fer` console script end to end, as a user runs it (real subprocesses)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import tiny_overrides
+from fer.cli import main
+from fer.runs import read_metrics, read_status, resolve_run
+
+
+def fer(*args, env=None, check=True, timeout=300):
+    """Run `fer ARGS` through the installed console script's module."""
+    proc = subprocess.run([sys.executable, "-m", "fer.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fer {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def sets(items):
+    return [a for item in items for a in ("--set", item)]
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["runs"], ["cancel"], ["data", "stats"]])
+def test_help_for_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: fer" in out
+    if command == ["train"]:
+        assert "plain_cnn" in out and "resnet18" in out and "onecycle" in out  # registry choices
+
+
+def test_train_runs_eval_end_to_end(small_folder, tmp_path):
+    config = tmp_path / "exp.yaml"
+    config.write_text("name: cli-run\ntags: [cli]\noptim:\n  lr: 0.003\n")
+    proc = fer("train", "--config", config, *sets(tiny_overrides(small_folder, tmp_path / "runs", 2)),
+               "--optimizer", "adam", "--augmentation", "light")
+    assert "completed, test accuracy" in proc.stdout
+    assert "epoch 2/2" in proc.stderr  # log echo
+    run = resolve_run("cli-run", tmp_path / "runs")
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["optim"]["name"] == "adam" and cfg["augmentation"] == "light" and cfg["optim"]["lr"] == 0.003
+
+    table = fer("runs", "--runs-dir", tmp_path / "runs").stdout
+    assert run.name in table and "completed" in table and "plain_cnn" in table
+    rows = json.loads(fer("runs", "--runs-dir", tmp_path / "runs", "--format", "json").stdout)
+    assert rows[0]["run_id"] == run.name and 0 <= rows[0]["test_acc"] <= 1
+
+    out = fer("eval", "cli-run", "--runs-dir", tmp_path / "runs", "--split", "val").stdout
+    assert "val (" in out and "accuracy" in out and "true \\ pred" in out
+    result = json.loads(fer("eval", run, "--json").stdout)
+    stored = json.loads((run / "eval_PublicTest.json").read_text())
+    assert result["split"] == "PublicTest" and result["accuracy"] == pytest.approx(stored["accuracy"])
+    assert (run / "predictions_val.csv").exists()
+
+
+def test_crash_then_resume(small_folder, tmp_path):
+    runs = tmp_path / "runs"
+    args = [sys.executable, "-m", "fer.cli", "train", "--quiet",
+            *sets(tiny_overrides(small_folder, runs, 30, "name=crashy", "augmentation=none"))]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        run = None
+        while time.monotonic() < deadline:
+            found = list(runs.glob("*crashy*")) if runs.exists() else []
+            if found and (found[0] / "last.pt").exists() and len(read_metrics(found[0])) >= 1:
+                run = found[0]
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.05)
+        assert run is not None, "the job never finished an epoch"
+        proc.send_signal(signal.SIGKILL)  # a crash: no chance to write anything
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert read_status(run)["state"] == "interrupted"  # 'running' with a dead process
+    done_before = len(read_metrics(run))
+    assert done_before < 30
+    out = fer("train", "--resume", run.name, "--runs-dir", runs, "--quiet").stdout
+    assert "completed" in out
+    metrics = read_metrics(run)
+    assert list(metrics["epoch"]) == list(range(1, 31))
+    assert f"resuming from last.pt at epoch" in (run / "train.log").read_text()
+
+
+def test_sigterm_cancels_cleanly(small_folder, tmp_path):
+    runs = tmp_path / "runs"
+    args = [sys.executable, "-m", "fer.cli", "train", "--quiet",
+            *sets(tiny_overrides(small_folder, runs, 50, "name=term"))]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = list(runs.glob("*term*")) if runs.exists() else []
+        if found and read_status(found[0]).get("state") == "running":
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "cancelled" in stdout
+    assert read_status(found[0])["state"] == "cancelled"
+
+
+def test_cancel_command_writes_request(small_folder, tmp_path):
+    from fer.config import load_config
+    from fer.train import create_run
+    run = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=queued")))
+    assert read_status(run)["state"] == "queued"
+    assert "cancel requested" in fer("cancel", run).stdout
+    assert (run / "CANCEL").exists()
+
+
+def test_data_stats_on_csv_and_folders(small_csv, small_folder):
+    out = fer("data", "stats", small_csv).stdout
+    assert "385 images" in out and "imbalance ratio" in out and "exact duplicates" in out
+    summary = json.loads(fer("data", "stats", small_folder, "--json").stdout)
+    assert summary["counts"]["Training"]["total"] == 280 and summary["counts"]["PublicTest"]["total"] == 105
+    assert summary["n_images"] == 385
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--set", "optim.lrr=1"], "unknown config key 'optim.lrr'"),
+    (["train", "--set", "model.name=nope"], "unknown model 'nope'"),
+    (["data", "stats", "/nonexistent/fer"], "does not exist"),
+    (["eval", "no-such-run"], "no run 'no-such-run'"),
+    (["train", "--set", "data.sampler=sometimes"], "data.sampler must be"),
+    (["train"], "missing does not exist"),
+])
+def test_errors_are_clear_and_exit_2(args, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FER_DATA", str(tmp_path / "missing"))
+    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # no run folder was left behind

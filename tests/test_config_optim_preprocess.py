@@ -1,0 +1,108 @@
+"""Config layering, optimizer/scheduler registries, and the one preprocessing path."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fer.config import ConfigError, RunConfig, flatten, load_config, save_config
+from fer.data.loaders import eval_loader
+from fer.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from fer.preprocess import Preprocessing, preprocess_faces, to_model_input
+
+
+def test_config_layers_defaults_file_then_overrides(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: from-file\noptim:\n  name: sgd\n  lr: 0.05\ntrain:\n  epochs: 7\n"
+                    "model:\n  kwargs:\n    widths: [16, 32]\n")
+    cfg = load_config(path, ["optim.lr=0.01", "tags=[a, b]", "model.kwargs.dropout=0.2"])
+    assert cfg.name == "from-file" and cfg.optim.name == "sgd"
+    assert cfg.optim.lr == 0.01  # --set wins over the file
+    assert cfg.train.epochs == 7 and cfg.train.batch_size == RunConfig().train.batch_size  # file, default
+    assert cfg.model.kwargs == {"widths": [16, 32], "dropout": 0.2} and cfg.tags == ["a", "b"]
+    save_config(cfg, tmp_path / "config.json")
+    assert load_config(tmp_path / "config.json") == cfg  # JSON round trip
+
+
+def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'optim.lrr'"):
+        load_config(None, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="train.epochs: expected int"):
+        load_config(None, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["optim.lr"])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": {"colour": "blue"}}))
+    with pytest.raises(ConfigError, match="data.colour"):
+        load_config(bad)
+    assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0  # ints become floats where floats are due
+
+
+def test_flatten_for_tables():
+    flat = flatten(RunConfig().to_dict())
+    assert flat["optim.lr"] == 1e-3 and flat["sched.milestones"] == "[20, 40]"
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS.names())
+def test_optimizers_reduce_a_convex_loss(name):
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5))
+    cfg = load_config(None, [f"optim.name={name}", "optim.lr=0.05", "optim.weight_decay=0"]).optim
+    opt = build_optimizer([w], cfg)
+    start = (w ** 2).sum().item()
+    for _ in range(50):
+        opt.zero_grad()
+        (w ** 2).sum().backward()
+        opt.step()
+    assert (w ** 2).sum().item() < 0.5 * start
+
+
+@pytest.mark.parametrize("name", SCHEDULERS.names())
+def test_schedulers_build_with_their_cadence(name):
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    sched, cadence = build_scheduler(opt, load_config(None, [f"sched.name={name}"]).sched, epochs=4,
+                                     steps_per_epoch=10)
+    assert cadence in ("batch", "epoch", "plateau")
+    assert (sched is None) == (name == "none")
+    expected = {"onecycle": "batch", "warmup_cosine": "batch", "plateau": "plateau"}.get(name, "epoch")
+    assert cadence == expected
+
+
+def test_onecycle_peaks_mid_run_and_plateau_reduces():
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+    sched, _ = build_scheduler(opt, load_config(None, ["sched.name=onecycle"]).sched, epochs=2, steps_per_epoch=10)
+    lrs = []
+    for _ in range(20):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert max(lrs) == pytest.approx(0.1, rel=0.05) and lrs[-1] < 0.01 and lrs[0] < lrs[5]
+    opt = torch.optim.SGD([w], lr=0.1)
+    sched, _ = build_scheduler(opt, load_config(None, ["sched.name=plateau", "sched.patience=1"]).sched, 10, 1)
+    for _ in range(4):
+        sched.step(0.5)  # validation accuracy never improves
+    assert opt.param_groups[0]["lr"] < 0.1
+
+
+def test_eval_path_and_photo_path_give_identical_tensors(small_data):
+    """Parity: a FER2013 image through the evaluation loader and through the face-crop path."""
+    spec = Preprocessing()
+    images = small_data.images[:64]
+    batch, _ = next(iter(eval_loader(images, small_data.labels[:64], batch_size=64)))
+    from_loader = to_model_input(batch, spec)
+    from_faces = preprocess_faces(list(images), spec)
+    assert torch.equal(from_loader, from_faces)
+    # A colour (BGR) copy of the same faces gives the same tensor too.
+    bgr = [np.repeat(img[:, :, None], 3, axis=2) for img in images]
+    assert torch.equal(preprocess_faces(bgr, spec), from_loader)
+    assert from_loader.shape == (64, 1, 48, 48) and abs(from_loader.mean().item()) < 0.5
+
+
+def test_preprocessing_resizes_and_expands_channels(small_data):
+    spec = Preprocessing(input_size=64, in_chans=3)
+    x = preprocess_faces([small_data.images[0]], spec)
+    assert x.shape == (1, 3, 64, 64) and torch.equal(x[:, 0], x[:, 2])
+    with pytest.raises(TypeError):
+        to_model_input(torch.zeros(1, 1, 48, 48), spec)

@@ -1,0 +1,42 @@
+"""The dashboard's overview page through Streamlit's AppTest, on real data and real runs."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import tiny_overrides
+from fer.config import load_config
+from fer.train import train
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def runs_with_one_run(small_folder, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("dash_runs")
+    train(load_config(None, tiny_overrides(small_folder, runs, 1, "name=dash")))
+    return runs
+
+
+def test_overview_shows_data_and_leaderboard(small_folder, runs_with_one_run):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["data_path"] = str(small_folder)
+    at.session_state["runs_dir"] = str(runs_with_one_run)
+    at.run()
+    assert not at.exception
+    assert [m.value for m in at.metric][0] == "385"
+    counts, board = (d.value for d in at.dataframe)  # AppTest does not expose dataframe keys
+    assert counts.loc["Training", "total"] == 280 and counts.loc["PublicTest", "total"] == 105
+    assert len(board) == 1 and board.iloc[0]["status"] == "completed" and board.iloc[0]["name"] == "dash"
+    assert "CPU" in " ".join(c.value for c in at.sidebar.caption)
+
+
+def test_overview_without_data_explains_how_to_get_it(tmp_path):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["data_path"] = str(tmp_path / "nothing")
+    at.session_state["runs_dir"] = str(tmp_path)
+    at.run()
+    assert not at.exception
+    assert "No FER2013 data found" in at.warning[0].value
+    assert any("Kaggle" in m.value for m in at.markdown)
+    assert "No runs yet" in at.info[0].value

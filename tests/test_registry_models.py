@@ -1,0 +1,80 @@
+"""The registry type, and every registered model (parametrised over the registry, as in timm)."""
+import pytest
+import torch
+
+from fer.augment import AUGMENTATIONS, build_augmentation
+from fer.models import MODELS, count_parameters, create_model, get_cam_layer
+from fer.registry import Registry
+
+
+def test_registry_register_get_and_errors():
+    reg = Registry("widget")
+
+    @reg.register(colour="red")
+    def alpha():
+        return "a"
+
+    @reg.register("beta")
+    def other():
+        return "b"
+
+    assert reg.names() == ["alpha", "beta"] and len(reg) == 2 and "alpha" in reg
+    assert reg.get("beta")() == "b" and reg.info("alpha") == {"colour": "red"}
+    with pytest.raises(KeyError, match="unknown widget 'gamma'; choose from: alpha, beta"):
+        reg.get("gamma")
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("alpha")(lambda: None)
+
+
+def test_at_least_two_real_models_registered():
+    assert {"plain_cnn", "resnet18"} <= set(MODELS.names())
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_model_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, in_chans=1)
+    x = torch.randn(4, 1, 48, 48)
+    out = model(x)
+    assert out.shape == (4, 7)
+    assert torch.isfinite(out).all()
+    out.logsumexp(1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    n_params = count_parameters(model)
+    assert n_params > 10_000
+    print(f"{name}: {n_params:,} parameters")
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_model_declares_cam_layer_with_spatial_output(name):
+    model = create_model(name).eval()
+    layer = get_cam_layer(model)
+    seen = {}
+
+    def record(module, inputs, output):  # must return None, or it would replace the output
+        seen["shape"] = output.shape
+
+    handle = layer.register_forward_hook(record)
+    try:
+        model(torch.zeros(1, 1, 48, 48))
+    finally:
+        handle.remove()
+    assert len(seen["shape"]) == 4 and seen["shape"][-1] >= 3  # a spatial map Grad-CAM can use
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_model_three_channel_variant(name):
+    assert create_model(name, num_classes=5, in_chans=3)(torch.randn(2, 3, 48, 48)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS.names())
+def test_augmentation_presets_keep_uint8_shape(name):
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (1, 48, 48), dtype=torch.uint8)
+    aug = build_augmentation(name)
+    y = x if aug is None else aug(x)
+    assert y.dtype == torch.uint8 and y.shape == (1, 48, 48)
+    if name != "none":
+        torch.manual_seed(1)
+        assert any(not torch.equal(aug(x), x) for _ in range(5))

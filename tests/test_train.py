@@ -1,0 +1,192 @@
+"""Real CPU training runs on a few hundred FER2013 images, and every artifact they leave."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import fer.train as train_module
+from conftest import tiny_overrides
+from fer.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
+from fer.config import load_config
+from fer.constants import CLASS_NAMES
+from fer.data.loaders import train_loader
+from fer.preprocess import preprocess_faces
+from fer.runs import list_runs, read_metrics, read_status, request_cancel
+from fer.train import train
+
+
+@pytest.fixture(scope="module")
+def finished_run(small_folder, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = load_config(None, tiny_overrides(small_folder, runs, 4, "name=artifacts", "tags=[smoke, test]",
+                                           "optim.lr=0.003"))
+    return train(cfg)
+
+
+def test_run_folder_has_every_artifact(finished_run):
+    names = {p.name for p in finished_run.iterdir()}
+    assert {"config.json", "status.json", "metrics.jsonl", "train.log", "last.pt", "best.pt",
+            "eval_PublicTest.json", "predictions_PublicTest.csv", "eval_val.json", "predictions_val.csv"} <= names
+    assert "CANCEL" not in names
+    status = read_status(finished_run)
+    assert status["state"] == "completed" and status["epoch"] == 4 and status["test_acc"] is not None
+    assert status["started_at"] <= status["finished_at"]
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["name"] == "artifacts" and config["tags"] == ["smoke", "test"]
+    log = (finished_run / "train.log").read_text()
+    assert "epoch 4/4" in log and "test (PublicTest" in log
+
+
+def test_metrics_rows_per_epoch_and_learning(finished_run):
+    metrics = read_metrics(finished_run)
+    assert list(metrics["epoch"]) == [1, 2, 3, 4]
+    for column in ("train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds",
+                   "images_per_s"):
+        assert metrics[column].notna().all(), column
+    assert metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]  # it really learns
+    assert metrics["lr"].nunique() > 1  # OneCycle moved the learning rate
+
+
+def test_checkpoints_are_self_describing_and_weights_only(finished_run):
+    for name in ("best.pt", "last.pt"):
+        raw = torch.load(finished_run / name, weights_only=True)
+        assert raw["format_version"] == FORMAT_VERSION
+        assert raw["class_names"] == list(CLASS_NAMES)
+        assert raw["model"]["name"] == "plain_cnn" and raw["model"]["kwargs"]["widths"] == [8, 16, 32]
+        assert raw["preprocessing"]["input_size"] == 48
+        assert raw["config"]["name"] == "artifacts"
+        assert not any(k.startswith("_orig_mod") for k in raw["state_dict"])
+    assert "optimizer" in torch.load(finished_run / "last.pt", weights_only=True)["training_state"]
+    best = load_checkpoint(finished_run / "best.pt")
+    assert best["metrics"]["test"]["split"] == "PublicTest" and "val" in best["metrics"]
+
+
+def test_test_evaluation_matches_a_fresh_model_from_the_checkpoint(finished_run, small_folder):
+    import cv2
+    report = json.loads((finished_run / "eval_PublicTest.json").read_text())
+    assert report["n"] == 105 and len(report["confusion_matrix"]) == 7
+    assert np.array(report["confusion_matrix"]).sum() == 105
+    assert set(report["per_class"]) == set(CLASS_NAMES)
+    preds = pd.read_csv(finished_run / "predictions_PublicTest.csv")
+    assert len(preds) == 105 and preds["correct"].mean() == pytest.approx(report["accuracy"])
+    # Rebuild the model from best.pt alone and re-predict a few images through the inference path.
+    ckpt = load_checkpoint(finished_run / "best.pt")
+    model = model_from_checkpoint(ckpt)
+    rows = preds.head(8)
+    faces = [cv2.imread(str(small_folder / src), cv2.IMREAD_GRAYSCALE) for src in rows["source"]]
+    with torch.no_grad():
+        probs = torch.softmax(model(preprocess_faces(faces, preprocessing_from_checkpoint(ckpt))), 1).numpy()
+    stored = rows[[f"p_{c}" for c in CLASS_NAMES]].to_numpy()
+    np.testing.assert_allclose(probs, stored, atol=1e-4)
+    assert list(np.asarray(CLASS_NAMES)[probs.argmax(1)]) == list(rows["pred"])
+
+
+def test_leaderboard_lists_the_run(finished_run):
+    board = list_runs(finished_run.parent)
+    row = board[board["run_id"] == finished_run.name].iloc[0]
+    assert row["status"] == "completed" and row["model"] == "plain_cnn" and row["epochs_done"] == 4
+    assert row["test_acc"] == pytest.approx(json.loads((finished_run / "eval_PublicTest.json").read_text())["accuracy"])
+    assert row["config.optim.lr"] == 0.003 and row["tags"] == "smoke,test"
+
+
+def test_cancelled_then_resumed_run_retraces_an_uninterrupted_one(small_folder, tmp_path, monkeypatch):
+    overrides = tiny_overrides(small_folder, tmp_path, 3, "augmentation=heavy")
+    straight = train(load_config(None, overrides))
+
+    real_epoch = train_module.train_one_epoch
+    calls = []
+
+    def interrupted_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of epoch 2
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupted_in_epoch_two)
+    run = train(load_config(None, overrides))
+    assert read_status(run)["state"] == "cancelled"
+    assert list(read_metrics(run)["epoch"]) == [1]
+    monkeypatch.setattr(train_module, "train_one_epoch", real_epoch)
+    train(run_dir=run)
+    assert read_status(run)["state"] == "completed"
+    a, b = read_metrics(straight), read_metrics(run)
+    assert list(b["epoch"]) == [1, 2, 3]
+    np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(a["val_acc"], b["val_acc"])
+    sa = load_checkpoint(straight / "last.pt")["state_dict"]
+    sb = load_checkpoint(run / "last.pt")["state_dict"]
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=1e-4, atol=1e-5)
+    assert "resuming from last.pt at epoch 2" in (run / "train.log").read_text()
+
+
+def test_cancel_file_stops_the_job(small_folder, tmp_path, monkeypatch):
+    real_epoch = train_module.train_one_epoch
+
+    def cancel_during_epoch(model, loader, *args, on_batch=None, **kwargs):
+        def hook(batch, batches, loss):
+            if batch == 2:
+                request_cancel(run_dirs[0])  # what `fer cancel` and the dashboard do
+            on_batch(batch, batches, loss)
+        return real_epoch(model, loader, *args, on_batch=hook, **kwargs)
+
+    run_dirs = []
+    real_create = train_module.create_run
+    monkeypatch.setattr(train_module, "create_run", lambda cfg: run_dirs.append(real_create(cfg)) or run_dirs[0])
+    monkeypatch.setattr(train_module, "train_one_epoch", cancel_during_epoch)
+    run = train(load_config(None, tiny_overrides(small_folder, tmp_path, 3)))
+    assert read_status(run)["state"] == "cancelled"
+    assert not (run / "CANCEL").exists() and not (run / "last.pt").exists()
+
+
+def test_failure_is_recorded_in_status(small_folder, tmp_path):
+    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 1, "model.kwargs.no_such_option=1"))
+    with pytest.raises(TypeError):
+        train(cfg)
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    status = read_status(run)
+    assert status["state"] == "failed" and "no_such_option" in status["error"]
+    assert "Traceback" in (run / "train.log").read_text()
+
+
+def test_early_stopping_when_validation_stalls(small_folder, tmp_path):
+    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 10, "optim.lr=0", "sched.name=none",
+                                           "train.early_stop_patience=2", "augmentation=none"))
+    run = train(cfg)
+    status = read_status(run)
+    assert status["state"] == "completed" and status["stopped_early"] is True
+    assert list(read_metrics(run)["epoch"]) == [1, 2, 3]
+
+
+def test_imbalance_options_sgd_plateau_and_cpu_bf16(small_folder, tmp_path):
+    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 2, "data.sampler=weighted",
+                                           "loss.class_weights=true", "loss.label_smoothing=0.1",
+                                           "optim.name=sgd", "optim.lr=0.01", "sched.name=plateau",
+                                           "train.amp=bf16", "train.grad_clip=1.0", "data.val_source=PublicTest",
+                                           "data.test_split=PrivateTest"))
+    run = train(cfg)
+    assert read_status(run)["state"] == "completed"
+    assert (run / "eval_val.json").exists() and not (run / "eval_PrivateTest.json").exists()
+    assert "no test images" in (run / "train.log").read_text()
+
+
+def test_weighted_sampler_balances_classes(full_data):
+    train_idx = full_data.split_indices("Training")
+    loader = train_loader(full_data.images[train_idx], full_data.labels[train_idx], None, 512, "weighted", 7,
+                          torch.Generator().manual_seed(0))
+    seen = np.zeros(7)
+    for i, (_, y) in enumerate(loader):
+        seen += np.bincount(y.numpy(), minlength=7)
+        if i == 15:
+            break
+    share = seen / seen.sum()
+    assert share.min() > 0.11 and share.max() < 0.18  # ~1/7 each, where disgust is 1.5% of Training
+
+
+def test_runs_dir_defaults_to_environment(small_folder, tmp_path, monkeypatch):
+    from fer.train import create_run
+    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "env_runs"))
+    run = create_run(load_config(None, [f"data.path={small_folder}"]))
+    assert run.parent == tmp_path / "env_runs"
