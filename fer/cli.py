@@ -17,19 +17,26 @@ LEADERBOARD_COLUMNS = ["run_id", "name", "status", "model", "optimizer", "schedu
                        "epochs_done", "best_val_acc", "test_acc", "test_macro_f1", "tags"]
 
 
+def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
+    """--model/--optimizer/... as the --set items they stand for."""
+    shortcuts = {"model.name": args.model, "optim.name": args.optimizer, "sched.name": args.scheduler,
+                 "augmentation": args.augmentation, "train.epochs": args.epochs}
+    return [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from fer.config import load_config
     from fer.runs import resolve_run
     from fer.train import train
 
     if args.resume:
-        if args.config or args.set or args.shortcuts():
+        if args.config or args.set or _shortcut_overrides(args):
             print("fer train --resume continues a run with its saved config.json; "
                   "--config/--set/--model... are not allowed with it", file=sys.stderr)
             return 2
         run_dir = train(run_dir=resolve_run(args.resume, args.runs_dir), progress=not args.quiet)
     else:
-        cfg = load_config(args.config, list(args.set) + args.shortcuts())
+        cfg = load_config(args.config, list(args.set) + _shortcut_overrides(args))
         if args.runs_dir:
             cfg.runs_dir = str(args.runs_dir)
         run_dir = train(cfg, progress=not args.quiet)
@@ -172,10 +179,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "train":
-        shortcuts = {"model.name": args.model, "optim.name": args.optimizer, "sched.name": args.scheduler,
-                     "augmentation": args.augmentation, "train.epochs": args.epochs}
-        args.shortcuts = lambda: [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
     try:
         return args.func(args)
     except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError) as e:

@@ -8,6 +8,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from fer.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
+from fer.config import RunConfig, from_dict
+from fer.data import load_fer2013, make_splits
+from fer.data.loaders import eval_loader
+from fer.device import select_device
+from fer.engine import predict
 from fer.runs import write_json_atomic
 
 
@@ -50,13 +56,6 @@ def save_evaluation(run_dir: Path, split: str, metrics: Dict[str, Any], predicti
 def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "best",
                  data_path: Optional[str] = None) -> Dict[str, Any]:
     """Evaluate a run's checkpoint on `split` (test, val, train or a FER2013 split name) and store it."""
-    from fer.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
-    from fer.config import from_dict, RunConfig
-    from fer.data import load_fer2013, make_splits
-    from fer.data.loaders import eval_loader
-    from fer.device import select_device
-    from fer.engine import predict
-
     run_dir = Path(run_dir)
     ckpt_path = run_dir / f"{checkpoint}.pt"
     if not ckpt_path.is_file():

@@ -19,7 +19,6 @@ import os
 import secrets
 import socket
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -181,14 +180,3 @@ def list_runs(runs_dir: Optional[Path] = None) -> pd.DataFrame:
     return df.sort_values(["test_acc", "best_val_acc", "run_id"], ascending=[False, False, False],
                           na_position="last").reset_index(drop=True)
 
-
-def wait_for(run_dir: Path, states: tuple = ("completed", "failed", "cancelled", "interrupted"),
-             timeout: float = 600.0, poll: float = 0.5) -> Dict[str, Any]:
-    """Block until the run reaches one of `states` (for scripts and tests); returns its status."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = read_status(run_dir)
-        if status.get("state") in states:
-            return status
-        time.sleep(poll)
-    raise TimeoutError(f"{run_dir} did not reach {states} within {timeout} s")

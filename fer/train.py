@@ -24,7 +24,7 @@ import torch.nn as nn
 from sklearn.metrics import f1_score
 
 from fer.augment import build_augmentation
-from fer.checkpoint import load_checkpoint, save_checkpoint
+from fer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from fer.config import RunConfig, from_dict, save_config
 from fer.data import default_data_path, load_fer2013, make_splits
 from fer.data.loaders import eval_loader, inverse_frequency_weights, train_loader
@@ -225,7 +225,7 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
         seed_everything(epoch_seed)
         generator.manual_seed(epoch_seed)
         lr = optimizer.param_groups[0]["lr"]
-        on_batch = _batch_reporter(run_dir, epoch, cfg.train.epochs, progress, len(loader))
+        on_batch = _BatchReporter(run_dir, epoch, cfg.train.epochs, progress, len(loader))
         try:
             result = train_one_epoch(model, loader, optimizer, criterion, device, spec, amp_dtype=dtype,
                                      scaler=scaler, grad_clip=cfg.train.grad_clip,
@@ -269,8 +269,6 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
 
 def _final_evaluation(cfg: RunConfig, run_dir: Path, data, splits, device, spec, log) -> dict:
     """Evaluate best.pt on validation and test; store results in the run folder and in best.pt."""
-    from fer.checkpoint import model_from_checkpoint
-
     best = load_checkpoint(run_dir / "best.pt")
     model = model_from_checkpoint(best).to(device)
     results = {}
@@ -293,7 +291,7 @@ def _final_evaluation(cfg: RunConfig, run_dir: Path, data, splits, device, spec,
     return results.get("test", {})
 
 
-class _batch_reporter:
+class _BatchReporter:
     """Per-batch callback: cancel check, throttled status updates, optional tqdm bar."""
 
     def __init__(self, run_dir: Path, epoch: int, epochs: int, progress: bool, total: int) -> None:

@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer.constants import CLASS_NAMES
-
 # Published per-class counts of the FER2013 image-folder release (Training, PublicTest).
 KNOWN_COUNTS = {
     "Training": {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "neutral": 4965, "sad": 4830,
@@ -108,5 +106,3 @@ def tiny_overrides(data_path: Path, runs_dir: Path, epochs: int = 2, *extra: str
     return [f"data.path={data_path}", f"runs_dir={runs_dir}", f"train.epochs={epochs}", TINY_MODEL,
             "train.batch_size=32", "train.eval_batch_size=128", *extra]
 
-
-__all__ = ["CLASS_NAMES", "KNOWN_COUNTS", "copy_sample", "tiny_overrides", "write_fer_csv"]

@@ -89,7 +89,7 @@ def test_crash_then_resume(small_folder, tmp_path):
     assert "completed" in out
     metrics = read_metrics(run)
     assert list(metrics["epoch"]) == list(range(1, 31))
-    assert f"resuming from last.pt at epoch" in (run / "train.log").read_text()
+    assert "resuming from last.pt at epoch" in (run / "train.log").read_text()
 
 
 def test_sigterm_cancels_cleanly(small_folder, tmp_path):

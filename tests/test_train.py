@@ -190,3 +190,13 @@ def test_runs_dir_defaults_to_environment(small_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "env_runs"))
     run = create_run(load_config(None, [f"data.path={small_folder}"]))
     assert run.parent == tmp_path / "env_runs"
+
+
+def test_fp16_autocast_uses_grad_scaler_and_saves_its_state(small_folder, tmp_path):
+    # CUDA's fp16 path (scale, unscale before clipping, step, update) runs on CPU autocast too.
+    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 2, "train.amp=fp16", "train.grad_clip=0.5"))
+    run = train(cfg)
+    assert read_status(run)["state"] == "completed"
+    scaler_state = load_checkpoint(run / "last.pt")["training_state"]["scaler"]
+    assert scaler_state["scale"] > 0 and "_growth_tracker" in scaler_state
+    assert np.isfinite(read_metrics(run)["train_loss"]).all()

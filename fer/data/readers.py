@@ -1,0 +1,217 @@
+"""Readers for the two ways people bring FER2013: Kaggle's CSV and the image-folder layout.
+
+Both return `FaceData`. Bad rows and files are skipped and counted in the `LoadReport`; a source
+that yields nothing raises `DataError` with a message that says what was expected.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from fer.constants import CLASS_NAMES, IMAGE_SIZE, SPLITS
+from fer.data.facedata import DataError, FaceData, LoadReport
+
+N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+CSV_NAMES = ("fer2013.csv", "icml_face_data.csv")
+
+# Folder names that mean a split when file names carry no `Training_`-style prefix.
+SPLIT_FOLDERS = {"train": "Training", "training": "Training",
+                 "test": "PublicTest", "publictest": "PublicTest", "val": "PublicTest",
+                 "valid": "PublicTest", "validation": "PublicTest", "privatetest": "PrivateTest"}
+_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_", re.IGNORECASE)
+_SPLIT_CANON = {s.lower(): s for s in SPLITS}
+
+
+def _empty(origin: str, report: LoadReport) -> FaceData:
+    return FaceData(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.zeros(0, np.int64),
+                    np.zeros(0, np.int8), np.zeros(0, dtype=str), origin, report)
+
+
+# ---------------------------------------------------------------- CSV
+
+def read_fer_csv(path: str | os.PathLike) -> FaceData:
+    """Read Kaggle's `fer2013.csv` or `icml_face_data.csv` (columns emotion, pixels, Usage)."""
+    path = Path(path)
+    report = LoadReport()
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path} is empty: expected a header 'emotion,pixels,Usage' and one row per face")
+        # icml_face_data.csv writes ' Usage' and ' pixels' with a leading space.
+        columns = {name.strip().lower(): i for i, name in enumerate(header)}
+        missing = {"emotion", "pixels"} - columns.keys()
+        if missing:
+            raise DataError(f"{path}: missing column(s) {sorted(missing)}; found {header}. "
+                            "Expected Kaggle's fer2013.csv with columns emotion,pixels,Usage")
+        i_label, i_pixels, i_usage = columns["emotion"], columns["pixels"], columns.get("usage")
+        if i_usage is None:
+            report.notes.append("no Usage column: every row is treated as Training")
+        images, labels, splits, sources = [], [], [], []
+        for row_no, row in enumerate(reader, start=2):  # row 1 is the header
+            source = f"csv:{row_no}"
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            parsed = _parse_csv_row(row, i_label, i_pixels, i_usage)
+            if isinstance(parsed, str):
+                report.skip(source, parsed)
+                continue
+            image, label, split = parsed
+            images.append(image)
+            labels.append(label)
+            splits.append(split)
+            sources.append(source)
+    if not images:
+        if report.n_skipped:
+            raise DataError(f"{path}: no usable rows ({report.summary()})")
+        raise DataError(f"{path} has a header but no rows")
+    return FaceData(np.stack(images), np.asarray(labels, np.int64), np.asarray(splits, np.int8),
+                    np.asarray(sources), str(path), report)
+
+
+def _parse_csv_row(row: List[str], i_label: int, i_pixels: int,
+                   i_usage: Optional[int]) -> Tuple[np.ndarray, int, int] | str:
+    """(image, label, split code), or the reason the row is bad."""
+    if len(row) <= max(i_label, i_pixels, i_usage or 0):
+        return "missing columns"
+    try:
+        label = int(row[i_label].strip())
+    except ValueError:
+        return "non-numeric emotion"
+    if not 0 <= label < len(CLASS_NAMES):
+        return "emotion out of range 0-6"
+    tokens = row[i_pixels].split()
+    if len(tokens) != N_PIXELS:
+        return f"wrong pixel count (expected {N_PIXELS})"
+    try:
+        values = np.asarray(tokens, dtype=np.int64)
+    except ValueError:
+        return "non-numeric pixels"
+    if values.min() < 0 or values.max() > 255:
+        return "pixel value out of range 0-255"
+    split = "Training"
+    if i_usage is not None:
+        split = _SPLIT_CANON.get(row[i_usage].strip().lower())
+        if split is None:
+            return "unknown Usage"
+    return values.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE), label, SPLITS.index(split)
+
+
+# ---------------------------------------------------------------- image folders
+
+def list_image_files(root: str | os.PathLike) -> Tuple[List[Tuple[str, int, int]], LoadReport]:
+    """Walk `root/<split>/<class>/*` and return (relative path, label, split code) per image file."""
+    root = Path(root)
+    report = LoadReport()
+    class_index = {name: i for i, name in enumerate(CLASS_NAMES)}
+    entries: List[Tuple[str, int, int]] = []
+    top = sorted(p for p in root.iterdir() if p.is_dir())
+    if any(p.name.lower() in class_index for p in top):
+        # Class folders straight under the root: one split, read from prefixes (else Training).
+        split_dirs = [(root, "Training")]
+    else:
+        split_dirs = []
+        for p in top:
+            split = SPLIT_FOLDERS.get(p.name.lower())
+            if split is None:
+                report.notes.append(f"ignored folder {p.name!r} (not a split: expected train/ or test/)")
+            else:
+                split_dirs.append((p, split))
+    for split_dir, folder_split in split_dirs:
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            label = class_index.get(class_dir.name.lower())
+            files = [f for f in sorted(os.scandir(class_dir), key=lambda e: e.name) if f.is_file()]
+            if label is None:
+                for f in files:
+                    report.skip(f"{class_dir.relative_to(root)}/{f.name}", f"unknown class folder {class_dir.name!r}")
+                continue
+            for f in files:
+                rel = f"{class_dir.relative_to(root)}/{f.name}"
+                if Path(f.name).suffix.lower() not in IMAGE_SUFFIXES:
+                    report.skip(rel, "not an image file")
+                    continue
+                m = _PREFIX.match(f.name)
+                split = _SPLIT_CANON[m.group(1).lower()] if m else folder_split
+                entries.append((rel, label, SPLITS.index(split)))
+    return entries, report
+
+
+def _decode_gray48(path: str) -> Tuple[Optional[np.ndarray], bool]:
+    """Decode one image file to 48×48 uint8 gray; (None, _) when unreadable, flag when resized."""
+    try:
+        buf = np.fromfile(path, dtype=np.uint8)
+    except OSError:
+        return None, False
+    image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE) if buf.size else None
+    if image is None:
+        return None, False
+    if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        return cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA), True
+    return image, False
+
+
+def read_image_folders(root: str | os.PathLike, workers: int = 4) -> FaceData:
+    """Read the Kaggle image-folder layout: `train/<class>/*.jpg`, `test/<class>/*.jpg`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder")
+    entries, report = list_image_files(root)
+    if not entries:
+        raise DataError(f"{root}: no images found. Expected train/<class>/*.jpg and test/<class>/*.jpg "
+                        f"with classes {', '.join(CLASS_NAMES)} ({report.summary()})")
+    # OpenCV releases the GIL while decoding, so threads give a real speed-up.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        decoded = list(pool.map(_decode_gray48, (str(root / rel) for rel, _, _ in entries), chunksize=256))
+    keep = []
+    for (rel, _, _), (image, resized) in zip(entries, decoded):
+        if image is None:
+            report.skip(rel, "unreadable image")
+        else:
+            keep.append(image)
+            report.resized += resized
+    if not keep:
+        raise DataError(f"{root}: none of the {len(entries)} image files could be decoded")
+    ok = [e for e, (image, _) in zip(entries, decoded) if image is not None]
+    return FaceData(np.stack(keep), np.asarray([e[1] for e in ok], np.int64),
+                    np.asarray([e[2] for e in ok], np.int8), np.asarray([e[0] for e in ok]), str(root), report)
+
+
+# ---------------------------------------------------------------- locating a source
+
+def resolve_source(path: str | os.PathLike) -> Tuple[str, Path]:
+    """('csv' | 'folders', path) for a CSV file, a folder holding one, or an image-folder root."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        return "csv", path
+    if not path.exists():
+        raise DataError(f"{path} does not exist. Put FER2013 there (fer2013.csv or train/ and test/ "
+                        "image folders) or set FER_DATA; see the README")
+    for candidate in _candidate_dirs(path):
+        for name in CSV_NAMES:
+            if (candidate / name).is_file():
+                return "csv", candidate / name
+        if any(p.is_dir() and (p.name.lower() in SPLIT_FOLDERS or p.name.lower() in CLASS_NAMES)
+               for p in candidate.iterdir()):
+            return "folders", candidate
+    raise DataError(f"{path}: found neither fer2013.csv nor train/ and test/ image folders")
+
+
+def _candidate_dirs(path: Path) -> Iterable[Path]:
+    yield path
+    for sub in ("fer2013", "FER2013"):
+        if (path / sub).is_dir():
+            yield path / sub
+
+
+def read_source(path: str | os.PathLike) -> FaceData:
+    """Read FER2013 from a CSV file or image-folder root, whichever `path` is (no cache)."""
+    kind, resolved = resolve_source(path)
+    return read_fer_csv(resolved) if kind == "csv" else read_image_folders(resolved)

@@ -1,0 +1,70 @@
+"""Train / validation / test index sets. A test split is never used for model selection."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from fer.constants import SPLITS
+from fer.data.facedata import DataError, FaceData
+
+VAL_SOURCES = ("train_fraction",) + SPLITS[1:]
+
+
+@dataclass
+class Splits:
+    """Indices into a FaceData for each role."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def sizes(self) -> dict:
+        """Number of images per role."""
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def stratified_sample(index: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """At most `n` of `index`, keeping class proportions (seeded)."""
+    if n <= 0 or n >= len(index):
+        return index
+    try:
+        kept, _ = train_test_split(index, train_size=n, stratify=labels[index], random_state=seed)
+    except ValueError:  # a class too rare to stratify at this size
+        kept, _ = train_test_split(index, train_size=n, random_state=seed)
+    return np.sort(kept)
+
+
+def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction: float = 0.1,
+                test_split: str = "PublicTest", seed: int = 0, limit: int = 0) -> Splits:
+    """Carve validation from Training (stratified, seeded) or take a FER2013 split; test is separate."""
+    if val_source not in VAL_SOURCES:
+        raise ValueError(f"data.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
+    if test_split not in SPLITS[1:]:
+        raise ValueError(f"data.test_split must be PublicTest or PrivateTest, got {test_split!r}")
+    if val_source == test_split:
+        raise ValueError(f"validation and test are both {test_split}: a test split is never used for "
+                         "model selection; set data.test_split to the other test split")
+    training = data.split_indices("Training")
+    if len(training) == 0:
+        raise DataError(f"{data.origin}: no Training images to train on")
+    if val_source == "train_fraction":
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        try:
+            train, val = train_test_split(training, test_size=val_fraction, stratify=data.labels[training],
+                                          random_state=seed)
+        except ValueError:
+            train, val = train_test_split(training, test_size=val_fraction, random_state=seed)
+        train, val = np.sort(train), np.sort(val)
+    else:
+        train, val = training, data.split_indices(val_source)
+        if len(val) == 0:
+            raise DataError(f"{data.origin}: validation split {val_source} is empty")
+    test = data.split_indices(test_split)
+    if limit:
+        train = stratified_sample(train, data.labels, limit, seed)
+        val = stratified_sample(val, data.labels, limit, seed)
+        test = stratified_sample(test, data.labels, limit, seed)
+    return Splits(train, val, test)
