@@ -22,5 +22,6 @@ with st.sidebar:
     kind, description = device_summary()
     st.caption(f"Device: {description}")
 
-page = st.navigation([st.Page(HERE / "pages" / "home.py", title="Overview", icon="🏠", default=True)])
+# Pages live in views/, not pages/: Streamlit would auto-list a pages/ folder beside st.navigation's menu.
+page = st.navigation([st.Page(HERE / "views" / "home.py", title="Overview", icon="🏠", default=True)])
 page.run()
