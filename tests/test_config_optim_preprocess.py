@@ -1,5 +1,6 @@
 """Config layering, optimizer/scheduler registries, and the one preprocessing path."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,13 @@ def test_preprocessing_resizes_and_expands_channels(small_data):
     assert x.shape == (1, 3, 64, 64) and torch.equal(x[:, 0], x[:, 2])
     with pytest.raises(TypeError):
         to_model_input(torch.zeros(1, 1, 48, 48), spec)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_load_and_name_registered_choices(path):
+    from fer.augment import AUGMENTATIONS
+    from fer.models import MODELS
+    cfg = load_config(path)
+    assert cfg.model.name in MODELS and cfg.optim.name in OPTIMIZERS and cfg.sched.name in SCHEDULERS
+    assert cfg.augmentation in AUGMENTATIONS
