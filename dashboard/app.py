@@ -19,8 +19,7 @@ with st.sidebar:
     st.text_input("FER2013 source (fer2013.csv or image-folder root)", key="data_path")
     st.session_state.setdefault("runs_dir", str(default_runs_dir()))
     st.text_input("Runs folder", key="runs_dir")
-    kind, description = device_summary()
-    st.caption(f"Device: {description}")
+    st.caption(f"Device: {device_summary()}")
 
 # Pages live in views/, not pages/: Streamlit would auto-list a pages/ folder beside st.navigation's menu.
 page = st.navigation([st.Page(HERE / "views" / "home.py", title="Overview", icon="🏠", default=True)])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 
@@ -40,7 +40,6 @@ def describe_device(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads of {os.cpu_count()} cores)"
 
 
-def device_summary() -> Tuple[str, str]:
-    """(kind, description) of the device 'auto' would pick, for status displays."""
-    device = select_device("auto")
-    return device.type, describe_device(device)
+def device_summary() -> str:
+    """Description of the device 'auto' would pick, for status displays."""
+    return describe_device(select_device("auto"))

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from fer.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
 from fer.config import RunConfig, from_dict
-from fer.data import load_fer2013, make_splits
+from fer.data import Splits, load_fer2013, make_splits
 from fer.data.loaders import eval_loader
 from fer.device import select_device
 from fer.engine import predict
@@ -53,6 +53,23 @@ def save_evaluation(run_dir: Path, split: str, metrics: Dict[str, Any], predicti
     predictions.to_csv(Path(run_dir) / f"predictions_{split}.csv", index=False)
 
 
+def splits_for(cfg: RunConfig, data) -> Splits:
+    """The train/val/test indices a run's config defines (the same at training and evaluation time)."""
+    return make_splits(data, cfg.data.val_source, cfg.data.val_fraction, cfg.data.test_split,
+                       cfg.train.seed, cfg.data.limit)
+
+
+def evaluate_split(model, spec, data, index: np.ndarray, split_name: str, run_dir: Path, checkpoint: str,
+                   epoch: int, device, batch_size: int = 256) -> Dict[str, Any]:
+    """Predict `data[index]`, score it and write eval_<split>.json + predictions_<split>.csv."""
+    probs, labels = predict(model, eval_loader(data.images[index], data.labels[index], batch_size), device, spec)
+    metrics = classification_metrics(labels, probs, data.class_names)
+    metrics.update(checkpoint=checkpoint, epoch=int(epoch))
+    save_evaluation(run_dir, split_name, metrics, predictions_frame(data.sources[index], labels, probs,
+                                                                    data.class_names))
+    return {"split": split_name, **metrics}
+
+
 def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "best",
                  data_path: Optional[str] = None) -> Dict[str, Any]:
     """Evaluate a run's checkpoint on `split` (test, val, train or a FER2013 split name) and store it."""
@@ -63,8 +80,7 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     ckpt = load_checkpoint(ckpt_path)
     cfg = from_dict(RunConfig, ckpt["config"])
     data = load_fer2013(data_path or cfg.data.path or None)
-    splits = make_splits(data, cfg.data.val_source, cfg.data.val_fraction, cfg.data.test_split,
-                         cfg.train.seed, cfg.data.limit)
+    splits = splits_for(cfg, data)
     role = split or "test"
     names = {"train": "train", "val": "val", "test": cfg.data.test_split}
     if role in ("train", "val", "test"):
@@ -74,13 +90,6 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     if len(index) == 0:
         raise ValueError(f"split {role!r} is empty in {data.origin}")
     device = select_device("auto")  # where the run trained may not exist here
-    model = model_from_checkpoint(ckpt).to(device)
-    spec = preprocessing_from_checkpoint(ckpt)
-    probs, labels = predict(model, eval_loader(data.images[index], data.labels[index], cfg.train.eval_batch_size),
-                            device, spec)
-    metrics = classification_metrics(labels, probs, ckpt["class_names"])
-    metrics.update(checkpoint=checkpoint, epoch=int(ckpt["epoch"]))
-    save_evaluation(run_dir, split_name, metrics,
-                    predictions_frame(data.sources[index], labels, probs, ckpt["class_names"]))
-    return {"split": split_name, **metrics}
+    return evaluate_split(model_from_checkpoint(ckpt).to(device), preprocessing_from_checkpoint(ckpt), data, index,
+                          split_name, run_dir, checkpoint, ckpt["epoch"], device, cfg.train.eval_batch_size)
 

@@ -58,7 +58,8 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -67,7 +68,7 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> Dict[str, Any]:
     if state not in STATES:
         raise ValueError(f"unknown run state {state!r}")
     status = read_json(run_dir / "status.json", {}) or {}
-    status.update(fields, state=state, updated_at=_now(), pid=os.getpid(), host=socket.gethostname())
+    status.update(fields, state=state, updated_at=utc_now(), pid=os.getpid(), host=socket.gethostname())
     write_json_atomic(run_dir / "status.json", status)
     return status
 
@@ -142,7 +143,7 @@ def resolve_run(ref: str | Path, runs_dir: Optional[Path] = None) -> Path:
 
 def request_cancel(run_dir: Path) -> None:
     """Ask a running job to stop after its current batch (it saves state and marks itself cancelled)."""
-    (Path(run_dir) / "CANCEL").write_text(_now())
+    (Path(run_dir) / "CANCEL").write_text(utc_now())
 
 
 def run_summary(run_dir: Path) -> Dict[str, Any]:

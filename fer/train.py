@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -23,17 +22,19 @@ import torch
 import torch.nn as nn
 from sklearn.metrics import f1_score
 
-from fer.augment import build_augmentation
+from fer.augment import AUGMENTATIONS, build_augmentation
 from fer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from fer.config import RunConfig, from_dict, save_config
-from fer.data import default_data_path, load_fer2013, make_splits
+from fer.data import default_data_path, load_fer2013
+from fer.data.readers import resolve_source
+from fer.data.splits import VAL_SOURCES
 from fer.data.loaders import eval_loader, inverse_frequency_weights, train_loader
 from fer.device import amp_dtype, describe_device, select_device
 from fer.engine import evaluate, train_one_epoch
-from fer.evaluate import classification_metrics, predictions_frame, save_evaluation
-from fer.models import count_parameters, create_model
-from fer.optim import build_optimizer, build_scheduler
-from fer.runs import (append_metrics, default_runs_dir, new_run_id, read_json, truncate_metrics,
+from fer.evaluate import evaluate_split, splits_for
+from fer.models import MODELS, count_parameters, create_model
+from fer.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from fer.runs import (append_metrics, default_runs_dir, new_run_id, read_json, truncate_metrics, utc_now,
                       write_status)
 
 STATUS_EVERY_S = 1.0  # throttle status.json writes during an epoch
@@ -43,18 +44,8 @@ class Cancelled(Exception):
     """Raised inside the loop when a cancel was requested (CANCEL file, SIGTERM or Ctrl-C)."""
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def validate_config(cfg: RunConfig) -> None:
     """Fail fast, before a run folder exists, on names no registry knows and a missing data source."""
-    from fer.augment import AUGMENTATIONS
-    from fer.data.readers import resolve_source
-    from fer.data.splits import VAL_SOURCES
-    from fer.models import MODELS
-    from fer.optim import OPTIMIZERS, SCHEDULERS
-
     MODELS.get(cfg.model.name)
     OPTIMIZERS.get(cfg.optim.name)
     SCHEDULERS.get(cfg.sched.name)
@@ -79,7 +70,7 @@ def create_run(cfg: RunConfig, runs_dir: Optional[Path] = None) -> Path:
     run_dir = root / new_run_id(cfg.name)
     run_dir.mkdir()
     save_config(cfg, run_dir / "config.json")
-    write_status(run_dir, "queued", created_at=_now(), epochs=cfg.train.epochs)
+    write_status(run_dir, "queued", created_at=utc_now(), epochs=cfg.train.epochs)
     return run_dir
 
 
@@ -152,10 +143,10 @@ def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progr
             _fit(cfg, run_dir, log, progress)
     except (Cancelled, KeyboardInterrupt) as e:
         log.info("cancelled (%s); resume with: fer train --resume %s", e or "interrupt", run_dir)
-        write_status(run_dir, "cancelled", finished_at=_now())
+        write_status(run_dir, "cancelled", finished_at=utc_now())
     except Exception as e:
         log.exception("training failed")
-        write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}", finished_at=_now())
+        write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}", finished_at=utc_now())
         raise
     finally:
         cancel_file.unlink(missing_ok=True)
@@ -172,8 +163,7 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
     spec = cfg.preprocessing()
 
     data = load_fer2013(cfg.data.path)
-    splits = make_splits(data, cfg.data.val_source, cfg.data.val_fraction, cfg.data.test_split,
-                         cfg.train.seed, cfg.data.limit)
+    splits = splits_for(cfg, data)
     log.info("data %s: %s; load report: %s", data.origin, splits.sizes(), data.report.summary())
     num_classes = len(data.class_names)
 
@@ -215,7 +205,7 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
 
     status = read_json(run_dir / "status.json", {}) or {}
     write_status(run_dir, "running", epoch=start_epoch, epochs=cfg.train.epochs, batch=0, batches=len(loader),
-                 device=describe_device(device), started_at=status.get("started_at") or _now(),
+                 device=describe_device(device), started_at=status.get("started_at") or utc_now(),
                  error=None, finished_at=None)
     config_dict = cfg.to_dict()
     stopped_early = False
@@ -245,7 +235,7 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
                "val_acc": val_acc, "val_macro_f1": float(f1_score(labels, probs.argmax(1), average="macro",
                                                                    labels=list(range(num_classes)), zero_division=0)),
                "lr": lr, "seconds": round(result.seconds, 3), "images_per_s": round(result.images_per_s, 1),
-               "best": improved, "time": _now()}
+               "best": improved, "time": utc_now()}
         append_metrics(run_dir, row)
         if improved:
             save_checkpoint(run_dir / "best.pt", model, config_dict, data.class_names, spec, epoch, {"val": row})
@@ -263,7 +253,7 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
             break
 
     test_metrics = _final_evaluation(cfg, run_dir, data, splits, device, spec, log)
-    write_status(run_dir, "completed", finished_at=_now(), best_val_acc=best_acc, stopped_early=stopped_early,
+    write_status(run_dir, "completed", finished_at=utc_now(), best_val_acc=best_acc, stopped_early=stopped_early,
                  test_acc=test_metrics.get("accuracy"))
 
 
@@ -277,12 +267,8 @@ def _final_evaluation(cfg: RunConfig, run_dir: Path, data, splits, device, spec,
         if len(index) == 0:
             log.info("no %s images (%s is not in %s): %s evaluation skipped", role, split_name, data.origin, role)
             continue
-        _, _, probs, labels = evaluate(model, eval_loader(data.images[index], data.labels[index],
-                                                          cfg.train.eval_batch_size), device, spec)
-        metrics = classification_metrics(labels, probs, data.class_names)
-        metrics.update(checkpoint="best", epoch=int(best["epoch"]))
-        save_evaluation(run_dir, split_name, metrics, predictions_frame(data.sources[index], labels, probs,
-                                                                        data.class_names))
+        metrics = evaluate_split(model, spec, data, index, split_name, run_dir, "best", best["epoch"], device,
+                                 cfg.train.eval_batch_size)
         results[role] = {"split": split_name, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
         log.info("%s (%s, best epoch %d): accuracy %.4f, macro-F1 %.4f", role, split_name, best["epoch"],
                  metrics["accuracy"], metrics["macro_f1"])
