@@ -70,7 +70,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def model_from_checkpoint(ckpt: Dict[str, Any]) -> nn.Module:
     """Rebuild the model from a loaded checkpoint alone, in eval mode."""
     spec = ckpt["model"]
-    model = create_model(spec["name"], num_classes=spec["num_classes"], in_chans=spec["in_chans"], **spec["kwargs"])
+    # The state dict holds every weight, so never fetch ImageNet weights again (it may be offline).
+    kwargs = {k: v for k, v in spec["kwargs"].items() if k not in ("pretrained", "weights_path")}
+    model = create_model(spec["name"], num_classes=spec["num_classes"], in_chans=spec["in_chans"], **kwargs)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

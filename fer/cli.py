@@ -1,4 +1,4 @@
-"""The `fer` command line: train, eval, runs, cancel, data stats."""
+"""The `fer` command line: train, eval, runs, cancel, suite, data stats."""
 from __future__ import annotations
 
 import argparse
@@ -96,6 +96,46 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_suite_list(args: argparse.Namespace) -> int:
+    from fer.suites import SUITES
+
+    for name in SUITES.names():
+        variants = ", ".join(v.name for v in SUITES.get(name)(30))
+        print(f"{name:15s} {SUITES.info(name)['title']}\n{'':15s} variants: {variants}")
+    return 0
+
+
+def _cmd_suite_run(args: argparse.Namespace) -> int:
+    from fer.suites import run_suite, suite_report
+
+    results = run_suite(args.name, args.repeats, args.epochs or 0, args.set, args.config, args.jobs,
+                        args.runs_dir, args.quiet)
+    failed = [r for r in results if r["returncode"] != 0]
+    for r in failed:
+        print(f"{r['run_dir']}: exited with {r['returncode']} (see its train.log)", file=sys.stderr)
+    print(f"suite {args.name}: {len(results) - len(failed)} of {len(results)} runs completed\n")
+    _print_report(suite_report(args.name, args.runs_dir), "table")
+    return 1 if failed else 0
+
+
+def _print_report(report: pd.DataFrame, fmt: str) -> None:
+    if fmt == "csv":
+        print(report.to_csv(index=False), end="")
+    elif fmt == "json":
+        print(report.to_json(orient="records", indent=2))
+    elif report.empty:
+        print("no completed runs of this suite yet")
+    else:
+        print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def _cmd_suite_report(args: argparse.Namespace) -> int:
+    from fer.suites import suite_report
+
+    _print_report(suite_report(args.name, args.runs_dir), args.format)
+    return 0
+
+
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from fer.data import load_fer2013
     from fer.data.stats import summarize
@@ -161,6 +201,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=_cmd_cancel)
+
+    from fer.suites import SUITES
+
+    p = sub.add_parser("suite", help="experiment suites: the studies' ablation ladders")
+    suite_sub = p.add_subparsers(dest="suite_command", required=True)
+    p = suite_sub.add_parser("list", help="the suites and their variants")
+    p.set_defaults(func=_cmd_suite_list)
+    p = suite_sub.add_parser("run", help="train every variant of a suite (× repeats)",
+                             description="Config per run = defaults, --config, the variant, --set, --epochs.")
+    p.add_argument("name", choices=SUITES.names())
+    p.add_argument("--repeats", type=int, default=1, help="seeds per variant (train.seed, +1, ...)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: the config's train.epochs)")
+    p.add_argument("--config", type=Path, help="base YAML/JSON config under every variant")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
+    p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_suite_run)
+    p = suite_sub.add_parser("report", help="mean ± std per variant over repeats, with the train-val gap")
+    p.add_argument("name", choices=SUITES.names())
+    p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=_cmd_suite_report)
 
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)

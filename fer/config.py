@@ -44,6 +44,12 @@ class OptimConfig:
     momentum: float = 0.9  # SGD
     nesterov: bool = True  # SGD
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam/AdamW
+    alpha: float = 1.2  # KacıFANN / Momentum-Kacı exponent (α = 1 is plain SGD)
+    eps: float = 1e-8  # KacıFANN: added to loss and reference weight
+    w_floor: float = 1e-3  # KacıFANN: lower bound of the reference weight
+    ratio_max: float = 1e3  # KacıFANN: the loss/weight ratio is clipped to [1/ratio_max, ratio_max]
+    update_clip: float = 1.0  # KacıFANN: elementwise clip of the update
+    backbone_lr: float = 0.0  # transfer learning: learning rate of the pretrained backbone; 0 = lr
 
 
 @dataclass
@@ -64,6 +70,12 @@ class SchedConfig:
 class LossConfig:
     label_smoothing: float = 0.0
     class_weights: bool = False  # inverse-frequency weights in the cross-entropy
+
+
+@dataclass
+class TransferConfig:
+    freeze_epochs: int = 0  # > 0: train only the model's head for this many epochs, then unfreeze
+    unfreeze: List[str] = field(default_factory=lambda: ["layer4"])  # modules trained after that; ["all"] = all
 
 
 @dataclass
@@ -90,6 +102,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def preprocessing(self) -> Preprocessing:
@@ -175,8 +188,12 @@ def parse_override(item: str) -> Dict[str, Any]:
     return node
 
 
-def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Defaults, then the YAML/JSON file at `path`, then each `key=value` override."""
+def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = (),
+                layers: Sequence[Dict[str, Any]] = ()) -> RunConfig:
+    """Defaults, then the YAML/JSON file at `path`, then nested-dict `layers`, then `key=value` overrides.
+
+    A layer that sets `model.name` brings its own `model.kwargs` (kwargs of another model would not fit).
+    """
     merged = RunConfig().to_dict()
     if path:
         text = Path(path).read_text()
@@ -185,6 +202,11 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
         merged = _merge(merged, loaded)
+    for layer in layers:
+        _check_override_path(layer)
+        merged = _merge(merged, layer)
+        if "name" in layer.get("model", {}):
+            merged["model"]["kwargs"] = dict(layer["model"].get("kwargs", {}))
     for item in overrides:
         override = parse_override(item)
         _check_override_path(override)

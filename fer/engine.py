@@ -48,6 +48,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     n_batches = len(loader)
+    # KacıFANN-style optimizers scale their step by the batch loss.
+    takes_loss = getattr(optimizer, "takes_loss", False)
     for i, (x, y) in enumerate(loader):
         x = _inputs(x, device, spec, channels_last)
         y = y.to(device, non_blocking=True)
@@ -60,13 +62,13 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
+            scaler.step(optimizer, **({"loss": loss.detach()} if takes_loss else {}))
             scaler.update()
         else:
             loss.backward()
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+            optimizer.step(**({"loss": loss.detach()} if takes_loss else {}))
         if batch_scheduler is not None:
             batch_scheduler.step()  # after optimizer.step(), as PyTorch requires
         n = y.numel()

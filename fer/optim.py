@@ -13,6 +13,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from fer.config import OptimConfig, SchedConfig
+from fer.kaci import KaciFANN, MomentumKaci
 from fer.registry import Registry
 
 OPTIMIZERS: Registry[Callable[[Iterable, OptimConfig], Optimizer]] = Registry("optimizer")
@@ -38,6 +39,23 @@ def sgd(params: Iterable, cfg: OptimConfig) -> Optimizer:
                            nesterov=cfg.nesterov and cfg.momentum > 0)
 
 
+def _kaci_kwargs(cfg: OptimConfig) -> dict:
+    return dict(lr=cfg.lr, alpha=cfg.alpha, eps=cfg.eps, w_floor=cfg.w_floor, ratio_max=cfg.ratio_max,
+                update_clip=cfg.update_clip, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("kacifann")
+def kacifann(params: Iterable, cfg: OptimConfig) -> Optimizer:
+    """KacıFANN: gradient scaled by ((loss+ε)/(W_ref+ε))^(α−1), clipped (see fer.kaci)."""
+    return KaciFANN(params, **_kaci_kwargs(cfg))
+
+
+@OPTIMIZERS.register("momentum_kaci")
+def momentum_kaci(params: Iterable, cfg: OptimConfig) -> Optimizer:
+    """Momentum-Kacı: the KacıFANN update accumulated in a momentum buffer (see fer.kaci)."""
+    return MomentumKaci(params, momentum=cfg.momentum, **_kaci_kwargs(cfg))
+
+
 def build_optimizer(params: Iterable, cfg: OptimConfig) -> Optimizer:
     """The optimizer `cfg.name` over `params`."""
     return OPTIMIZERS.get(cfg.name)(params, cfg)
@@ -52,8 +70,13 @@ def constant(optimizer: Optimizer, cfg: SchedConfig, epochs: int, steps_per_epoc
 @SCHEDULERS.register("onecycle", cadence="batch")
 def onecycle(optimizer: Optimizer, cfg: SchedConfig, epochs: int, steps_per_epoch: int) -> LRScheduler:
     """OneCycle: warm up to `max_lr`, then anneal (stepped per batch)."""
-    max_lr = cfg.max_lr or optimizer.param_groups[0]["lr"]
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs,
+    # Peak per parameter group: `max_lr` scales every group's lr alike (backbone/head keep their ratio).
+    base = optimizer.param_groups[0]["lr"]
+    scale = cfg.max_lr / base if cfg.max_lr and base else 1.0
+    max_lr = [g["lr"] * scale for g in optimizer.param_groups]
+    # Momentum cycling needs a momentum (SGD, Momentum-Kacı) or betas (Adam); KacıFANN has neither.
+    cycle = any(k in optimizer.defaults for k in ("momentum", "betas"))
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs, cycle_momentum=cycle,
                                                steps_per_epoch=steps_per_epoch, pct_start=cfg.pct_start)
 
 
@@ -87,7 +110,7 @@ def warmup_cosine(optimizer: Optimizer, cfg: SchedConfig, epochs: int, steps_per
     total = max(1, epochs * steps_per_epoch)
     warmup = min(total - 1, cfg.warmup_epochs * steps_per_epoch)
     base = optimizer.param_groups[0]["lr"]
-    floor = cfg.min_lr / base if base else 0.0
+    floor = cfg.min_lr / base if base else 0.0  # relative, so every parameter group keeps its ratio
 
     def factor(step_no: int) -> float:
         if step_no < warmup:

@@ -162,6 +162,10 @@ def run_summary(run_dir: Path) -> Dict[str, Any]:
                            "best_val_acc": float(metrics["val_acc"].max()) if not metrics.empty else None,
                            "final_train_acc": float(metrics["train_acc"].iloc[-1]) if not metrics.empty else None,
                            "train_seconds": float(metrics["seconds"].sum()) if not metrics.empty else None}
+    # Overfitting signal: train minus validation accuracy at the best (checkpointed) epoch.
+    best_row = metrics.loc[metrics["val_acc"].idxmax()] if not metrics.empty and metrics["val_acc"].notna().any() else None
+    row["best_epoch"] = int(best_row["epoch"]) if best_row is not None else None
+    row["train_val_gap"] = float(best_row["train_acc"] - best_row["val_acc"]) if best_row is not None else None
     test = read_json(run_dir / f"eval_{config.get('data', {}).get('test_split', 'PublicTest')}.json")
     row["test_split"] = test.get("split") if test else None
     row["test_acc"] = test.get("accuracy") if test else None

@@ -36,6 +36,7 @@ from fer.models import MODELS, count_parameters, create_model
 from fer.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
 from fer.runs import (append_metrics, default_runs_dir, new_run_id, read_json, truncate_metrics, utc_now,
                       write_status)
+from fer.transfer import apply_freeze, parameter_groups
 
 STATUS_EVERY_S = 1.0  # throttle status.json writes during an epoch
 
@@ -179,7 +180,7 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
                           num_classes, generator, cfg.data.num_workers)
     val_loader = eval_loader(data.images[splits.val], data.labels[splits.val], cfg.train.eval_batch_size)
 
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    optimizer = build_optimizer(parameter_groups(model, cfg), cfg.optim)
     scheduler, cadence = build_scheduler(optimizer, cfg.sched, cfg.train.epochs, len(loader))
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     weights = None
@@ -215,6 +216,9 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
         seed_everything(epoch_seed)
         generator.manual_seed(epoch_seed)
         lr = optimizer.param_groups[0]["lr"]
+        trainable = apply_freeze(model, cfg, epoch)
+        if cfg.transfer.freeze_epochs > 0:
+            log.info("epoch %d trains %s", epoch, trainable)
         on_batch = _BatchReporter(run_dir, epoch, cfg.train.epochs, progress, len(loader))
         try:
             result = train_one_epoch(model, loader, optimizer, criterion, device, spec, amp_dtype=dtype,
@@ -236,6 +240,8 @@ def _fit(cfg: RunConfig, run_dir: Path, log: logging.Logger, progress: bool) -> 
                                                                    labels=list(range(num_classes)), zero_division=0)),
                "lr": lr, "seconds": round(result.seconds, 3), "images_per_s": round(result.images_per_s, 1),
                "best": improved, "time": utc_now()}
+        if hasattr(optimizer, "skipped_steps"):
+            row["skipped_steps"] = optimizer.skipped_steps  # KacıFANN: steps skipped on a non-finite loss
         append_metrics(run_dir, row)
         if improved:
             save_checkpoint(run_dir / "best.pt", model, config_dict, data.class_names, spec, epoch, {"val": row})

@@ -34,6 +34,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # Importing the modules registers their models.
-from fer.models import cnn, resnet  # noqa: E402,F401
+from fer.models import cnn, deep_emotion, resnet, xception  # noqa: E402,F401
 
 __all__ = ["MODELS", "create_model", "count_parameters", "get_cam_layer", "register_model"]

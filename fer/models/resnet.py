@@ -1,18 +1,115 @@
-"""torchvision ResNets adapted to 1×48×48 faces."""
+"""torchvision ResNet-18/34 adapted to grayscale faces, optionally from ImageNet weights.
+
+Two adaptations of the 3-channel ImageNet network (`channels`):
+- "sum": a 1-channel `conv1` whose filters are the pretrained RGB filters summed over colour
+  (a gray image x gives the same response as the RGB image (x, x, x));
+- "repeat": keep the RGB `conv1` and copy the gray channel three times in `forward`.
+Two input sizes (`input_size`):
+- 48: the 7×7 stride-2 stem and max-pool would shrink a 48×48 face to 12×12 before `layer1`,
+  so `conv1` becomes 3×3 stride 1 (pretrained 7×7 filters resized to 3×3) and the max-pool goes;
+- 224: faces are upsampled to 224×224 inside `forward` and the ImageNet stem is kept.
+Pretrained weights come from torchvision's weights API (downloaded once into the torch hub cache)
+or from `weights_path`. Without either, the builder raises: never a silent random init.
+"""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
 import torch.nn as nn
-from torchvision.models import resnet18 as tv_resnet18
+import torch.nn.functional as F
+from torchvision.models import ResNet18_Weights, ResNet34_Weights
+from torchvision.models.resnet import BasicBlock, ResNet
 
 from fer.models import register_model
 
 
-@register_model()
-def resnet18(num_classes: int = 7, in_chans: int = 1) -> nn.Module:
-    """ResNet-18 with a 3×3 stride-1 stem and no max-pool, so 48×48 keeps a 6×6 final map."""
-    model = tv_resnet18(weights=None, num_classes=num_classes)
-    # The ImageNet stem (7×7 stride 2 + max-pool) would shrink 48×48 to 12×12 before layer1.
-    model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    model.maxpool = nn.Identity()
-    model.cam_layer = "layer4"
+class PretrainedWeightsError(RuntimeError):
+    """ImageNet weights were asked for but could not be found or downloaded."""
+
+
+class FaceResNet(ResNet):
+    """A torchvision ResNet that takes gray faces; layer names match torchvision's (conv1 … layer4, fc)."""
+
+    def __init__(self, layers: list, num_classes: int = 7, in_chans: int = 1, channels: str = "sum",
+                 input_size: int = 48) -> None:
+        if channels not in ("sum", "repeat"):
+            raise ValueError(f"channels must be 'sum' or 'repeat', got {channels!r}")
+        if input_size not in (48, 224):
+            raise ValueError(f"input_size must be 48 (adapted stem) or 224 (upsampled), got {input_size!r}")
+        super().__init__(BasicBlock, layers, num_classes=num_classes)
+        self.repeat_gray = channels == "repeat" and in_chans == 1
+        self.upsample_to = 224 if input_size == 224 else 0
+        stem_in = 3 if self.repeat_gray else in_chans
+        if input_size == 48:
+            self.conv1 = nn.Conv2d(stem_in, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        elif stem_in != 3:
+            self.conv1 = nn.Conv2d(stem_in, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.cam_layer = "layer4"
+        self.head_name = "fc"  # the classifier, trained alone in a frozen-backbone phase
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.repeat_gray:
+            x = x.expand(-1, 3, -1, -1)
+        if self.upsample_to:
+            x = F.interpolate(x, size=(self.upsample_to, self.upsample_to), mode="bilinear", align_corners=False)
+        return super().forward(x)
+
+    def load_imagenet(self, state: Dict[str, torch.Tensor]) -> None:
+        """Copy ImageNet weights in, adapting `conv1` to this stem and dropping the 1000-class `fc`."""
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        conv1 = state["conv1.weight"]  # 64×3×7×7
+        if self.conv1.in_channels != 3:
+            conv1 = conv1.sum(1, keepdim=True).repeat(1, self.conv1.in_channels, 1, 1) / self.conv1.in_channels
+        if self.conv1.kernel_size[0] != conv1.shape[-1]:
+            k = self.conv1.kernel_size[0]
+            # Resizing keeps each filter's pattern; the area ratio keeps its response to flat input.
+            conv1 = F.interpolate(conv1, size=(k, k), mode="bilinear", align_corners=False) * (conv1.shape[-1] / k) ** 2
+        state["conv1.weight"] = conv1
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
+            raise PretrainedWeightsError(f"ImageNet weights do not fit: missing {missing}, unexpected {unexpected}")
+
+
+def imagenet_state_dict(weights, weights_path: str = "") -> Dict[str, torch.Tensor]:
+    """ImageNet weights from `weights_path`, else torchvision's cache or download; a clear error offline."""
+    if weights_path:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise PretrainedWeightsError(f"weights_path {path} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return state.get("state_dict", state) if isinstance(state, dict) else state
+    try:
+        return weights.get_state_dict(progress=False)
+    except Exception as e:  # URLError, socket errors, HTTP errors: all mean "not reachable"
+        raise PretrainedWeightsError(
+            f"could not get ImageNet weights from {weights.url} ({type(e).__name__}: {e}). Download that file "
+            f"where you have internet and pass --set model.kwargs.weights_path=/path/to/{weights.url.rsplit('/', 1)[-1]}, "
+            f"or put it in the torch hub cache ({torch.hub.get_dir()}/checkpoints/), or train with pretrained=false."
+        ) from e
+
+
+def _build(layers: list, weights, num_classes: int, in_chans: int, pretrained: bool, weights_path: str,
+           **kwargs: Any) -> FaceResNet:
+    model = FaceResNet(layers, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    if pretrained or weights_path:
+        model.load_imagenet(imagenet_state_dict(weights, weights_path))
     return model
+
+
+@register_model()
+def resnet18(num_classes: int = 7, in_chans: int = 1, pretrained: bool = False, weights_path: str = "",
+             **kwargs: Any) -> FaceResNet:
+    """torchvision ResNet-18 for gray faces (48×48 stem or upsampled to 224), optionally ImageNet-pretrained."""
+    return _build([2, 2, 2, 2], ResNet18_Weights.IMAGENET1K_V1, num_classes, in_chans, pretrained, weights_path,
+                  **kwargs)
+
+
+@register_model()
+def resnet34(num_classes: int = 7, in_chans: int = 1, pretrained: bool = False, weights_path: str = "",
+             **kwargs: Any) -> FaceResNet:
+    """torchvision ResNet-34 for gray faces (48×48 stem or upsampled to 224), optionally ImageNet-pretrained."""
+    return _build([3, 4, 6, 3], ResNet34_Weights.IMAGENET1K_V1, num_classes, in_chans, pretrained, weights_path,
+                  **kwargs)
