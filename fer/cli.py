@@ -1,4 +1,4 @@
-"""The `fer` command line: train, eval, runs, cancel, suite, data stats."""
+"""The `fer` command line: train, eval, runs, cancel, suite, predict, data stats."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ from fer.models import MODELS
 from fer.optim import OPTIMIZERS, SCHEDULERS
 
 LEADERBOARD_COLUMNS = ["run_id", "name", "status", "model", "optimizer", "scheduler", "augmentation",
-                       "epochs_done", "best_val_acc", "test_acc", "test_macro_f1", "tags"]
+                       "epochs_done", "best_val_acc", "test_acc", "test_macro_f1", "tags", "source"]
 
 
 def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
@@ -68,7 +68,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from fer.runs import list_runs
 
-    df = list_runs(args.runs_dir)
+    df = list_runs(args.runs_dir, include_default=True)
     if args.sort:
         if args.sort not in df.columns:
             print(f"unknown column {args.sort!r}; columns: {', '.join(df.columns)}", file=sys.stderr)
@@ -133,6 +133,17 @@ def _cmd_suite_report(args: argparse.Namespace) -> int:
     from fer.suites import suite_report
 
     _print_report(suite_report(args.name, args.runs_dir), args.format)
+    return 0
+
+
+def _cmd_blendshapes_train(args: argparse.Namespace) -> int:
+    from fer.blendshapes import train_blendshape_run
+    from fer.runs import read_status
+
+    run_dir = train_blendshape_run(args.path, args.name, args.runs_dir, args.C, args.limit, tags=args.tag)
+    status = read_status(run_dir)
+    print(f"{run_dir}: {status.get('state')}, best val accuracy {status['best_val_acc']:.4f}, "
+          f"test accuracy {status['test_acc']:.4f}")
     return 0
 
 
@@ -225,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=_cmd_suite_report)
 
+    p = sub.add_parser("blendshapes", help="MediaPipe blendshape + landmark features and a linear classifier")
+    bs_sub = p.add_subparsers(dest="blendshapes_command", required=True)
+    p = bs_sub.add_parser("train", help="extract features, choose C on validation, write a run folder")
+    p.add_argument("path", nargs="?", help="fer2013.csv or image-folder root (default: FER_DATA or data/)")
+    p.add_argument("--name", default="mediapipe-blendshapes")
+    p.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="regularisation values to try")
+    p.add_argument("--limit", type=int, default=0, help="cap each split (stratified); 0 = all")
+    p.add_argument("--tag", action="append", default=[])
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=_cmd_blendshapes_train)
+
+    from fer.cli_predict import add_predict_parser
+
+    add_predict_parser(sub)
+
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     p = data_sub.add_parser("stats", help="counts, imbalance, pixel statistics and duplicate/leakage report")
@@ -239,12 +265,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the `fer` console script."""
     from fer.config import ConfigError
     from fer.data import DataError
+    from fer.faces import ModelFileUnavailable
+    from fer.models.resnet import PretrainedWeightsError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError) as e:
+    except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError, ModelFileUnavailable,
+            PretrainedWeightsError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"fer {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -74,6 +74,9 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
                  data_path: Optional[str] = None) -> Dict[str, Any]:
     """Evaluate a run's checkpoint on `split` (test, val, train or a FER2013 split name) and store it."""
     run_dir = Path(run_dir)
+    from fer.blendshapes import is_blendshape_run
+    if is_blendshape_run(run_dir):
+        return _evaluate_blendshape_run(run_dir, split, data_path)
     ckpt_path = run_dir / f"{checkpoint}.pt"
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path} does not exist (has the run finished an epoch?)")
@@ -93,3 +96,25 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     return evaluate_split(model_from_checkpoint(ckpt).to(device), preprocessing_from_checkpoint(ckpt), data, index,
                           split_name, run_dir, checkpoint, ckpt["epoch"], device, cfg.train.eval_batch_size)
 
+
+
+def _evaluate_blendshape_run(run_dir: Path, split: Optional[str], data_path: Optional[str]) -> Dict[str, Any]:
+    from fer.blendshapes import BlendshapeClassifier, cached_features
+    from fer.runs import read_json
+
+    cfg = from_dict(RunConfig, read_json(run_dir / "config.json"))
+    data = load_fer2013(data_path or cfg.data.path or None)
+    splits = splits_for(cfg, data)
+    role = split or "test"
+    names = {"train": "train", "val": "val", "test": cfg.data.test_split}
+    index, split_name = (getattr(splits, role), names[role]) if role in names else (data.split_indices(role), role)
+    if len(index) == 0:
+        raise ValueError(f"split {role!r} is empty in {data.origin}")
+    clf = BlendshapeClassifier.load(run_dir)
+    features = cached_features(data.images[index])
+    probs = clf.predict_proba(features)
+    metrics = classification_metrics(data.labels[index], probs, data.class_names)
+    metrics.update(checkpoint="classifier", epoch=1, face_coverage=float((~np.isnan(features).any(1)).mean()))
+    save_evaluation(run_dir, split_name, metrics, predictions_frame(data.sources[index], data.labels[index], probs,
+                                                                    data.class_names))
+    return {"split": split_name, **metrics}

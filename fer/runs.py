@@ -132,6 +132,10 @@ def resolve_run(ref: str | Path, runs_dir: Optional[Path] = None) -> Path:
     root = Path(runs_dir or default_runs_dir())
     if (root / str(ref) / "config.json").is_file():
         return root / str(ref)
+    if str(ref) == "default":
+        from fer.default_model import DEFAULT_RUN_DIR
+        if (DEFAULT_RUN_DIR / "config.json").is_file():
+            return DEFAULT_RUN_DIR
     matches = [p for p in root.glob("*") if (p / "config.json").is_file() and str(ref) in p.name] \
         if root.is_dir() else []
     if len(matches) == 1:
@@ -175,11 +179,19 @@ def run_summary(run_dir: Path) -> Dict[str, Any]:
     return row
 
 
-def list_runs(runs_dir: Optional[Path] = None) -> pd.DataFrame:
-    """The leaderboard: one row per run folder, best test accuracy first, then validation accuracy."""
+def list_runs(runs_dir: Optional[Path] = None, include_default: bool = False) -> pd.DataFrame:
+    """The leaderboard: one row per run folder, best test accuracy first, then validation accuracy.
+
+    `include_default` adds the model shipped in the package (source "built-in").
+    """
     root = Path(runs_dir or default_runs_dir())
     dirs = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
-    df = pd.DataFrame([run_summary(p) for p in dirs])
+    rows = [{**run_summary(p), "source": "local"} for p in dirs]
+    if include_default:
+        from fer.default_model import DEFAULT_RUN_DIR
+        if (DEFAULT_RUN_DIR / "config.json").is_file():
+            rows.append({**run_summary(DEFAULT_RUN_DIR), "run_id": "default", "source": "built-in"})
+    df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=["run_id", "name", "status", "model", "best_val_acc", "test_acc"])
     return df.sort_values(["test_acc", "best_val_acc", "run_id"], ascending=[False, False, False],

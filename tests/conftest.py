@@ -106,3 +106,13 @@ def tiny_overrides(data_path: Path, runs_dir: Path, epochs: int = 2, *extra: str
     return [f"data.path={data_path}", f"runs_dir={runs_dir}", f"train.epochs={epochs}", TINY_MODEL,
             "train.batch_size=32", "train.eval_batch_size=128", *extra]
 
+
+
+@pytest.fixture(scope="session")
+def mediapipe_models():
+    """MediaPipe model files in the model cache. CI points FER_MODEL_CACHE at a local copy, so nothing is
+    downloaded there; a developer machine without that variable downloads them once (checksum-verified)."""
+    from fer.faces import ensure_model_file
+    offline = bool(os.environ.get("FER_MODEL_CACHE"))
+    return [ensure_model_file(name, download=not offline)
+            for name in ("blaze_face_short_range.tflite", "face_landmarker.task")]

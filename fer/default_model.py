@@ -1,0 +1,72 @@
+"""The model that ships inside the package, and how a finished run becomes it.
+
+`fer/assets/default_run/` is an ordinary run folder (best checkpoint, config, metrics, status,
+evaluations, log) plus `CARD.md`, so every viewer treats it like any other run; the leaderboard
+lists it as source "built-in".
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from fer.runs import read_json, read_metrics
+
+DEFAULT_RUN_DIR = Path(__file__).parent / "assets" / "default_run"
+SHIPPED_FILES = ("best.pt", "config.json", "status.json", "metrics.jsonl", "train.log", "eval_val.json",
+                 "eval_PublicTest.json", "predictions_PublicTest.csv")
+MAX_BYTES = 20 * 1024 * 1024
+
+
+def default_run_dir() -> Path:
+    """The packaged run folder."""
+    return DEFAULT_RUN_DIR
+
+
+def run_card(run_dir: Path, command: str) -> str:
+    """A Markdown card: data, recipe, results per class, how to reproduce."""
+    config = read_json(run_dir / "config.json")
+    status = read_json(run_dir / "status.json")
+    metrics = read_metrics(run_dir)
+    test = read_json(run_dir / f"eval_{config['data']['test_split']}.json")
+    val = read_json(run_dir / "eval_val.json")
+    best = metrics.loc[metrics["val_acc"].idxmax()]
+    lines = [
+        f"# Default model: {config['name']} ({config['model']['name']})", "",
+        "Ships inside `fer-studio` and is used whenever no run is chosen (photo upload, webcam, `fer predict`).", "",
+        "## Data", "",
+        f"FER2013 Training ({config['data']['val_fraction']:.0%} stratified, seeded validation split held out), "
+        f"test split {test['split']} ({test['n']} images), evaluated once with the best-validation checkpoint.", "",
+        "## Recipe", "",
+        "```json", json.dumps({k: config[k] for k in ("model", "augmentation", "optim", "sched", "loss", "train")},
+                              indent=2), "```", "",
+        "## Results", "",
+        f"- {test['split']} accuracy **{test['accuracy']:.2%}**, macro-F1 {test['macro_f1']:.3f}",
+        f"- validation accuracy {val['accuracy']:.2%} (best epoch {int(best['epoch'])} of {len(metrics)})",
+        f"- training time {metrics['seconds'].sum() / 60:.1f} min of epochs on {status.get('device', 'CPU')}",
+        "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
+    ]
+    for name, row in test["per_class"].items():
+        lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
+    lines += ["", "Confusion matrix (rows: true, columns: predicted): see `eval_PublicTest.json`.", "",
+              "## Reproduce", "", "```bash", command, "```", ""]
+    return "\n".join(lines)
+
+
+def package_run(run_dir: Path, command: str, dest: Path = DEFAULT_RUN_DIR) -> Path:
+    """Copy a finished run's files into `dest` with its card; refuses runs over 20 MB or not completed."""
+    run_dir = Path(run_dir)
+    if read_json(run_dir / "status.json", {}).get("state") != "completed":
+        raise ValueError(f"{run_dir} has not completed")
+    size = sum((run_dir / f).stat().st_size for f in SHIPPED_FILES if (run_dir / f).is_file())
+    if size > MAX_BYTES:
+        raise ValueError(f"{run_dir}: {size / 1e6:.1f} MB is over the 20 MB limit for a shipped model")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in SHIPPED_FILES:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, dest / name)
+    (dest / "CARD.md").write_text(run_card(run_dir, command))
+    (dest / "RUN_ID").write_text(run_dir.name + "\n")
+    return dest
