@@ -22,5 +22,8 @@ with st.sidebar:
     st.caption(f"Device: {device_summary()}")
 
 # Pages live in views/, not pages/: Streamlit would auto-list a pages/ folder beside st.navigation's menu.
-page = st.navigation([st.Page(HERE / "views" / "home.py", title="Overview", icon="🏠", default=True)])
+page = st.navigation([
+    st.Page(HERE / "views" / "home.py", title="Overview", icon="🏠", default=True),
+    st.Page(HERE / "views" / "predict.py", title="Predict", icon="📷", url_path="predict"),
+])
 page.run()

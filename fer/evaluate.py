@@ -59,6 +59,19 @@ def splits_for(cfg: RunConfig, data) -> Splits:
                        cfg.train.seed, cfg.data.limit)
 
 
+def split_index(cfg: RunConfig, data, split: Optional[str]) -> tuple:
+    """(indices, split name) for a role (test, val, train: as the run defined them) or a FER2013 split name."""
+    role = split or "test"
+    names = {"train": "train", "val": "val", "test": cfg.data.test_split}
+    if role in names:
+        index, split_name = getattr(splits_for(cfg, data), role), names[role]
+    else:
+        index, split_name = data.split_indices(role), role
+    if len(index) == 0:
+        raise ValueError(f"split {role!r} is empty in {data.origin}")
+    return index, split_name
+
+
 def evaluate_split(model, spec, data, index: np.ndarray, split_name: str, run_dir: Path, checkpoint: str,
                    epoch: int, device, batch_size: int = 256) -> Dict[str, Any]:
     """Predict `data[index]`, score it and write eval_<split>.json + predictions_<split>.csv."""
@@ -83,15 +96,7 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     ckpt = load_checkpoint(ckpt_path)
     cfg = from_dict(RunConfig, ckpt["config"])
     data = load_fer2013(data_path or cfg.data.path or None)
-    splits = splits_for(cfg, data)
-    role = split or "test"
-    names = {"train": "train", "val": "val", "test": cfg.data.test_split}
-    if role in ("train", "val", "test"):
-        index, split_name = getattr(splits, role), names[role]
-    else:
-        index, split_name = data.split_indices(role), role
-    if len(index) == 0:
-        raise ValueError(f"split {role!r} is empty in {data.origin}")
+    index, split_name = split_index(cfg, data, split)
     device = select_device("auto")  # where the run trained may not exist here
     return evaluate_split(model_from_checkpoint(ckpt).to(device), preprocessing_from_checkpoint(ckpt), data, index,
                           split_name, run_dir, checkpoint, ckpt["epoch"], device, cfg.train.eval_batch_size)
@@ -104,12 +109,7 @@ def _evaluate_blendshape_run(run_dir: Path, split: Optional[str], data_path: Opt
 
     cfg = from_dict(RunConfig, read_json(run_dir / "config.json"))
     data = load_fer2013(data_path or cfg.data.path or None)
-    splits = splits_for(cfg, data)
-    role = split or "test"
-    names = {"train": "train", "val": "val", "test": cfg.data.test_split}
-    index, split_name = (getattr(splits, role), names[role]) if role in names else (data.split_indices(role), role)
-    if len(index) == 0:
-        raise ValueError(f"split {role!r} is empty in {data.origin}")
+    index, split_name = split_index(cfg, data, split)
     clf = BlendshapeClassifier.load(run_dir)
     features = cached_features(data.images[index])
     probs = clf.predict_proba(features)

@@ -175,3 +175,21 @@ def load_predictor(run: str | Path | None = None, runs_dir: Optional[Path] = Non
     if is_blendshape_run(run_dir):
         return BlendshapePredictor.from_run(run_dir)
     return Predictor.from_run(run_dir, tta=tta)
+
+
+def available_models(runs_dir: Optional[Path] = None) -> List[str]:
+    """Model choices for the UI: "default" (when shipped), then local runs with a usable checkpoint, newest first."""
+    from fer.runs import default_runs_dir
+
+    root = Path(runs_dir or default_runs_dir())
+    runs = sorted((p.name for p in root.glob("*") if (p / "best.pt").is_file() or (p / "classifier.json").is_file()),
+                  reverse=True) if root.is_dir() else []
+    return (["default"] if (DEFAULT_RUN_DIR / "best.pt").is_file() else []) + runs
+
+
+def load_ensemble(names: Sequence[str], runs_dir: Optional[Path] = None, tta: str = "none"):
+    """One predictor or an ensemble from UI choices ("default" = the shipped model)."""
+    members = [load_predictor(None if n == "default" else n, runs_dir, tta) for n in names]
+    if not members:
+        raise ValueError("choose at least one model")
+    return members[0] if len(members) == 1 else Ensemble(members)

@@ -40,3 +40,48 @@ def test_overview_without_data_explains_how_to_get_it(tmp_path):
     assert "No FER2013 data found" in at.warning[0].value
     assert any("Kaggle" in m.value for m in at.markdown)
     assert "No runs yet" in at.info[0].value
+
+
+def _jpeg(array) -> bytes:
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.usefixtures("mediapipe_models")
+def test_predict_page_labels_every_uploaded_face(tmp_path):
+    from skimage import data as skdata
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["runs_dir"] = str(tmp_path)  # no runs: the shipped default model is the only choice
+    at.switch_page("views/predict.py").run()
+    assert not at.exception
+    assert at.multiselect(key="predict_models").value == ["default"]
+    at.file_uploader(key="predict_uploads").upload("astronaut.jpg", _jpeg(skdata.astronaut()), "image/jpeg").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["emotion"]) == ["happy"] and table["confidence"].iloc[0] > 0.5
+    at.toggle(key="predict_cam").set_value(True).run()
+    assert not at.exception and len(at.image) >= 2  # the annotated photo and the face's Grad-CAM
+
+
+@pytest.mark.usefixtures("mediapipe_models")
+def test_predict_page_reports_bad_uploads_and_faceless_images(tmp_path, runs_with_one_run):
+    import numpy as np
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["runs_dir"] = str(runs_with_one_run)
+    at.switch_page("views/predict.py").run()
+    choices = at.multiselect(key="predict_models").options
+    assert choices[0] == "default" and len(choices) == 2  # the shipped model, then the trained run
+    uploader = at.file_uploader(key="predict_uploads")
+    uploader.upload("notes.png", b"not an image", "image/png")
+    uploader.upload("wall.jpg", _jpeg(np.full((200, 300, 3), 120, np.uint8)), "image/jpeg").run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("not an image" in e for e in errors) and any("no face found" in e for e in errors)
+    at.toggle(key="predict_whole").set_value(True).run()
+    assert not at.exception and any("whole image" in i.value for i in at.info)

@@ -30,7 +30,7 @@ def test_default_model_scores_its_card_on_public_test(fer_root):
     test = data.split_indices("PublicTest")
     probs = predictor.predict_faces(data.images[test])
     accuracy = float((probs.argmax(1) == data.labels[test]).mean())
-    assert accuracy == pytest.approx(recorded["accuracy"], abs=2e-4)  # batching may move a borderline face
+    assert accuracy == pytest.approx(recorded["accuracy"], abs=6e-4)  # batching may move a borderline face or two
     assert accuracy >= 0.66  # the bar for a CPU-trained default model
 
 

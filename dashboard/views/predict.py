@@ -1,0 +1,82 @@
+"""Predict: upload photos; every face is boxed with its emotion and probabilities, Grad-CAM on demand."""
+import threading
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from fer.annotate import annotate
+from fer.explain import CAM_METHODS, explain_faces, overlay
+from fer.faces import FACE_DETECTORS, PHOTO_TILES, DetectorSettings, create_detector
+from fer.images import ImageError, load_image
+from fer.predictor import TTA_MODES, NoFaceFound, available_models, load_ensemble
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def cached_predictor(names: tuple, runs_dir: str, tta: str):
+    return load_ensemble(list(names), runs_dir or None, tta)
+
+
+@st.cache_resource(show_spinner="Loading the face detector…")
+def cached_detector(name: str, min_confidence: float, min_face_size: int):
+    settings = DetectorSettings(min_confidence=min_confidence, min_face_size=min_face_size, tiles=PHOTO_TILES)
+    # One detector serves every session; MediaPipe's detect() is not re-entrant, hence the lock.
+    return create_detector(name, settings), threading.Lock()
+
+
+st.title("Predict")
+runs_dir = st.session_state.get("runs_dir") or ""
+choices = available_models(runs_dir or None)
+if not choices:
+    st.error("No model is available: the shipped default model is missing and there are no runs.")
+    st.stop()
+
+with st.sidebar.expander("Prediction settings", expanded=False):
+    detector_name = st.selectbox("Face detector", ["auto", *FACE_DETECTORS.names()], key="predict_detector",
+                                 help="auto: MediaPipe, or OpenCV Haar when MediaPipe's model cannot be fetched")
+    min_confidence = st.slider("Minimum detection confidence", 0.1, 0.95, 0.5, 0.05, key="predict_min_conf")
+    min_face_size = st.number_input("Minimum face size (px)", 10, 500, 20, key="predict_min_size")
+    tta = st.selectbox("Test-time augmentation", TTA_MODES, key="predict_tta")
+    align = st.toggle("Level the eye line", key="predict_align")
+    whole_image = st.toggle("No face found: classify the whole image", key="predict_whole")
+
+names = st.multiselect("Model (several = an ensemble)", choices, default=choices[:1], key="predict_models")
+uploads = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
+                           accept_multiple_files=True, key="predict_uploads")
+if not names:
+    st.info("Choose at least one model.")
+    st.stop()
+predictor = cached_predictor(tuple(names), runs_dir, tta)
+detector, detector_lock = cached_detector(detector_name, min_confidence, int(min_face_size))
+if detector.note:
+    st.warning(detector.note)
+show_cam = st.toggle("Show Grad-CAM for each face", key="predict_cam", disabled=predictor.model is None)
+cam_method = st.selectbox("CAM method", CAM_METHODS.names(), key="predict_cam_method") if show_cam else None
+
+for i, upload in enumerate(uploads or []):
+    st.subheader(upload.name)
+    try:
+        rgb = load_image(upload.getvalue(), upload.name)
+        with detector_lock:
+            result = predictor.predict_image(rgb, detector, align=align, whole_image=whole_image)
+    except (ImageError, NoFaceFound) as e:
+        st.error(str(e))
+        continue
+    if result.note and result.note != detector.note:
+        st.info(result.note)
+    left, right = st.columns([3, 2])
+    left.image(annotate(rgb, result), caption=f"{len(result.faces)} face(s), model {predictor.name}")
+    rows = [{"face": f"#{n}", "emotion": c, "probability": p}
+            for n, face in enumerate(result.faces, 1) for c, p in face.probabilities.items()]
+    chart = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=predictor.class_names),
+        color="emotion:N", row="face:N", tooltip=["face", "emotion", alt.Tooltip("probability:Q", format=".1%")])
+    right.altair_chart(chart)
+    right.dataframe(pd.DataFrame([{"face": f"#{n}", "emotion": f.label, "confidence": f.confidence,
+                                   "box (x, y, w, h)": str(f.box)} for n, f in enumerate(result.faces, 1)]),
+                    hide_index=True, key=f"predict_table_{i}")
+    if show_cam:
+        faces = [f.face for f in result.faces]
+        heatmaps, classes = explain_faces(predictor, faces, cam_method)
+        st.image([overlay(face, heat) for face, heat in zip(faces, heatmaps)],
+                 caption=[f"#{n}: {predictor.class_names[c]}" for n, c in enumerate(classes, 1)])
