@@ -156,7 +156,7 @@ def run_summary(run_dir: Path) -> Dict[str, Any]:
     config = read_json(run_dir / "config.json", {}) or {}
     status = read_status(run_dir)
     metrics = read_metrics(run_dir)
-    row: Dict[str, Any] = {"run_id": run_dir.name, "name": config.get("name"),
+    row: Dict[str, Any] = {"run_id": run_dir.name, "path": str(run_dir), "name": config.get("name"),
                            "tags": ",".join(config.get("tags", [])), "status": status.get("state", "unknown"),
                            "model": config.get("model", {}).get("name"),
                            "optimizer": config.get("optim", {}).get("name"),

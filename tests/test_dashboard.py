@@ -6,6 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import tiny_overrides
 from fer.config import load_config
+from fer.runs import list_runs
 from fer.train import train
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -85,3 +86,51 @@ def test_predict_page_reports_bad_uploads_and_faceless_images(tmp_path, runs_wit
     assert any("not an image" in e for e in errors) and any("no face found" in e for e in errors)
     at.toggle(key="predict_whole").set_value(True).run()
     assert not at.exception and any("whole image" in i.value for i in at.info)
+
+
+@pytest.fixture(scope="module")
+def two_runs(small_folder, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("compare_runs")
+    train(load_config(None, tiny_overrides(small_folder, runs, 2, "name=slow", "optim.lr=0.001", "tags=[suite:depth, variant:depth1, seed:0]")))
+    train(load_config(None, tiny_overrides(small_folder, runs, 2, "name=fast", "optim.lr=0.01")))
+    return runs
+
+
+def test_runs_page_compares_filters_and_edits(two_runs):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["runs_dir"] = str(two_runs)
+    at.switch_page("views/runs.py").run()
+    assert not at.exception
+    board = at.dataframe[0].value
+    assert {"slow", "fast"} <= set(board["name"])  # (+ the shipped model, source "built-in", when present)
+    compare = at.multiselect(key="runs_compare")
+    local = [r for r in board["run_id"] if r != "default"]
+    compare.set_value(local).run()
+    diff = at.dataframe[1].value
+    assert "optim.lr" in diff.index and "name" in diff.index
+    at.text_input(key="runs_filter_tag").set_value("suite:depth").run()
+    assert list(at.dataframe[0].value["name"]) == ["slow"]
+    assert at.selectbox(key="runs_suite").value == "depth"
+    target = next(r for r in local if "fast" in r)
+    at.selectbox(key="runs_edit_target").set_value(target).run()
+    at.text_input(key=f"runs_edit_name_{target}").set_value("renamed")
+    at.button(key="runs_edit_save").click().run()
+    assert not at.exception
+    assert "renamed" in set(list_runs(two_runs)["name"])
+
+
+def test_confusion_page_shows_matrices_scores_and_mistakes(two_runs, small_folder):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["runs_dir"] = str(two_runs)
+    at.session_state["data_path"] = str(small_folder)
+    at.switch_page("views/confusion.py").run()
+    assert not at.exception
+    assert at.selectbox(key="confusion_split").value == "PublicTest"
+    per_class = at.dataframe[0].value
+    assert list(per_class.index) == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    runs = at.selectbox(key="confusion_run").options
+    at.selectbox(key="confusion_run_b").set_value(runs[1]).run()
+    assert not at.exception
+    mistakes = at.dataframe[-1].value
+    assert len(mistakes) > 0 and (mistakes["true"] != mistakes["pred"]).all()
+    assert len(at.image) == 1  # the gallery of mistaken faces

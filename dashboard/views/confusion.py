@@ -1,0 +1,90 @@
+"""Confusion: a run's confusion matrix (counts / row-normalised), per-class scores, two runs side by side
+with their difference, and the most confident mistakes per true/predicted pair."""
+from pathlib import Path
+
+import altair as alt
+import streamlit as st
+
+from fer.compare import (confident_mistakes, confusion_difference, confusion_frame, evaluations, face_images,
+                         per_class_frame)
+from fer.data import DataError, load_fer2013
+from fer.runs import default_runs_dir, list_runs
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def cached_board(runs_dir: str):
+    return list_runs(runs_dir or None, include_default=True)
+
+
+@st.cache_resource(show_spinner="Loading FER2013…")
+def cached_dataset(path: str):
+    return load_fer2013(path)
+
+
+def heatmap(frame, title: str, diverging: bool = False) -> alt.Chart:
+    long = frame.reset_index().melt(id_vars="true", var_name="predicted", value_name="value")
+    order = list(frame.index)
+    scale = alt.Scale(scheme="redblue", domainMid=0, reverse=True) if diverging else alt.Scale(scheme="blues")
+    base = alt.Chart(long, title=title).encode(x=alt.X("predicted:N", sort=order), y=alt.Y("true:N", sort=order))
+    fmt = ".2f" if frame.values.max() <= 1.0 else ".0f"
+    return (base.mark_rect().encode(color=alt.Color("value:Q", scale=scale), tooltip=["true", "predicted", "value"])
+            + base.mark_text(fontSize=11).encode(text=alt.Text("value:Q", format=fmt)))
+
+
+st.title("Confusion")
+runs_dir = st.session_state.get("runs_dir") or str(default_runs_dir())
+board = cached_board(runs_dir)
+evaluated = board[board["test_acc"].notna()] if not board.empty else board
+if evaluated.empty:
+    st.info("No evaluated runs yet: a run is evaluated on its test split when training completes.")
+    st.stop()
+paths = dict(zip(evaluated["run_id"], evaluated["path"]))
+run_a = st.selectbox("Run", list(paths), key="confusion_run")
+evals_a = evaluations(Path(paths[run_a]))
+splits = list(evals_a)
+split = st.selectbox("Split", splits, key="confusion_split",
+                     index=next((i for i, s in enumerate(splits) if s != "val"), 0))  # the test split first
+normalize = st.toggle("Row-normalised (recall per true class)", value=True, key="confusion_normalize")
+evaluation = evals_a[split]
+cols = st.columns(3)
+cols[0].metric("Accuracy", f"{evaluation['accuracy']:.2%}")
+cols[1].metric("Macro-F1", f"{evaluation['macro_f1']:.3f}")
+cols[2].metric("Images", f"{evaluation['n']:,}")
+left, right = st.columns([3, 2])
+left.altair_chart(heatmap(confusion_frame(evaluation, normalize), f"{run_a} on {split}"), key="confusion_a")
+right.dataframe(per_class_frame(evaluation), key="confusion_per_class")
+
+others = [r for r in paths if r != run_a]
+run_b = st.selectbox("Compare with", ["(none)", *others], key="confusion_run_b")
+if run_b != "(none)":
+    evals_b = evaluations(Path(paths[run_b]))
+    if split in evals_b:
+        c1, c2 = st.columns(2)
+        c1.altair_chart(heatmap(confusion_frame(evals_b[split], normalize), f"{run_b} on {split}"),
+                        key="confusion_b")
+        c2.altair_chart(heatmap(confusion_difference(evaluation, evals_b[split]), f"{run_b} − {run_a} (row-normalised)",
+                                diverging=True), key="confusion_diff")
+    else:
+        st.warning(f"{run_b} has no evaluation on {split}.")
+
+st.subheader("Most confident mistakes")
+names = evaluation["class_names"]
+pair = st.columns(2)
+true = pair[0].selectbox("True class", ["(any)", *names], key="confusion_true")
+pred = pair[1].selectbox("Predicted class", ["(any)", *names], key="confusion_pred")
+mistakes = confident_mistakes(Path(paths[run_a]), split, None if true == "(any)" else true,
+                              None if pred == "(any)" else pred)
+if mistakes.empty:
+    st.info("No such mistakes (or no per-image predictions stored for this split).")
+else:
+    try:
+        data = cached_dataset(st.session_state.get("data_path", "data"))
+        faces = face_images(data, mistakes["source"])
+    except DataError:
+        faces = []
+    if len(faces) == len(mistakes):
+        st.image(faces, width=96, caption=[f"{t}→{p} {c:.0%}" for t, p, c in
+                                             zip(mistakes["true"], mistakes["pred"], mistakes["confidence"])])
+    else:
+        st.caption("The images are not in the current data source; showing the table only.")
+    st.dataframe(mistakes[["source", "true", "pred", "confidence"]], hide_index=True, key="confusion_mistakes")

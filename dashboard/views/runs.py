@@ -1,0 +1,104 @@
+"""Runs: the leaderboard with filters, overlaid curves, config diff, hyperparameters vs accuracy, suites, edits."""
+from pathlib import Path
+
+import altair as alt
+import streamlit as st
+
+from fer.compare import config_diff, curves, delete_run, parallel_coordinates, rename_run, set_tags
+from fer.runs import default_runs_dir, list_runs
+from fer.suites import SUITES, suite_report
+
+BOARD_COLUMNS = ["run_id", "name", "status", "model", "optimizer", "scheduler", "augmentation", "epochs_done",
+                 "best_val_acc", "test_acc", "test_macro_f1", "train_val_gap", "train_seconds", "tags", "source"]
+HYPERPARAMETERS = ["config.model.name", "config.optim.name", "config.optim.lr", "config.optim.weight_decay",
+                   "config.train.batch_size", "config.train.epochs", "config.augmentation", "config.loss.label_smoothing"]
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def cached_board(runs_dir: str):
+    return list_runs(runs_dir or None, include_default=True)
+
+
+st.title("Runs")
+runs_dir = st.session_state.get("runs_dir") or str(default_runs_dir())
+board = cached_board(runs_dir)
+if board.empty:
+    st.info("No runs yet. Start one on the Train page or with `fer train`.")
+    st.stop()
+
+suite_of = board["tags"].fillna("").map(lambda t: next((x[6:] for x in t.split(",") if x.startswith("suite:")), ""))
+filters = st.columns(4)
+models = filters[0].multiselect("Model", sorted(board["model"].dropna().unique()), key="runs_filter_model")
+optimizers = filters[1].multiselect("Optimizer", sorted(board["optimizer"].dropna().unique()), key="runs_filter_opt")
+statuses = filters[2].multiselect("Status", sorted(board["status"].dropna().unique()), key="runs_filter_status")
+tag_text = filters[3].text_input("Tag or suite contains", key="runs_filter_tag")
+view = board
+if models:
+    view = view[view["model"].isin(models)]
+if optimizers:
+    view = view[view["optimizer"].isin(optimizers)]
+if statuses:
+    view = view[view["status"].isin(statuses)]
+if tag_text:
+    view = view[view["tags"].fillna("").str.contains(tag_text, regex=False)]
+st.dataframe(view[[c for c in BOARD_COLUMNS if c in view.columns]], hide_index=True, key="runs_board")
+st.caption(f"{len(view)} of {len(board)} runs; click a column header to sort.")
+
+
+
+def run_path(run_id: str) -> Path:
+    return Path(board.loc[board["run_id"] == run_id, "path"].iloc[0])
+
+
+chosen = st.multiselect("Compare runs", list(view["run_id"]), default=list(view["run_id"][:2]), key="runs_compare")
+if chosen:
+    paths = [run_path(r) for r in chosen]
+    long = curves(paths)
+    if not long.empty:
+        metric = st.selectbox("Curve", sorted(long["metric"].unique()), key="runs_curve_metric",
+                              index=sorted(long["metric"].unique()).index("val_acc") if "val_acc" in set(long["metric"]) else 0)
+        st.altair_chart(alt.Chart(long[long["metric"] == metric]).mark_line(point=True).encode(
+            x="epoch:Q", y=alt.Y("value:Q", title=metric), color="run_id:N", tooltip=["run_id", "epoch", "value"]))
+        both = long[long["metric"].isin(["train_acc", "val_acc"])]
+        st.altair_chart(alt.Chart(both).mark_line().encode(
+            x="epoch:Q", y="value:Q", color="run_id:N", strokeDash="metric:N"), key="runs_train_val_chart")
+    if len(chosen) > 1:
+        st.subheader("Config differences")
+        st.dataframe(config_diff(paths), key="runs_config_diff")
+
+st.subheader("Hyperparameters vs test accuracy")
+coords = parallel_coordinates(view, HYPERPARAMETERS)
+if not coords.empty and view["test_acc"].notna().any():
+    st.altair_chart(alt.Chart(coords).mark_line(opacity=0.6).encode(
+        x=alt.X("axis:N", sort=HYPERPARAMETERS, title=None), y=alt.Y("scaled:Q", axis=None),
+        color=alt.Color("test_acc:Q", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
+        tooltip=["run_id", "axis", "value", "test_acc"]), key="runs_parallel")
+
+suites = sorted(s for s in set(suite_of) if s and s in SUITES)
+if suites:
+    st.subheader("Suites: mean ± std over seeds")
+    suite = st.selectbox("Suite", suites, key="runs_suite")
+    st.dataframe(suite_report(suite, runs_dir), hide_index=True, key="runs_suite_report")
+
+with st.expander("Rename, tag or delete a run"):
+    local = [r for r in board["run_id"] if r != "default"]
+    target = st.selectbox("Run", local, key="runs_edit_target")
+    if target:
+        row = board.loc[board["run_id"] == target].iloc[0]
+        new_name = st.text_input("Name", value=row["name"] or "", key=f"runs_edit_name_{target}")
+        new_tags = st.text_input("Tags (comma-separated)", value=row["tags"] or "", key=f"runs_edit_tags_{target}")
+        cols = st.columns(2)
+        if cols[0].button("Save", key="runs_edit_save"):
+            rename_run(run_path(target), new_name)
+            set_tags(run_path(target), new_tags.split(","))
+            cached_board.clear()
+            st.rerun()
+        confirm = cols[1].checkbox("I really want to delete it", key="runs_edit_confirm")
+        if cols[1].button("Delete", key="runs_edit_delete", disabled=not confirm):
+            try:
+                delete_run(run_path(target))
+            except ValueError as e:
+                st.error(str(e))
+            else:
+                cached_board.clear()
+                st.rerun()

@@ -1,0 +1,138 @@
+"""Comparing runs: learning curves, config differences, confusion matrices and mistakes; run edits.
+
+Read-only helpers over run folders (the dashboard's Runs and Confusion pages are views of these),
+plus the three explicit edits a user may ask for: rename, retag, delete.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fer.config import flatten
+from fer.runs import read_json, read_metrics, read_status, write_json_atomic
+
+CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_macro_f1", "lr")
+
+
+def curves(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    """Long table of per-epoch metrics: run_id, epoch, metric, value (for overlaid charts)."""
+    frames = []
+    for run_dir in map(Path, run_dirs):
+        metrics = read_metrics(run_dir)
+        if metrics.empty:
+            continue
+        cols = [c for c in CURVE_METRICS if c in metrics.columns]
+        long = metrics[["epoch", *cols]].melt(id_vars="epoch", var_name="metric", value_name="value")
+        frames.append(long.assign(run_id=run_dir.name).dropna(subset=["value"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["epoch", "metric", "value",
+                                                                                     "run_id"])
+
+
+def config_diff(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    """The config keys whose values differ between runs (rows: keys, columns: run ids)."""
+    configs = {Path(r).name: flatten(read_json(Path(r) / "config.json", {}) or {}) for r in run_dirs}
+    table = pd.DataFrame(configs).astype(str)
+    if table.empty:
+        return table
+    differs = table.nunique(axis=1) > 1
+    return table[differs & ~table.index.isin(["runs_dir"])]
+
+
+def _edit_config(run_dir: Path, **changes) -> None:
+    config = read_json(run_dir / "config.json")
+    config.update(changes)
+    write_json_atomic(run_dir / "config.json", config)
+
+
+def rename_run(run_dir: Path, name: str) -> None:
+    """Change a run's display name (its folder and id stay)."""
+    if not name.strip():
+        raise ValueError("a run name cannot be empty")
+    _edit_config(Path(run_dir), name=name.strip())
+
+
+def set_tags(run_dir: Path, tags: Sequence[str]) -> None:
+    """Replace a run's tags."""
+    _edit_config(Path(run_dir), tags=[t.strip() for t in tags if t.strip()])
+
+
+def delete_run(run_dir: Path) -> None:
+    """Delete a run folder; a running or queued run must be cancelled first."""
+    run_dir = Path(run_dir)
+    if read_status(run_dir).get("state") in ("running", "queued"):
+        raise ValueError(f"{run_dir.name} is {read_status(run_dir)['state']}: cancel it before deleting")
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"{run_dir} is not a run folder")
+    shutil.rmtree(run_dir)
+
+
+def evaluations(run_dir: Path) -> Dict[str, dict]:
+    """The run's stored evaluations by split name (eval_<split>.json)."""
+    return {p.stem[len("eval_"):]: json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("eval_*.json"))}
+
+
+def confusion_frame(evaluation: dict, normalize: bool = False) -> pd.DataFrame:
+    """The confusion matrix as a DataFrame (rows true, columns predicted), optionally row-normalised."""
+    names = evaluation["class_names"]
+    cm = pd.DataFrame(np.asarray(evaluation["confusion_matrix"], dtype=float), index=names, columns=names)
+    if normalize:
+        cm = cm.div(cm.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
+    cm.index.name, cm.columns.name = "true", "predicted"
+    return cm
+
+
+def per_class_frame(evaluation: dict) -> pd.DataFrame:
+    """Per-class precision, recall, F1 and support."""
+    return pd.DataFrame(evaluation["per_class"]).T[["precision", "recall", "f1", "support"]]
+
+
+def confusion_difference(a: dict, b: dict) -> pd.DataFrame:
+    """Row-normalised confusion of run B minus run A (positive: B puts more of the true class there)."""
+    if a["class_names"] != b["class_names"]:
+        raise ValueError("the two runs use different classes")
+    return confusion_frame(b, normalize=True) - confusion_frame(a, normalize=True)
+
+
+def confident_mistakes(run_dir: Path, split: str, true: Optional[str] = None, pred: Optional[str] = None,
+                       k: int = 12) -> pd.DataFrame:
+    """The most confident wrong predictions on `split` (optionally for one true/predicted pair)."""
+    path = Path(run_dir) / f"predictions_{split}.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    df = pd.read_csv(path)
+    wrong = df[~df["correct"]]
+    if true:
+        wrong = wrong[wrong["true"] == true]
+    if pred:
+        wrong = wrong[wrong["pred"] == pred]
+    return wrong.sort_values("confidence", ascending=False).head(k).reset_index(drop=True)
+
+
+def face_images(data, sources: Sequence[str]) -> List[np.ndarray]:
+    """The 48×48 faces of `sources` (ids as in predictions CSVs) from a loaded FaceData."""
+    index = {s: i for i, s in enumerate(data.sources)}
+    return [data.images[index[s]] for s in sources if s in index]
+
+
+def parallel_coordinates(board: pd.DataFrame, columns: Sequence[str], target: str = "test_acc") -> pd.DataFrame:
+    """Long table for a parallel-coordinates chart: each numeric column scaled to 0..1 (log for lr-like)."""
+    keep = [c for c in columns if c in board.columns]
+    table = board[["run_id", target, *keep]].copy()
+    long_rows = []
+    for col in keep:
+        raw = pd.to_numeric(table[col], errors="coerce")
+        if raw.isna().all():
+            codes, uniques = pd.factorize(table[col].astype(str))  # categorical: evenly spaced
+            scaled = pd.Series(codes / max(1, len(uniques) - 1), index=table.index)
+        else:
+            values = np.log10(raw.clip(lower=1e-12)) if (raw > 0).all() and raw.max() / raw.min() > 20 else raw
+            span = values.max() - values.min()
+            scaled = (values - values.min()) / span if span > 0 else values * 0 + 0.5
+        long_rows.append(pd.DataFrame({"run_id": table["run_id"], "axis": col, "scaled": scaled,
+                                       "value": table[col].astype(str), target: table[target]}))
+    return pd.concat(long_rows, ignore_index=True) if long_rows else pd.DataFrame()
