@@ -24,6 +24,7 @@ with st.sidebar:
 # Pages live in views/, not pages/: Streamlit would auto-list a pages/ folder beside st.navigation's menu.
 page = st.navigation([
     st.Page(HERE / "views" / "home.py", title="Overview", icon="🏠", default=True),
+    st.Page(HERE / "views" / "data.py", title="Data", icon="🗂️", url_path="data"),
     st.Page(HERE / "views" / "runs.py", title="Runs", icon="🏁", url_path="runs"),
     st.Page(HERE / "views" / "confusion.py", title="Confusion", icon="🧮", url_path="confusion"),
     st.Page(HERE / "views" / "predict.py", title="Predict", icon="📷", url_path="predict"),

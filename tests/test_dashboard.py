@@ -134,3 +134,24 @@ def test_confusion_page_shows_matrices_scores_and_mistakes(two_runs, small_folde
     mistakes = at.dataframe[-1].value
     assert len(mistakes) > 0 and (mistakes["true"] != mistakes["pred"]).all()
     assert len(at.image) == 1  # the gallery of mistaken faces
+
+
+def test_data_page_shows_distribution_samples_pixels_and_leakage(small_folder):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["data_path"] = str(small_folder)
+    at.switch_page("views/data.py").run()
+    assert not at.exception
+    assert at.metric[0].value == "385"
+    counts = at.dataframe[0].value
+    assert counts.loc["Training", "total"] == 280
+    assert len(at.image) >= 7 + 1  # a sample row per class, and the mean faces
+    at.toggle(key="data_share").set_value(True).run()
+    assert not at.exception
+
+
+def test_data_page_without_data_explains_how_to_get_it(tmp_path):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["data_path"] = str(tmp_path / "missing")
+    at.switch_page("views/data.py").run()
+    assert not at.exception and "No FER2013 data found" in at.warning[0].value
+    assert any("Kaggle" in m.value for m in at.markdown)

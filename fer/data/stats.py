@@ -99,3 +99,15 @@ def summarize(data: FaceData) -> Dict:
     return {"origin": data.origin, "n_images": len(data), "counts": counts.to_dict(orient="index"),
             "imbalance_ratio": {s: imbalance_ratio(data, s) for s in counts.index},
             "pixels": pixels, "leakage": leakage_report(data), "load_report": data.report.to_dict()}
+
+
+def sample_faces(data: FaceData, per_class: int = 8, split: Optional[str] = "Training", seed: int = 0) -> Dict[str, np.ndarray]:
+    """A seeded random sample of faces per class name (k × 48 × 48 uint8 each)."""
+    rng = np.random.default_rng(seed)
+    index = np.arange(len(data)) if split is None else data.split_indices(split)
+    out = {}
+    for c, name in enumerate(data.class_names):
+        members = index[data.labels[index] == c]
+        out[name] = data.images[rng.choice(members, size=min(per_class, len(members)), replace=False)] \
+            if len(members) else np.zeros((0,) + data.images.shape[1:], np.uint8)
+    return out

@@ -1,0 +1,95 @@
+"""Data: the FER2013 source, class distribution per split, imbalance, sample faces, pixel statistics,
+mean faces and the duplicate / cross-split leakage report (computed once per source, then cached)."""
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer.data import DataError, load_fer2013
+from fer.data.stats import (class_counts, duplicate_groups, imbalance_ratio, leakage_report, mean_faces,
+                            pixel_stats, sample_faces)
+
+HOW_TO = """
+**Getting FER2013.** Download it from Kaggle, either as `fer2013.csv` (the *Challenges in Representation
+Learning: Facial Expression Recognition* competition: columns `emotion`, `pixels`, `Usage`) or as the
+image-folder release (`train/<class>/*.jpg`, `test/<class>/*.jpg`). Put it in `data/`, set `FER_DATA`,
+or type its path in the sidebar. Both layouts are read the same way; the decoded faces are cached.
+"""
+
+
+@st.cache_resource(show_spinner="Loading FER2013…")
+def cached_dataset(path: str):
+    return load_fer2013(path)
+
+
+@st.cache_data(show_spinner="Computing statistics…")
+def cached_stats(path: str) -> dict:
+    data = cached_dataset(path)
+    split = "Training" if "Training" in set(data.split_names()) else None
+    dups = duplicate_groups(data)
+    return {"counts": class_counts(data), "pixels": pixel_stats(data, split), "split": split,
+            "imbalance": {s: imbalance_ratio(data, s) for s in class_counts(data).index},
+            "mean_faces": mean_faces(data, split), "duplicates": dups, "leakage": leakage_report(data, dups)}
+
+
+st.title("Data")
+path = st.session_state.get("data_path", "data")
+try:
+    data = cached_dataset(path)
+except DataError as e:
+    st.warning(f"No FER2013 data found: {e}")
+    st.markdown(HOW_TO)
+    st.stop()
+
+stats = cached_stats(path)
+counts = stats["counts"]
+cols = st.columns(4)
+cols[0].metric("Images", f"{len(data):,}")
+cols[1].metric("Source", data.origin.rsplit("/", 1)[-1] or data.origin)
+cols[2].metric("Imbalance (largest/smallest)", " · ".join(f"{s} {r:.1f}×" for s, r in stats["imbalance"].items()))
+cols[3].metric("Skipped files", data.report.n_skipped)
+if data.report.n_skipped or data.report.notes:
+    st.info(f"Load report: {data.report.summary()}")
+
+st.subheader("Class distribution")
+long = counts.drop(columns="total").reset_index().melt(id_vars="split", var_name="class", value_name="images")
+share = st.toggle("Share of the split instead of counts", key="data_share")
+if share:
+    long["images"] = long["images"] / long.groupby("split")["images"].transform("sum")
+st.altair_chart(alt.Chart(long).mark_bar().encode(
+    x=alt.X("class:N", sort=list(data.class_names)), y=alt.Y("images:Q", title="share" if share else "images"),
+    color="split:N", xOffset="split:N", tooltip=["split", "class", "images"]), key="data_distribution")
+st.dataframe(counts, key="data_counts")
+
+st.subheader("Samples per class")
+per_class = st.slider("Faces per class", 4, 16, 8, key="data_per_class")
+seed = st.number_input("Sample seed", 0, 10_000, 0, key="data_seed")
+samples = sample_faces(data, per_class, stats["split"], int(seed))
+for name, faces in samples.items():
+    if len(faces):
+        st.image(list(faces), width=64, caption=[name] + [""] * (len(faces) - 1))
+
+st.subheader("Pixels")
+px = stats["pixels"]
+c1, c2 = st.columns([2, 1])
+hist = pd.DataFrame({"intensity": np.arange(256), "pixels": px["histogram"]})
+c1.altair_chart(alt.Chart(hist).mark_area().encode(x="intensity:Q", y="pixels:Q"), key="data_histogram")
+c2.metric(f"Mean ({px['split']})", f"{px['mean']:.1f}  ({px['mean_01']:.4f})")
+c2.metric("Std", f"{px['std']:.1f}  ({px['std_01']:.4f})")
+st.caption("Mean faces per class")
+st.image([np.clip(m, 0, 255).astype(np.uint8) for m in stats["mean_faces"]], width=96,
+         caption=list(data.class_names))
+
+st.subheader("Duplicates and leakage")
+leak = stats["leakage"]
+c = st.columns(4)
+c[0].metric("Duplicate groups", leak["duplicate_groups"])
+c[1].metric("Images in them", leak["duplicate_images"])
+c[2].metric("Groups across splits", leak["cross_split_groups"])
+c[3].metric("Groups with conflicting labels", leak["conflicting_label_groups"])
+if leak["cross_split_pairs"]:
+    st.write("Groups shared by split pairs: " + ", ".join(f"{k}: {v}" for k, v in leak["cross_split_pairs"].items()))
+dups = stats["duplicates"]
+if not dups.empty:
+    conflicting = dups.groupby("group")["label"].transform("nunique") > 1
+    st.dataframe(dups[conflicting].head(200), hide_index=True, key="data_conflicts")
