@@ -27,6 +27,7 @@ page = st.navigation([
     st.Page(HERE / "views" / "data.py", title="Data", icon="🗂️", url_path="data"),
     st.Page(HERE / "views" / "runs.py", title="Runs", icon="🏁", url_path="runs"),
     st.Page(HERE / "views" / "confusion.py", title="Confusion", icon="🧮", url_path="confusion"),
+    st.Page(HERE / "views" / "gradcam.py", title="Grad-CAM", icon="🔥", url_path="gradcam"),
     st.Page(HERE / "views" / "predict.py", title="Predict", icon="📷", url_path="predict"),
 ])
 page.run()

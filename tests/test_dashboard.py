@@ -155,3 +155,30 @@ def test_data_page_without_data_explains_how_to_get_it(tmp_path):
     at.switch_page("views/data.py").run()
     assert not at.exception and "No FER2013 data found" in at.warning[0].value
     assert any("Kaggle" in m.value for m in at.markdown)
+
+
+@pytest.fixture(scope="module")
+def cbam_run(small_folder, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("cam_runs")
+    train(load_config(None, [f"data.path={small_folder}", f"runs_dir={runs}", "train.epochs=1", "name=cbam",
+                             "model.name=cbam_cnn", "model.kwargs={widths: [8, 16, 32], hidden: 32}",
+                             "train.batch_size=32"]))
+    return runs
+
+
+def test_gradcam_page_overlays_test_faces_and_attention(cbam_run, small_folder):
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.session_state["runs_dir"] = str(cbam_run)
+    at.session_state["data_path"] = str(small_folder)
+    at.switch_page("views/gradcam.py").run()
+    assert not at.exception
+    run_id = next(o for o in at.selectbox(key="cam_model").options if "cbam" in o)
+    at.selectbox(key="cam_model").set_value(run_id).run()
+    at.selectbox(key="cam_method").set_value("gradcam++")
+    at.selectbox(key="cam_target").set_value("fear")
+    at.selectbox(key="cam_class").set_value("sad").run()
+    assert not at.exception
+    assert len(at.image) == 1 + 3  # the CAM grid, then CBAM maps of its three blocks
+    assert any("CBAM block 1" in c.value for c in at.caption)
+    at.text_input(key="cam_layer").set_value("features.9").run()
+    assert not at.exception and "no layer" in at.error[0].value

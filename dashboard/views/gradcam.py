@@ -1,0 +1,83 @@
+"""Grad-CAM: where a model looks. Test faces by class (or an uploaded photo) as a grid of CAM overlays,
+plus CBAM attention maps and Deep-Emotion's spatial-transformer output for those models."""
+import numpy as np
+import streamlit as st
+
+from fer.data import DataError, load_fer2013
+from fer.data.stats import sample_faces
+from fer.explain import CAM_METHODS, attention_views, explain_faces, overlay
+from fer.faces import PHOTO_TILES, DetectorSettings, create_detector
+from fer.images import ImageError, load_image
+from fer.predictor import NoFaceFound, available_models, load_predictor
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def cached_predictor(name: str, runs_dir: str):
+    return load_predictor(None if name == "default" else name, runs_dir or None)
+
+
+@st.cache_resource(show_spinner="Loading FER2013…")
+def cached_dataset(path: str):
+    return load_fer2013(path)
+
+
+st.title("Grad-CAM")
+runs_dir = st.session_state.get("runs_dir") or ""
+choices = available_models(runs_dir or None)
+if not choices:
+    st.error("No model is available: the shipped default model is missing and there are no runs.")
+    st.stop()
+left, mid, right = st.columns(3)
+name = left.selectbox("Model", choices, key="cam_model")
+predictor = cached_predictor(name, runs_dir)
+if predictor.model is None:
+    st.warning(f"{name} is not an image model (MediaPipe features), so it has no class activation maps.")
+    st.stop()
+method = mid.selectbox("Method", CAM_METHODS.names(), key="cam_method")
+target = right.selectbox("Explain class", ["(predicted)", *predictor.class_names], key="cam_target")
+layer = st.text_input("Layer (empty: the model's declared layer)", value="", key="cam_layer",
+                      placeholder=predictor.model.cam_layer)
+source = st.radio("Faces", ["Test images by class", "Upload a photo"], horizontal=True, key="cam_source")
+
+faces, captions = [], []
+if source == "Test images by class":
+    try:
+        data = cached_dataset(st.session_state.get("data_path", "data"))
+    except DataError as e:
+        st.warning(f"No FER2013 data found ({e}); upload a photo instead.")
+        st.stop()
+    split = "PublicTest" if "PublicTest" in set(data.split_names()) else None
+    cls = st.selectbox("True class", list(data.class_names), key="cam_class")
+    count = st.slider("Faces", 4, 24, 8, key="cam_count")
+    faces = list(sample_faces(data, count, split, seed=1)[cls])
+    captions = [f"true {cls}"] * len(faces)
+else:
+    upload = st.file_uploader("Photo", type=["jpg", "jpeg", "png", "webp", "bmp"], key="cam_upload")
+    if upload is not None:
+        try:
+            with create_detector("auto", DetectorSettings(tiles=PHOTO_TILES)) as detector:
+                result = predictor.predict_image(load_image(upload.getvalue(), upload.name), detector)
+            faces = [f.face for f in result.faces]
+            captions = [f"face #{i}" for i in range(1, len(faces) + 1)]
+        except (ImageError, NoFaceFound) as e:
+            st.error(str(e))
+
+if faces:
+    stack = np.stack(faces)
+    try:
+        heatmaps, classes = explain_faces(predictor, stack, method, None if target == "(predicted)" else target,
+                                          layer or None)
+    except AttributeError:
+        st.error(f"The model has no layer {layer!r}; leave it empty for {predictor.model.cam_layer!r}.")
+        st.stop()
+    probs = predictor.predict_faces(stack)
+    st.image([overlay(f, h) for f, h in zip(faces, heatmaps)], width=160,
+             caption=[f"{c} · pred {predictor.class_names[p.argmax()]} {p.max():.0%} · CAM {predictor.class_names[k]}"
+                      for c, p, k in zip(captions, probs, classes)])
+    views = attention_views(predictor, stack)
+    for title, maps in views.items():
+        st.caption(title)
+        if "transformer" in title:
+            st.image([(m * 255).astype(np.uint8) for m in maps], width=96)
+        else:
+            st.image([overlay(f, m) for f, m in zip(faces, maps)], width=96)
