@@ -25,6 +25,7 @@ with st.sidebar:
 page = st.navigation([
     st.Page(HERE / "views" / "home.py", title="Overview", icon="🏠", default=True),
     st.Page(HERE / "views" / "data.py", title="Data", icon="🗂️", url_path="data"),
+    st.Page(HERE / "views" / "train.py", title="Train", icon="🚀", url_path="train"),
     st.Page(HERE / "views" / "runs.py", title="Runs", icon="🏁", url_path="runs"),
     st.Page(HERE / "views" / "confusion.py", title="Confusion", icon="🧮", url_path="confusion"),
     st.Page(HERE / "views" / "gradcam.py", title="Grad-CAM", icon="🔥", url_path="gradcam"),

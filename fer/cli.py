@@ -147,6 +147,13 @@ def _cmd_blendshapes_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from fer.jobs import run_worker
+
+    print(f"worker: trained {run_worker(args.runs_dir)} queued run(s)")
+    return 0
+
+
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from fer.data import load_fer2013
     from fer.data.stats import summarize
@@ -246,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", default=[])
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=_cmd_blendshapes_train)
+
+    p = sub.add_parser("worker", help="train queued runs one at a time (the dashboard starts this)")
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=_cmd_worker)
 
     from fer.cli_predict import add_predict_parser
 

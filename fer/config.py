@@ -245,3 +245,17 @@ def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
             out[prefix + k] = json.dumps(v) if isinstance(v, (list, dict)) else v
     return out
 
+
+
+def field_specs(cls: type = RunConfig, prefix: str = "") -> List[tuple]:
+    """(dotted key, type, default) for every leaf field: what a generated settings form needs."""
+    out: List[tuple] = []
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    for f in fields(cls):
+        hint = hints[f.name]
+        if is_dataclass(hint):
+            out += field_specs(hint, f"{prefix}{f.name}.")
+        else:
+            out.append((prefix + f.name, hint, getattr(defaults, f.name)))
+    return out

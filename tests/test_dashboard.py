@@ -182,3 +182,50 @@ def test_gradcam_page_overlays_test_faces_and_attention(cbam_run, small_folder):
     assert any("CBAM block 1" in c.value for c in at.caption)
     at.text_input(key="cam_layer").set_value("features.9").run()
     assert not at.exception and "no layer" in at.error[0].value
+
+
+def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_folder, tmp_path):
+    import time
+
+    from fer.jobs import worker_pid
+    from fer.runs import read_status
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["runs_dir"] = str(tmp_path)
+    at.session_state["data_path"] = str(small_folder)
+    at.switch_page("views/train.py").run()
+    assert not at.exception
+    assert "No runs yet" in at.info[0].value
+    at.text_input(key="train_field_name").set_value("from-dashboard")
+    at.number_input(key="train_field_train.epochs").set_value(2)
+    at.number_input(key="train_field_train.batch_size").set_value(32)
+    at.text_input(key="train_field_model.kwargs").set_value("{widths: [8, 16, 32], hidden: 32}")
+    at.number_input(key="train_field_data.limit").set_value(70)
+    at.button(key="FormSubmitter:train_form-Launch training").click().run()
+    assert not at.exception
+    assert "Queued" in at.success[0].value
+    runs = list_runs(tmp_path)
+    assert list(runs["name"]) == ["from-dashboard"]
+    run_dir = runs["path"].iloc[0]
+    deadline = time.time() + 240
+    while read_status(run_dir).get("state") != "completed" and time.time() < deadline:
+        time.sleep(1)
+    assert read_status(run_dir)["state"] == "completed"  # trained by the detached worker process
+    at.run()
+    assert not at.exception
+    assert any("completed" in m.value for m in at.markdown)
+    deadline = time.time() + 30
+    while worker_pid(tmp_path) and time.time() < deadline:  # the worker leaves once the queue is empty
+        time.sleep(0.5)
+    assert worker_pid(tmp_path) is None
+
+
+def test_train_page_rejects_a_bad_setting(small_folder, tmp_path):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["runs_dir"] = str(tmp_path)
+    at.session_state["data_path"] = str(small_folder)
+    at.switch_page("views/train.py").run()
+    at.number_input(key="train_field_train.epochs").set_value(0)
+    at.button(key="FormSubmitter:train_form-Launch training").click().run()
+    assert not at.exception and "Not launched" in at.error[0].value
+    assert list_runs(tmp_path).empty
