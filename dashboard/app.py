@@ -30,5 +30,6 @@ page = st.navigation([
     st.Page(HERE / "views" / "confusion.py", title="Confusion", icon="🧮", url_path="confusion"),
     st.Page(HERE / "views" / "gradcam.py", title="Grad-CAM", icon="🔥", url_path="gradcam"),
     st.Page(HERE / "views" / "predict.py", title="Predict", icon="📷", url_path="predict"),
+    st.Page(HERE / "views" / "webcam.py", title="Webcam", icon="🎥", url_path="webcam"),
 ])
 page.run()
