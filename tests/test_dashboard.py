@@ -230,12 +230,3 @@ def test_train_page_rejects_a_bad_setting(small_folder, tmp_path):
     assert not at.exception and "Not launched" in at.error[0].value
     assert list_runs(tmp_path).empty
 
-
-@pytest.mark.usefixtures("mediapipe_models")
-def test_webcam_page_loads_with_the_stream_component(runs_with_one_run):
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["runs_dir"] = str(runs_with_one_run)
-    at.switch_page("views/webcam.py").run()
-    assert not at.exception
-    assert "Press START" in at.info[0].value
-    assert at.session_state["webcam_analyzer"].frames == 0
