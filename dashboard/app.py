@@ -23,13 +23,13 @@ with st.sidebar:
 
 # Pages live in views/, not pages/: Streamlit would auto-list a pages/ folder beside st.navigation's menu.
 page = st.navigation([
-    st.Page(HERE / "views" / "home.py", title="Overview", icon="🏠", default=True),
-    st.Page(HERE / "views" / "data.py", title="Data", icon="🗂️", url_path="data"),
-    st.Page(HERE / "views" / "train.py", title="Train", icon="🚀", url_path="train"),
-    st.Page(HERE / "views" / "runs.py", title="Runs", icon="🏁", url_path="runs"),
-    st.Page(HERE / "views" / "confusion.py", title="Confusion", icon="🧮", url_path="confusion"),
-    st.Page(HERE / "views" / "gradcam.py", title="Grad-CAM", icon="🔥", url_path="gradcam"),
-    st.Page(HERE / "views" / "predict.py", title="Predict", icon="📷", url_path="predict"),
-    st.Page(HERE / "views" / "webcam.py", title="Webcam", icon="🎥", url_path="webcam"),
+    st.Page(HERE / "views" / "home.py", title="Overview", icon=":material/home:", default=True),
+    st.Page(HERE / "views" / "data.py", title="Data", icon=":material/dataset:", url_path="data"),
+    st.Page(HERE / "views" / "train.py", title="Train", icon=":material/rocket_launch:", url_path="train"),
+    st.Page(HERE / "views" / "runs.py", title="Runs", icon=":material/leaderboard:", url_path="runs"),
+    st.Page(HERE / "views" / "confusion.py", title="Confusion", icon=":material/grid_on:", url_path="confusion"),
+    st.Page(HERE / "views" / "gradcam.py", title="Grad-CAM", icon=":material/local_fire_department:", url_path="gradcam"),
+    st.Page(HERE / "views" / "predict.py", title="Predict", icon=":material/photo_camera:", url_path="predict"),
+    st.Page(HERE / "views" / "webcam.py", title="Webcam", icon=":material/videocam:", url_path="webcam"),
 ])
 page.run()

@@ -66,6 +66,7 @@ for i, upload in enumerate(uploads or []):
         st.info(result.note)
     left, right = st.columns([3, 2])
     left.image(annotate(rgb, result), caption=f"{len(result.faces)} face(s), model {predictor.name}")
+    left.markdown(" · ".join(f"#{n}: **{f.label}** ({f.confidence:.0%})" for n, f in enumerate(result.faces, 1)))
     rows = [{"face": f"#{n}", "emotion": c, "probability": p}
             for n, face in enumerate(result.faces, 1) for c, p in face.probabilities.items()]
     chart = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(

@@ -1,0 +1,149 @@
+"""End to end in a real browser: Debian's chromium, driven by Playwright, against `streamlit run`.
+
+Every page loads without an exception box, a photo upload labels the face, and the webcam page
+receives a fake camera (a y4m video of a real face) and shows processed frames and a label.
+Screenshots of each page go to docs/screenshots/ (the README shows them).
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from conftest import tiny_overrides
+from fer.config import load_config
+from fer.train import train
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+# page -> (url path, its title)
+PAGES = {"overview": ("", "fer-studio"), "data": ("data", "Data"), "train": ("train", "Train"),
+         "runs": ("runs", "Runs"), "confusion": ("confusion", "Confusion"), "gradcam": ("gradcam", "Grad-CAM"),
+         "predict": ("predict", "Predict"), "webcam": ("webcam", "Webcam")}
+
+# CI installs chromium (.ci/run), so there a missing browser fails instead of skipping.
+pytestmark = [pytest.mark.usefixtures("mediapipe_models"),
+              pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
+                                 reason="Debian chromium is not installed (apt-get install chromium)")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_y4m(path: Path, rgb: np.ndarray, seconds: int = 4, fps: int = 30) -> Path:
+    """An uncompressed 640×480 I420 y4m video of one image, as Chrome's fake camera reads it."""
+    frame = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (640, 480))
+    planes = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as fh:
+        fh.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420\n".encode())
+        for _ in range(seconds * fps):
+            fh.write(b"FRAME\n" + planes)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(small_folder, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("e2e_runs")
+    train(load_config(None, tiny_overrides(small_folder, runs, 1, "name=e2e")))
+    port = _free_port()
+    env = {**os.environ, "FER_RUNS_DIR": str(runs), "FER_DATA": str(small_folder)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+                             "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    y4m = write_y4m(tmp_path_factory.mktemp("video") / "face.y4m",
+                    cv2.resize(skdata.astronaut()[0:380, 60:400], (640, 480)))
+    args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        yield browser
+        browser.close()
+
+
+def _open(browser, url: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
+    return page
+
+
+def _settle(page, title: str, timeout_s: float = 60) -> None:
+    """Wait for the page's title, then until Streamlit has finished running the script."""
+    page.locator("h1", has_text=title).first.wait_for(timeout=timeout_s * 1000)
+    deadline = time.time() + timeout_s
+    while page.locator("[data-testid='stStatusWidget']").count() and time.time() < deadline:
+        page.wait_for_timeout(300)
+    page.wait_for_timeout(500)
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_page_loads_without_an_exception(browser, app_url, name):
+    path, title = PAGES[name]
+    page = _open(browser, f"{app_url}/{path}")
+    _settle(page, title)
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stMain']").inner_text().strip()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.context.close()
+
+
+def test_photo_upload_shows_a_face_label(browser, app_url, tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
+    page = _open(browser, f"{app_url}/predict")
+    _settle(page, "Predict")
+    page.locator("input[type='file']").first.set_input_files(str(photo))
+    page.get_by_text("#1:").first.wait_for(timeout=90_000)
+    text = page.locator("[data-testid='stMain']").inner_text()
+    labels = re.findall(r"#(\d+): (angry|disgust|fear|happy|sad|surprise|neutral) \(\d+%\)", text)
+    assert [n for n, _ in labels] == ["1"]  # exactly one face, with a label and a confidence
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.screenshot(path=str(SHOTS / "predict-upload.png"), full_page=True)
+    page.context.close()
+
+
+def test_webcam_streams_frames_and_shows_a_label(browser, app_url):
+    page = _open(browser, f"{app_url}/webcam")
+    _settle(page, "Webcam")
+    frame = page.frame_locator("iframe[title*='streamlit_webrtc']")
+    frame.get_by_role("button", name="START").click(timeout=60_000)
+    page.get_by_text("Now:").first.wait_for(timeout=90_000)
+    text = page.locator("[data-testid='stMain']").inner_text()
+    frames = int(text.split("Frames processed: ")[1].split()[0])
+    assert frames > 0 and "Now:" in text
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.screenshot(path=str(SHOTS / "webcam.png"))
+    page.context.close()
