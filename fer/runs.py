@@ -99,8 +99,8 @@ def append_metrics(run_dir: Path, row: Dict[str, Any]) -> None:
         fh.flush()
 
 
-def read_metrics(run_dir: Path) -> pd.DataFrame:
-    """Per-epoch metrics as a DataFrame (empty when none yet); a torn last line is ignored."""
+def read_metric_rows(run_dir: Path) -> List[Dict[str, Any]]:
+    """Per-epoch metrics as dicts (empty when none yet); a torn last line is ignored."""
     rows: List[Dict[str, Any]] = []
     try:
         for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
@@ -110,7 +110,12 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
                 pass
     except OSError:
         pass
-    return pd.DataFrame(rows)
+    return rows
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    """Per-epoch metrics as a DataFrame (empty when none yet)."""
+    return pd.DataFrame(read_metric_rows(run_dir))
 
 
 def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
@@ -155,21 +160,24 @@ def run_summary(run_dir: Path) -> Dict[str, Any]:
     run_dir = Path(run_dir)
     config = read_json(run_dir / "config.json", {}) or {}
     status = read_status(run_dir)
-    metrics = read_metrics(run_dir)
+    # Plain Python over the rows: a DataFrame per run would dominate a 1,000-run leaderboard.
+    metrics = read_metric_rows(run_dir)
+    scored = [m for m in metrics if isinstance(m.get("val_acc"), (int, float))]
+    best = max(scored, key=lambda m: m["val_acc"]) if scored else None
     row: Dict[str, Any] = {"run_id": run_dir.name, "path": str(run_dir), "name": config.get("name"),
                            "tags": ",".join(config.get("tags", [])), "status": status.get("state", "unknown"),
                            "model": config.get("model", {}).get("name"),
                            "optimizer": config.get("optim", {}).get("name"),
                            "scheduler": config.get("sched", {}).get("name"),
                            "augmentation": config.get("augmentation"),
-                           "epochs_done": int(metrics["epoch"].max()) if not metrics.empty else 0,
-                           "best_val_acc": float(metrics["val_acc"].max()) if not metrics.empty else None,
-                           "final_train_acc": float(metrics["train_acc"].iloc[-1]) if not metrics.empty else None,
-                           "train_seconds": float(metrics["seconds"].sum()) if not metrics.empty else None}
+                           "epochs_done": max((int(m.get("epoch", 0)) for m in metrics), default=0),
+                           "best_val_acc": float(best["val_acc"]) if best else None,
+                           "final_train_acc": metrics[-1].get("train_acc") if metrics else None,
+                           "train_seconds": float(sum(m.get("seconds") or 0 for m in metrics)) if metrics else None}
     # Overfitting signal: train minus validation accuracy at the best (checkpointed) epoch.
-    best_row = metrics.loc[metrics["val_acc"].idxmax()] if not metrics.empty and metrics["val_acc"].notna().any() else None
-    row["best_epoch"] = int(best_row["epoch"]) if best_row is not None else None
-    row["train_val_gap"] = float(best_row["train_acc"] - best_row["val_acc"]) if best_row is not None else None
+    row["best_epoch"] = int(best["epoch"]) if best else None
+    row["train_val_gap"] = float(best["train_acc"] - best["val_acc"]) \
+        if best and isinstance(best.get("train_acc"), (int, float)) else None
     test = read_json(run_dir / f"eval_{config.get('data', {}).get('test_split', 'PublicTest')}.json")
     row["test_split"] = test.get("split") if test else None
     row["test_acc"] = test.get("accuracy") if test else None
