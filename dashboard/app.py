@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from fer.data import default_data_path
+from fer.default_model import default_model_summary
 from fer.device import device_summary
 from fer.runs import default_runs_dir
 
@@ -19,6 +20,7 @@ with st.sidebar:
     st.text_input("FER2013 source (fer2013.csv or image-folder root)", key="data_path")
     st.session_state.setdefault("runs_dir", str(default_runs_dir()))
     st.text_input("Runs folder", key="runs_dir")
+    st.caption(f"Default model: {default_model_summary()}")
     st.caption(f"Device: {device_summary()}")
 
 # Pages live in views/, not pages/: Streamlit would auto-list a pages/ folder beside st.navigation's menu.

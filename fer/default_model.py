@@ -23,6 +23,16 @@ def default_run_dir() -> Path:
     return DEFAULT_RUN_DIR
 
 
+def default_model_summary() -> str:
+    """One line for the UI: the shipped model's name and PublicTest accuracy (or that it is missing)."""
+    config = read_json(DEFAULT_RUN_DIR / "config.json")
+    test = read_json(DEFAULT_RUN_DIR / "eval_PublicTest.json")
+    if not config or not (DEFAULT_RUN_DIR / "best.pt").is_file():
+        return "no default model shipped"
+    accuracy = f", PublicTest {test['accuracy']:.1%}" if test else ""
+    return f"{config['name']} ({config['model']['name']}{accuracy})"
+
+
 def run_card(run_dir: Path, command: str) -> str:
     """A Markdown card: data, recipe, results per class, how to reproduce."""
     config = read_json(run_dir / "config.json")
