@@ -53,13 +53,19 @@ def run_card(run_dir: Path, command: str) -> str:
         "## Results", "",
         f"- {test['split']} accuracy **{test['accuracy']:.2%}**, macro-F1 {test['macro_f1']:.3f}",
         f"- validation accuracy {val['accuracy']:.2%} (best epoch {int(best['epoch'])} of {len(metrics)})",
-        f"- training time {metrics['seconds'].sum() / 60:.1f} min of epochs on {status.get('device', 'CPU')}",
+        f"- training time {metrics['seconds'].sum() / 60:.1f} min of epochs on {status.get('device', 'CPU')}; "
+        f"median epoch {metrics['seconds'].median():.0f} s, so {metrics['seconds'].median() * len(metrics) / 60:.0f} min "
+        f"at that pace (epochs that shared the CPU with other work took longer)",
         "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
     ]
     for name, row in test["per_class"].items():
         lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['support']} |")
-    lines += ["", "Confusion matrix (rows: true, columns: predicted): see `eval_PublicTest.json`.", "",
-              "## Reproduce", "", "```bash", command, "```", ""]
+    names = test["class_names"]
+    lines += ["", f"Confusion matrix on {test['split']} (rows: true class, columns: predicted):", "",
+              "| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for name, row in zip(names, test["confusion_matrix"]):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    lines += ["", "## Reproduce", "", "```bash", command, "```", ""]
     return "\n".join(lines)
 
 

@@ -46,9 +46,10 @@ def _class_index(target: int | str | None, class_names: Sequence[str]) -> Option
 
 def explain_faces(predictor, faces: np.ndarray, method: str = "gradcam", target: int | str | None = None,
                   layer: Optional[str] = None) -> tuple:
-    """(heatmaps N×48×48 in 0..1, explained class indices) for uint8 N×48×48 faces."""
+    """(heatmaps N×48×48 in 0..1, explained class indices) for uint8 N×48×48 faces (array or list)."""
     model, spec = predictor.model, predictor.spec
-    x = to_model_input(torch.from_numpy(np.ascontiguousarray(faces, dtype=np.uint8))[:, None], spec)
+    faces = np.ascontiguousarray(np.asarray(faces, dtype=np.uint8))
+    x = to_model_input(torch.from_numpy(faces)[:, None], spec)
     x = x.to(next(model.parameters()).device)
     with torch.no_grad():
         predicted = model(x).argmax(1).tolist()
@@ -75,7 +76,8 @@ def overlay(face: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45, size: in
 def attention_views(predictor, faces: np.ndarray) -> Dict[str, np.ndarray]:
     """Built-in attention, as N×48×48 arrays in 0..1: CBAM maps per block, Deep-Emotion's warped input."""
     model, spec = predictor.model, predictor.spec
-    x = to_model_input(torch.from_numpy(np.ascontiguousarray(faces, dtype=np.uint8))[:, None], spec)
+    faces = np.ascontiguousarray(np.asarray(faces, dtype=np.uint8))
+    x = to_model_input(torch.from_numpy(faces)[:, None], spec)
     x = x.to(next(model.parameters()).device)
     size = faces.shape[1:]
     views: Dict[str, np.ndarray] = {}

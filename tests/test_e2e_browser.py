@@ -99,13 +99,15 @@ def _open(browser, url: str):
     return page
 
 
-def _settle(page, title: str, timeout_s: float = 60) -> None:
-    """Wait for the page's title, then until Streamlit has finished running the script."""
+def _settle(page, title: str, timeout_s: float = 90) -> None:
+    """Wait for the page's title, then until Streamlit has run the script and drawn every element."""
     page.locator("h1", has_text=title).first.wait_for(timeout=timeout_s * 1000)
     deadline = time.time() + timeout_s
-    while page.locator("[data-testid='stStatusWidget']").count() and time.time() < deadline:
-        page.wait_for_timeout(300)
-    page.wait_for_timeout(500)
+    quiet = 0
+    while time.time() < deadline and quiet < 3:  # three quiet checks in a row: nothing left to draw
+        busy = page.locator("[data-testid='stStatusWidget'], [data-testid='stSkeleton']").count()
+        quiet = 0 if busy else quiet + 1
+        page.wait_for_timeout(400)
 
 
 @pytest.mark.parametrize("name", list(PAGES))
@@ -127,6 +129,7 @@ def test_photo_upload_shows_a_face_label(browser, app_url, tmp_path):
     _settle(page, "Predict")
     page.locator("input[type='file']").first.set_input_files(str(photo))
     page.get_by_text("#1:").first.wait_for(timeout=90_000)
+    _settle(page, "Predict")
     text = page.locator("[data-testid='stMain']").inner_text()
     labels = re.findall(r"#(\d+): (angry|disgust|fear|happy|sad|surprise|neutral) \(\d+%\)", text)
     assert [n for n, _ in labels] == ["1"]  # exactly one face, with a label and a confidence

@@ -71,7 +71,8 @@ for i, upload in enumerate(uploads or []):
             for n, face in enumerate(result.faces, 1) for c, p in face.probabilities.items()]
     chart = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=predictor.class_names),
-        color="emotion:N", row="face:N", tooltip=["face", "emotion", alt.Tooltip("probability:Q", format=".1%")])
+        color=alt.Color("emotion:N", legend=None), row="face:N",
+        tooltip=["face", "emotion", alt.Tooltip("probability:Q", format=".1%")]).properties(width=300, height=150)
     right.altair_chart(chart)
     right.dataframe(pd.DataFrame([{"face": f"#{n}", "emotion": f.label, "confidence": f.confidence,
                                    "box (x, y, w, h)": str(f.box)} for n, f in enumerate(result.faces, 1)]),
