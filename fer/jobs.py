@@ -39,7 +39,10 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a worker that exited but was not reaped by its parent (e.g. Streamlit) is a zombie: not alive
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
 
 
 def worker_pid(runs_dir: Optional[Path] = None) -> Optional[int]:
@@ -62,7 +65,18 @@ def ensure_worker(runs_dir: Optional[Path] = None) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "fer", "worker", "--runs-dir", str(root)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)  # survives the Streamlit session and page reloads
+    _write_lock(root / LOCK_NAME, proc.pid)  # claim the queue for it now, so a quick second call sees it
     return proc.pid
+
+
+def _write_lock(lock: Path, pid: int) -> bool:
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{pid} {utc_now()}\n")
+    return True
 
 
 def submit(cfg: RunConfig, runs_dir: Optional[Path] = None) -> Path:
@@ -104,20 +118,19 @@ def cancel(run_dir: Path) -> None:
 
 
 def _acquire(lock: Path) -> bool:
+    """Take the worker lock: free, stale (dead pid), or already written for this process by `ensure_worker`."""
+    if _write_lock(lock, os.getpid()):
+        return True
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            pid = int(lock.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pid = 0
-        if pid and _pid_alive(pid):
-            return False
-        lock.unlink(missing_ok=True)  # stale: its worker died
-        return _acquire(lock)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{os.getpid()} {utc_now()}\n")
-    return True
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pid = 0
+    if pid == os.getpid():
+        return True
+    if pid and _pid_alive(pid):
+        return False
+    lock.unlink(missing_ok=True)  # stale: its worker died
+    return _write_lock(lock, os.getpid())
 
 
 def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 1.0) -> int:
