@@ -51,7 +51,9 @@ def test_train_runs_eval_end_to_end(small_folder, tmp_path):
     table = fer("runs", "--runs-dir", tmp_path / "runs").stdout
     assert run.name in table and "completed" in table and "plain_cnn" in table
     rows = json.loads(fer("runs", "--runs-dir", tmp_path / "runs", "--format", "json").stdout)
-    assert rows[0]["run_id"] == run.name and 0 <= rows[0]["test_acc"] <= 1
+    mine = [r for r in rows if r["source"] == "local"]
+    assert [r["run_id"] for r in mine] == [run.name] and 0 <= mine[0]["test_acc"] <= 1
+    assert [r["run_id"] for r in rows if r["source"] == "built-in"] == ["default"]  # the shipped model
 
     out = fer("eval", "cli-run", "--runs-dir", tmp_path / "runs", "--split", "val").stdout
     assert "val (" in out and "accuracy" in out and "true \\ pred" in out
