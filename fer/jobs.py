@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from fer.config import RunConfig
-from fer.runs import default_runs_dir, read_status, request_cancel, utc_now, write_status
+from fer.runs import default_runs_dir, pid_alive, read_status, request_cancel, utc_now, write_status
 
 LOCK_NAME = ".worker.lock"
 LOG_NAME = ".worker.log"
@@ -32,26 +32,13 @@ def queued_runs(runs_dir: Optional[Path] = None) -> List[Path]:
                   and read_status(p).get("state") == "queued") if root.is_dir() else []
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a worker that exited but was not reaped by its parent (e.g. Streamlit) is a zombie: not alive
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return True
-
-
 def worker_pid(runs_dir: Optional[Path] = None) -> Optional[int]:
     """The live worker's process id, or None."""
     try:
         pid = int((_root(runs_dir) / LOCK_NAME).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def ensure_worker(runs_dir: Optional[Path] = None) -> int:
@@ -127,7 +114,7 @@ def _acquire(lock: Path) -> bool:
         pid = 0
     if pid == os.getpid():
         return True
-    if pid and _pid_alive(pid):
+    if pid and pid_alive(pid):
         return False
     lock.unlink(missing_ok=True)  # stale: its worker died
     return _write_lock(lock, os.getpid())

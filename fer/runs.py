@@ -73,21 +73,25 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> Dict[str, Any]:
     return status
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host; an exited but unreaped (zombie) process does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # e.g. a worker whose parent (Streamlit) never waits for it
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
 
 
 def read_status(run_dir: Path) -> Dict[str, Any]:
     """status.json; a 'running' run whose process died on this host reads as 'interrupted'."""
     status = read_json(Path(run_dir) / "status.json", {}) or {}
     if status.get("state") == "running" and status.get("host") == socket.gethostname() \
-            and status.get("pid") and not _pid_alive(int(status["pid"])):
+            and status.get("pid") and not pid_alive(int(status["pid"])):
         status["state"] = "interrupted"
     return status
 
