@@ -1,4 +1,5 @@
-# The two commands of the README: `make dashboard` and `make test`. Each sets up .venv on first use.
+# The two commands of the README: `make dashboard` and `make test` (plus `make test-fast` while developing).
+# Each sets up .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ BIN := $(VENV)/bin
 FER_TEST_DATA ?= data
 export FER_TEST_DATA
 
-.PHONY: setup dashboard test
+.PHONY: setup dashboard test test-fast
 
 setup: $(VENV)/.installed
 
@@ -19,5 +20,10 @@ $(VENV)/.installed: pyproject.toml
 dashboard: setup
 	$(BIN)/streamlit run dashboard/app.py
 
+# Everything, as CI runs it.
 test: setup
 	$(BIN)/python -m pytest
+
+# For development: skips the tests marked slow (browser, worker queues, suites, long trainings).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"

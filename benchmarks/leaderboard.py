@@ -14,26 +14,27 @@ import time
 from datetime import date
 from pathlib import Path
 
-from fer.config import RunConfig, save_config
+from fer.config import RunConfig
 from fer.models import MODELS
-from fer.runs import append_metrics, list_runs, write_json_atomic, write_status
+from fer.run_writer import append_metrics, write_json, write_status, write_text
+from fer.runs import list_runs
 
 
 def make_runs(root: Path, n: int) -> None:
     """N completed run folders with varied models and learning rates."""
     rng = random.Random(0)
     for i in range(n):
-        cfg = RunConfig(name=f"bench-{i}", tags=[f"suite:bench", f"seed:{i % 3}"])
+        cfg = RunConfig(name=f"bench-{i}", tags=["suite:bench", f"seed:{i % 3}"])
         cfg.model.name = rng.choice(MODELS.names())
         cfg.optim.lr = 10 ** rng.uniform(-4, -2)
         run = root / f"20261123-000000-bench-{i:04d}"
         run.mkdir()
-        save_config(cfg, run / "config.json")
+        write_text(run / "config.json", cfg.to_json())
         for epoch in range(1, 31):
             append_metrics(run, {"epoch": epoch, "train_loss": 1.5 - epoch / 40, "train_acc": 0.4 + epoch / 100,
                                  "val_loss": 1.4 - epoch / 50, "val_acc": 0.4 + epoch / 120, "seconds": 60.0})
-        write_json_atomic(run / "eval_PublicTest.json", {"split": "PublicTest", "accuracy": rng.uniform(0.5, 0.7),
-                                                         "macro_f1": rng.uniform(0.4, 0.6)})
+        write_json(run / "eval_PublicTest.json", {"split": "PublicTest", "accuracy": rng.uniform(0.5, 0.7),
+                                                  "macro_f1": rng.uniform(0.4, 0.6)})
         write_status(run, "completed", epoch=30, epochs=30)
 
 

@@ -19,7 +19,7 @@ import torch
 from skimage import data as skdata
 
 from fer.faces import DetectorSettings, create_detector, crop_face, to_gray
-from fer.predictor import load_predictor
+from fer.classifiers import load_classifier
 
 
 def frame_640x480() -> np.ndarray:
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--detector", default="mediapipe")
     args = parser.parse_args()
 
-    predictor = load_predictor(args.run)
+    predictor = load_classifier(args.run)
     frame = frame_640x480()
     detect_s, prep_s, model_s, total_s = [], [], [], []
     with create_detector(args.detector, DetectorSettings(tiles=(1,)), download=False) as detector:
@@ -64,7 +64,7 @@ def main() -> None:
             crops = np.stack([crop_face(to_gray(frame), detector.detect(frame)[0]) for _ in range(32)])
             predictor.predict_faces(crops)
         faces_per_s = rounds * 32 / (time.perf_counter() - start)
-        model_only, start = 0, time.perf_counter()
+        start = time.perf_counter()
         for _ in range(rounds):
             predictor.predict_faces(crops)
         model_faces_per_s = rounds * 32 / (time.perf_counter() - start)

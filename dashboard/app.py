@@ -1,17 +1,21 @@
 """fer-studio dashboard: the `st.navigation` router and the shared sidebar.
 
-Run with `streamlit run dashboard/app.py`. Every page is a thin view over the `fer` package.
+Run with `streamlit run dashboard/app.py`. Every page is a thin view over the `fer` package; what
+pages share (cached loaders, the sidebar's folders) lives in `common.py` beside this file.
 """
+import sys
 from pathlib import Path
 
 import streamlit as st
 
-from fer.data import default_data_path
-from fer.default_model import default_model_summary
-from fer.device import device_summary
-from fer.runs import default_runs_dir
-
 HERE = Path(__file__).parent
+if str(HERE) not in sys.path:  # pages import `common` from this folder, whoever started the app
+    sys.path.insert(0, str(HERE))
+
+from fer.data import default_data_path  # noqa: E402
+from fer.default_model import default_model_summary  # noqa: E402
+from fer.device import device_summary  # noqa: E402
+from fer.runs import default_runs_dir  # noqa: E402
 
 st.set_page_config(page_title="fer-studio", page_icon="🙂", layout="wide")
 
@@ -23,15 +27,18 @@ with st.sidebar:
     st.caption(f"Default model: {default_model_summary()}")
     st.caption(f"Device: {device_summary()}")
 
+
+def page(file: str, title: str, icon: str, **kwargs) -> st.Page:
+    return st.Page(HERE / "views" / file, title=title, icon=f":material/{icon}:", **kwargs)
+
+
 # Pages live in views/, not pages/: Streamlit would auto-list a pages/ folder beside st.navigation's menu.
-page = st.navigation([
-    st.Page(HERE / "views" / "home.py", title="Overview", icon=":material/home:", default=True),
-    st.Page(HERE / "views" / "data.py", title="Data", icon=":material/dataset:", url_path="data"),
-    st.Page(HERE / "views" / "train.py", title="Train", icon=":material/rocket_launch:", url_path="train"),
-    st.Page(HERE / "views" / "runs.py", title="Runs", icon=":material/leaderboard:", url_path="runs"),
-    st.Page(HERE / "views" / "confusion.py", title="Confusion", icon=":material/grid_on:", url_path="confusion"),
-    st.Page(HERE / "views" / "gradcam.py", title="Grad-CAM", icon=":material/local_fire_department:", url_path="gradcam"),
-    st.Page(HERE / "views" / "predict.py", title="Predict", icon=":material/photo_camera:", url_path="predict"),
-    st.Page(HERE / "views" / "webcam.py", title="Webcam", icon=":material/videocam:", url_path="webcam"),
-])
-page.run()
+st.navigation({
+    "Data": [page("home.py", "Overview", "home", default=True), page("data.py", "Data", "dataset", url_path="data")],
+    "Experiments": [page("train.py", "Train", "rocket_launch", url_path="train"),
+                    page("runs.py", "Runs", "leaderboard", url_path="runs"),
+                    page("confusion.py", "Confusion", "grid_on", url_path="confusion"),
+                    page("gradcam.py", "Grad-CAM", "local_fire_department", url_path="gradcam")],
+    "Inference": [page("predict.py", "Predict", "photo_camera", url_path="predict"),
+                  page("webcam.py", "Webcam", "videocam", url_path="webcam")],
+}).run()

@@ -1,5 +1,5 @@
 """MediaPipe FaceLandmarker features (52 blendshapes + normalised landmark geometry) and a linear
-classifier on them, stored as a run folder so it is evaluated, predicted and ranked like any CNN.
+classifier on them: the second kind of classifier, beside the CNNs (`fer.blendshape_run` trains it).
 
 The classifier is scikit-learn's multinomial logistic regression on standardised features; its
 regularisation `C` is chosen on the validation split. It is saved as plain arrays (`classifier.npz`
@@ -8,23 +8,29 @@ FER2013 crops) get the training class prior, so every image is scored and covera
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import cv2
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from fer.data.cache import cache_dir
 from fer.faces import ensure_model_file
+from fer.files import atomic_write
 
 UPSCALE = 192  # FER2013's 48×48 crops are too small for the landmarker; 4× works for ~90% of them
 N_BLENDSHAPES, N_LANDMARKS = 52, 478
 N_FEATURES = N_BLENDSHAPES + 2 * N_LANDMARKS
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263  # FaceMesh indices of the outer eye corners
-KIND = "mediapipe_blendshapes"
+KIND = "mediapipe_blendshapes"  # the run's model.name
+ARRAYS_FILE, META_FILE = "classifier.npz", "classifier.json"
+CACHE_MIN_FACES = 64  # evaluation-sized batches go through the feature cache; webcam frames do not
 
 
 def geometry_features(landmarks: np.ndarray) -> np.ndarray:
@@ -38,7 +44,7 @@ def geometry_features(landmarks: np.ndarray) -> np.ndarray:
 
 
 class FeatureExtractor:
-    """FaceLandmarker over 48×48 gray faces (upscaled); NaN rows where no face is found."""
+    """FaceLandmarker over 48×48 gray faces (upscaled); NaN rows where no face is found (thread-safe)."""
 
     def __init__(self, download: bool = True) -> None:
         from mediapipe.tasks.python import BaseOptions, vision
@@ -48,12 +54,18 @@ class FeatureExtractor:
                                                output_face_blendshapes=True, num_faces=1,
                                                min_face_detection_confidence=0.3, min_face_presence_confidence=0.3)
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self._lock = threading.Lock()  # MediaPipe tasks are not re-entrant; pages share one classifier
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
         """uint8 N×48×48 → float32 N×1008 (52 blendshapes, then 956 geometry values)."""
-        import mediapipe as mp
-
         out = np.full((len(faces), N_FEATURES), np.nan, dtype=np.float32)
+        with self._lock:
+            self._extract_into(faces, out)
+        return out
+
+    def _extract_into(self, faces: np.ndarray, out: np.ndarray) -> None:
+        import mediapipe as mp  # loaded with the landmarker, only when features are used
+
         for i, face in enumerate(faces):
             big = cv2.resize(face, (UPSCALE, UPSCALE), interpolation=cv2.INTER_CUBIC)
             rgb = np.ascontiguousarray(np.repeat(big[..., None], 3, axis=2))
@@ -63,13 +75,13 @@ class FeatureExtractor:
             out[i, :N_BLENDSHAPES] = [c.score for c in result.face_blendshapes[0]]
             points = np.array([(p.x, p.y) for p in result.face_landmarks[0]], dtype=np.float32)
             out[i, N_BLENDSHAPES:] = geometry_features(points)
-        return out
 
     def close(self) -> None:
         """Release the landmarker."""
-        if self._landmarker is not None:
-            self._landmarker.close()
-            self._landmarker = None
+        with self._lock:
+            if self._landmarker is not None:
+                self._landmarker.close()
+                self._landmarker = None
 
     def __enter__(self) -> "FeatureExtractor":
         return self
@@ -119,142 +131,75 @@ class BlendshapeClassifier:
             probs[ok] = e / e.sum(1, keepdims=True)
         return probs
 
-    def save(self, run_dir: Path) -> None:
-        """classifier.npz (arrays) + classifier.json (names, C): loadable without pickle."""
-        np.savez(run_dir / "classifier.npz", mean=self.mean, scale=self.scale, coef=self.coef,
-                 intercept=self.intercept, prior=self.prior)
-        (run_dir / "classifier.json").write_text(json.dumps(
-            {"kind": KIND, "class_names": self.class_names, "C": self.C, "features": N_FEATURES,
-             "upscale": UPSCALE}, indent=2) + "\n")
+    def arrays(self) -> Dict[str, np.ndarray]:
+        """The fitted arrays, as stored in classifier.npz."""
+        return {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
+                "prior": self.prior}
+
+    def meta(self) -> Dict[str, Any]:
+        """Everything else, as stored in classifier.json."""
+        return {"kind": KIND, "class_names": self.class_names, "C": self.C, "features": N_FEATURES,
+                "upscale": UPSCALE}
 
     @classmethod
     def load(cls, run_dir: Path) -> "BlendshapeClassifier":
         """Read a saved classifier (numpy arrays only, allow_pickle=False)."""
-        meta = json.loads((Path(run_dir) / "classifier.json").read_text())
-        with np.load(Path(run_dir) / "classifier.npz", allow_pickle=False) as z:
+        meta = json.loads((Path(run_dir) / META_FILE).read_text())
+        with np.load(Path(run_dir) / ARRAYS_FILE, allow_pickle=False) as z:
             return cls(z["mean"], z["scale"], z["coef"], z["intercept"], z["prior"], meta["class_names"], meta["C"])
 
 
-def is_blendshape_run(run_dir: Path) -> bool:
-    """Whether a run folder holds a blendshape classifier rather than a CNN checkpoint."""
-    return (Path(run_dir) / "classifier.json").is_file()
+def face_coverage(features: np.ndarray) -> float:
+    """Share of faces the landmarker found (rows without NaN)."""
+    return float((~np.isnan(features).any(1)).mean()) if len(features) else 0.0
 
 
-class BlendshapePredictor:
-    """The Predictor interface (`predict_faces`, `predict_image`) over FaceLandmarker features."""
-
-    def __init__(self, classifier: BlendshapeClassifier, name: str = "", download: bool = True) -> None:
-        from fer.preprocess import Preprocessing
-
-        self.classifier, self.name = classifier, name
-        self.class_names = classifier.class_names
-        self.spec = Preprocessing()
-        self.model = None  # no Grad-CAM: the features are not an image model
-        self._extractor = FeatureExtractor(download=download)
-
-    @classmethod
-    def from_run(cls, run_dir: Path, **kwargs) -> "BlendshapePredictor":
-        """Load the classifier of a blendshape run."""
-        return cls(BlendshapeClassifier.load(run_dir), name=Path(run_dir).name, **kwargs)
-
-    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
-        """uint8 N×48×48 → N×C probabilities."""
-        return self.classifier.predict_proba(self._extractor(faces))
-
-    def predict_image(self, rgb: np.ndarray, detector, **kwargs):
-        """Same face handling as the CNN Predictor."""
-        from fer.predictor import Predictor
-
-        return Predictor.predict_image(self, rgb, detector, **kwargs)
-
-    def _face_prediction(self, face, probs, crop):
-        from fer.predictor import Predictor
-
-        return Predictor._face_prediction(self, face, probs, crop)
-
-    def close(self) -> None:
-        """Release the landmarker."""
-        self._extractor.close()
-
-
-# --- training a blendshape run ---------------------------------------------------------------------------------
-
-def cached_features(images: np.ndarray, download: bool = True) -> np.ndarray:
+def cached_features(images: np.ndarray, extractor: "FeatureExtractor | None" = None,
+                    download: bool = True) -> np.ndarray:
     """Features for `images`, cached in FER_CACHE_DIR by a hash of the pixels (extraction is ~10 ms/face)."""
-    import hashlib
-    import os
-    import tempfile
-
-    from fer.data.cache import cache_dir
-
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:24]
     path = cache_dir() / f"blendshapes-{UPSCALE}-{digest}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
-    with FeatureExtractor(download=download) as extract:
-        features = extract(images)
+    if extractor is not None:
+        features = extractor(images)
+    else:
+        with FeatureExtractor(download=download) as extract:
+            features = extract(images)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy")
-    os.close(fd)
-    np.save(tmp, features)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: np.save(fh, features))
     return features
 
 
-def train_blendshape_run(data_path: Optional[str] = None, name: str = "mediapipe-blendshapes",
-                         runs_dir: Optional[Path] = None, Cs: Sequence[float] = (0.01, 0.1, 1.0), limit: int = 0,
-                         seed: int = 0, tags: Sequence[str] = ()) -> Path:
-    """Extract features, pick C on validation, write a complete run folder (config, metrics, evaluations)."""
-    import time
+class BlendshapePredictor:
+    """The classifier interface (`name`, `class_names`, `predict_faces`) over FaceLandmarker features."""
 
-    from fer.config import RunConfig, save_config
-    from fer.data import default_data_path, load_fer2013
-    from fer.evaluate import classification_metrics, predictions_frame, save_evaluation, splits_for
-    from fer.runs import append_metrics, default_runs_dir, new_run_id, utc_now, write_status
+    def __init__(self, classifier: BlendshapeClassifier, name: str = "", download: bool = True) -> None:
+        self.classifier, self.name = classifier, name
+        self.class_names = classifier.class_names
+        self.model = None  # no Grad-CAM: the features are not an image model
+        self.provenance = {"checkpoint": "classifier", "epoch": 1}
+        self._extractor = FeatureExtractor(download=download)
 
-    cfg = RunConfig(name=name, tags=list(tags), augmentation="none")
-    cfg.model.name, cfg.model.kwargs = KIND, {"Cs": list(Cs), "upscale": UPSCALE}
-    cfg.optim.name, cfg.sched.name, cfg.train.epochs = "lbfgs", "none", 1
-    cfg.data.path = str(Path(data_path or default_data_path()).expanduser().resolve())
-    cfg.data.limit, cfg.train.seed = limit, seed
-    data = load_fer2013(cfg.data.path)
-    splits = splits_for(cfg, data)
-    root = Path(runs_dir or cfg.runs_dir or default_runs_dir())
-    root.mkdir(parents=True, exist_ok=True)
-    run_dir = root / new_run_id(name)
-    run_dir.mkdir()
-    save_config(cfg, run_dir / "config.json")
-    started = time.perf_counter()
-    write_status(run_dir, "running", created_at=utc_now(), started_at=utc_now(), epoch=1, epochs=1)
-    try:
-        feats = {role: cached_features(data.images[getattr(splits, role)]) for role in ("train", "val", "test")}
-        labels = {role: data.labels[getattr(splits, role)] for role in ("train", "val", "test")}
-        best = None
-        for C in Cs:  # model selection on validation only
-            clf = BlendshapeClassifier.fit(feats["train"], labels["train"], data.class_names, C)
-            val_acc = float((clf.predict_proba(feats["val"]).argmax(1) == labels["val"]).mean())
-            if best is None or val_acc > best[1]:
-                best = (clf, val_acc)
-        clf = best[0]
-        clf.save(run_dir)
-        probs = {role: clf.predict_proba(feats[role]) for role in feats}
-        coverage = {role: float((~np.isnan(feats[role]).any(1)).mean()) for role in feats}
-        val_probs = probs["val"][np.arange(len(labels["val"])), labels["val"]]
-        append_metrics(run_dir, {
-            "epoch": 1, "train_loss": None, "train_acc": float((probs["train"].argmax(1) == labels["train"]).mean()),
-            "val_loss": float(-np.log(np.clip(val_probs, 1e-12, None)).mean()), "val_acc": best[1],
-            "lr": None, "seconds": round(time.perf_counter() - started, 3), "best": True, "time": utc_now(),
-            "C": clf.C, "face_coverage_train": coverage["train"], "face_coverage_val": coverage["val"]})
-        results = {}
-        for role, split_name in (("val", "val"), ("test", cfg.data.test_split)):
-            index = getattr(splits, role)
-            metrics = classification_metrics(labels[role], probs[role], data.class_names)
-            metrics.update(checkpoint="classifier", epoch=1, face_coverage=coverage[role])
-            save_evaluation(run_dir, split_name, metrics, predictions_frame(data.sources[index], labels[role],
-                                                                            probs[role], data.class_names))
-            results[role] = metrics["accuracy"]
-        write_status(run_dir, "completed", finished_at=utc_now(), best_val_acc=best[1], test_acc=results["test"])
-    except Exception as e:
-        write_status(run_dir, "failed", error=f"{type(e).__name__}: {e}", finished_at=utc_now())
-        raise
-    return run_dir
+    @classmethod
+    def from_run(cls, run_dir: Path, **kwargs: Any) -> "BlendshapePredictor":
+        """Load the classifier of a blendshape run."""
+        return cls(BlendshapeClassifier.load(run_dir), name=Path(run_dir).name, **kwargs)
+
+    def features(self, faces: np.ndarray) -> np.ndarray:
+        """Landmark features; batches of evaluation size come from (and fill) the feature cache."""
+        if len(faces) >= CACHE_MIN_FACES:
+            return cached_features(faces, self._extractor)
+        return self._extractor(faces)
+
+    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 N×48×48 → N×C probabilities."""
+        return self.classifier.predict_proba(self.features(faces))
+
+    def extra_metrics(self, faces: np.ndarray) -> Dict[str, float]:
+        """Recorded with an evaluation: how many faces the landmarker found."""
+        return {"face_coverage": face_coverage(self.features(faces))}
+
+    def close(self) -> None:
+        """Release the landmarker."""
+        self._extractor.close()

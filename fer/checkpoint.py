@@ -6,10 +6,8 @@ metrics and the run config (plus optimizer/scheduler state for resuming).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -31,11 +29,11 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: Dict[str, Any], class_names: tuple,
-                    preprocessing: Preprocessing, epoch: int, metrics: Dict[str, Any],
-                    training_state: Optional[Dict[str, Any]] = None) -> None:
-    """Write a checkpoint atomically (temp file + rename), so a crash never leaves half of one."""
-    payload = {
+def checkpoint_payload(model: nn.Module, config: Dict[str, Any], class_names: Sequence[str],
+                       preprocessing: Preprocessing, epoch: int, metrics: Dict[str, Any],
+                       training_state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Everything a checkpoint holds (the run writer saves it atomically)."""
+    return {
         "format_version": FORMAT_VERSION,
         "model": {"name": config["model"]["name"], "kwargs": dict(config["model"]["kwargs"]),
                   "num_classes": len(class_names), "in_chans": preprocessing.in_chans},
@@ -47,15 +45,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: Dict[str, Any], 
         "config": config,
         "training_state": training_state or {},
     }
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt.tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:

@@ -10,8 +10,20 @@ from typing import List, Optional
 import pandas as pd
 
 from fer.augment import AUGMENTATIONS
+from fer.blendshape_run import train_blendshape_run
+from fer.cli_predict import add_predict_parser
+from fer.config import ConfigError, load_config
+from fer.data import DataError, load_fer2013
+from fer.data.stats import summarize
+from fer.evaluation import evaluate_run
+from fer.faces import ModelFileUnavailable
+from fer.jobs import cancel, run_suite, run_worker, set_worker_slots, submit
 from fer.models import MODELS
+from fer.models.resnet import PretrainedWeightsError
 from fer.optim import OPTIMIZERS, SCHEDULERS
+from fer.runs import list_runs, read_status, resolve_run
+from fer.suites import SUITES, suite_report
+from fer.train import train
 
 LEADERBOARD_COLUMNS = ["run_id", "name", "status", "model", "optimizer", "scheduler", "augmentation",
                        "epochs_done", "best_val_acc", "test_acc", "test_macro_f1", "tags", "source"]
@@ -24,23 +36,37 @@ def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
     return [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from fer.config import load_config
-    from fer.runs import resolve_run
-    from fer.train import train
+RESUMABLE = ("cancelled", "interrupted", "failed")
 
-    if args.resume:
-        if args.config or args.set or _shortcut_overrides(args):
-            print("fer train --resume continues a run with its saved config.json; "
-                  "--config/--set/--model... are not allowed with it", file=sys.stderr)
-            return 2
-        run_dir = train(run_dir=resolve_run(args.resume, args.runs_dir), progress=not args.quiet)
+
+def _existing_run(args: argparse.Namespace) -> Path:
+    """The run folder named by --run (a queued run) or --resume (a stopped one); errors are ValueErrors."""
+    ref, wanted, flag = (args.run, ("queued",), "--run") if args.run else (args.resume, RESUMABLE, "--resume")
+    if args.config or args.set or _shortcut_overrides(args) or args.queue:
+        raise ValueError(f"fer train {flag} trains a run with its saved config.json; "
+                         "--config/--set/--model.../--queue are not allowed with it")
+    run_dir = resolve_run(ref, args.runs_dir)
+    state = read_status(run_dir).get("state")
+    if state not in wanted:
+        hint = {"queued": f"it starts with: fer train --run {run_dir.name}",
+                "running": "it is training now", "completed": "it has finished"}.get(state, "")
+        raise ValueError(f"{run_dir.name} is {state}: {flag} takes a {' or '.join(wanted)} run"
+                         + (f" ({hint})" if hint else ""))
+    return run_dir
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.run or args.resume:
+        run_dir = train(run_dir=_existing_run(args), progress=not args.quiet)
     else:
         cfg = load_config(args.config, list(args.set) + _shortcut_overrides(args))
         if args.runs_dir:
             cfg.runs_dir = str(args.runs_dir)
+        if args.queue:
+            run_dir = submit(cfg)
+            print(f"{run_dir}: queued; the background worker trains it (watch it with fer runs or the dashboard)")
+            return 0
         run_dir = train(cfg, progress=not args.quiet)
-    from fer.runs import read_status
     status = read_status(run_dir)
     print(f"{run_dir}: {status.get('state')}"
           + (f", test accuracy {status['test_acc']:.4f}" if status.get("test_acc") is not None else ""))
@@ -48,9 +74,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from fer.evaluate import evaluate_run
-    from fer.runs import resolve_run
-
     result = evaluate_run(resolve_run(args.run, args.runs_dir), args.split, args.checkpoint, args.data)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -66,8 +89,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from fer.runs import list_runs
-
     df = list_runs(args.runs_dir, include_default=True)
     if args.sort:
         if args.sort not in df.columns:
@@ -88,17 +109,12 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    from fer.runs import request_cancel, resolve_run
-
     run_dir = resolve_run(args.run, args.runs_dir)
-    request_cancel(run_dir)
-    print(f"cancel requested for {run_dir.name}; it stops after the current batch")
+    print(f"{run_dir.name}: {cancel(run_dir)}")
     return 0
 
 
 def _cmd_suite_list(args: argparse.Namespace) -> int:
-    from fer.suites import SUITES
-
     for name in SUITES.names():
         variants = ", ".join(v.name for v in SUITES.get(name)(30))
         print(f"{name:15s} {SUITES.info(name)['title']}\n{'':15s} variants: {variants}")
@@ -106,14 +122,20 @@ def _cmd_suite_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_suite_run(args: argparse.Namespace) -> int:
-    from fer.suites import run_suite, suite_report
+    finished = []
 
-    results = run_suite(args.name, args.repeats, args.epochs or 0, args.set, args.config, args.jobs,
-                        args.runs_dir, args.quiet)
-    failed = [r for r in results if r["returncode"] != 0]
-    for r in failed:
-        print(f"{r['run_dir']}: exited with {r['returncode']} (see its train.log)", file=sys.stderr)
-    print(f"suite {args.name}: {len(results) - len(failed)} of {len(results)} runs completed\n")
+    def progress(run_dir: Path, status: dict) -> None:
+        finished.append(run_dir)
+        if not args.quiet:
+            test = f", test accuracy {status['test_acc']:.4f}" if status.get("test_acc") is not None else ""
+            print(f"[{len(finished)}] {run_dir.name}: {status.get('state')}{test}", flush=True)
+
+    states = run_suite(args.name, args.repeats, args.epochs or 0, args.set, args.config, args.runs_dir,
+                       args.jobs, progress)
+    failed = [run_dir for run_dir, state in states.items() if state != "completed"]
+    for run_dir in failed:
+        print(f"{run_dir}: {states[run_dir]} (see its train.log)", file=sys.stderr)
+    print(f"suite {args.name}: {len(states) - len(failed)} of {len(states)} runs completed\n")
     _print_report(suite_report(args.name, args.runs_dir), "table")
     return 1 if failed else 0
 
@@ -130,16 +152,11 @@ def _print_report(report: pd.DataFrame, fmt: str) -> None:
 
 
 def _cmd_suite_report(args: argparse.Namespace) -> int:
-    from fer.suites import suite_report
-
     _print_report(suite_report(args.name, args.runs_dir), args.format)
     return 0
 
 
 def _cmd_blendshapes_train(args: argparse.Namespace) -> int:
-    from fer.blendshapes import train_blendshape_run
-    from fer.runs import read_status
-
     run_dir = train_blendshape_run(args.path, args.name, args.runs_dir, args.C, args.limit, tags=args.tag)
     status = read_status(run_dir)
     print(f"{run_dir}: {status.get('state')}, best val accuracy {status['best_val_acc']:.4f}, "
@@ -148,16 +165,13 @@ def _cmd_blendshapes_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from fer.jobs import run_worker
-
+    if args.slots:
+        set_worker_slots(args.runs_dir, args.slots)
     print(f"worker: trained {run_worker(args.runs_dir)} queued run(s)")
     return 0
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
-    from fer.data import load_fer2013
-    from fer.data.stats import summarize
-
     data = load_fer2013(args.path, use_cache=not args.no_cache)
     summary = summarize(data)
     if args.json:
@@ -183,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fer", description="fer-studio: FER2013 experiments from the shell.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model (new run, or --resume one)",
+    p = sub.add_parser("train", help="train a model (a new run, a queued one with --run, or --resume one)",
                        description="Config = defaults, then --config FILE (YAML/JSON), then --set key=value "
                                    "(e.g. --set optim.lr=0.01 --set model.kwargs.widths=[32,64]).")
     p.add_argument("--config", type=Path, help="YAML or JSON config file")
@@ -193,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=SCHEDULERS.names(), help="shortcut for --set sched.name=...")
     p.add_argument("--augmentation", choices=AUGMENTATIONS.names(), help="shortcut for --set augmentation=...")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=...")
-    p.add_argument("--resume", metavar="RUN", help="start a queued run or continue one from last.pt")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--run", metavar="RUN", help="train a queued run (what the background worker does)")
+    start.add_argument("--resume", metavar="RUN", help="continue a cancelled, interrupted or failed run from last.pt")
+    p.add_argument("--queue", action="store_true",
+                   help="queue the new run for the background worker instead of training it here")
     p.add_argument("--runs-dir", type=Path, help="where runs live (default: FER_RUNS_DIR or checkpoints/)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or log echo")
     p.set_defaults(func=_cmd_train)
@@ -215,12 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-columns", action="store_true", help="include every flattened config column")
     p.set_defaults(func=_cmd_runs)
 
-    p = sub.add_parser("cancel", help="ask a running job to stop (resume it later with train --resume)")
+    p = sub.add_parser("cancel", help="take a queued run off the queue, or stop a running one after its batch "
+                                      "(resume it later with train --resume)")
     p.add_argument("run")
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=_cmd_cancel)
 
-    from fer.suites import SUITES
 
     p = sub.add_parser("suite", help="experiment suites: the studies' ablation ladders")
     suite_sub = p.add_subparsers(dest="suite_command", required=True)
@@ -233,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs per run (default: the config's train.epochs)")
     p.add_argument("--config", type=Path, help="base YAML/JSON config under every variant")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
-    p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process")
+    p.add_argument("--jobs", type=int,
+                   help="runs at once, each in its own process (sets the background worker's slots)")
     p.add_argument("--runs-dir", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_suite_run)
@@ -254,11 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=_cmd_blendshapes_train)
 
-    p = sub.add_parser("worker", help="train queued runs one at a time (the dashboard starts this)")
+    p = sub.add_parser("worker", help="train queued runs (the dashboard and suites start this)")
     p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--slots", type=int, help="runs at once (default: the runs folder's setting, else 1)")
     p.set_defaults(func=_cmd_worker)
 
-    from fer.cli_predict import add_predict_parser
 
     add_predict_parser(sub)
 
@@ -274,11 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the `fer` console script."""
-    from fer.config import ConfigError
-    from fer.data import DataError
-    from fer.faces import ModelFileUnavailable
-    from fer.models.resnet import PretrainedWeightsError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

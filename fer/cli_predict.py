@@ -10,20 +10,20 @@ from typing import List
 import cv2
 import numpy as np
 
-from fer.faces.detectors import FACE_DETECTORS
-from fer.predictor import TTA_MODES
+from fer.annotate import annotate
+from fer.classifiers import load_ensemble
+from fer.explain import CAM_METHODS, explain_faces, overlay
+from fer.faces import FACE_DETECTORS, DetectorSettings, create_detector
+from fer.images import ImageError, load_image
+from fer.pipeline import NoFaceFound, predict_image
+from fer.predictor import TTA_MODES, Predictor
 
 
-def build_predictor(runs: List[str], checkpoint: str | None, runs_dir: Path | None, tta: str):
+def build_classifier(runs: List[str], checkpoint: str | None, runs_dir: Path | None, tta: str):
     """The shipped default model, one run (or checkpoint file), or an ensemble of several runs."""
-    from fer.predictor import Ensemble, Predictor, load_predictor
-
     if checkpoint:
         return Predictor.from_checkpoint(checkpoint, tta=tta)
-    if not runs:
-        return load_predictor(None, tta=tta)
-    members = [load_predictor(r, runs_dir, tta=tta) for r in runs]
-    return members[0] if len(members) == 1 else Ensemble(members)
+    return load_ensemble(runs or ["default"], runs_dir, tta)
 
 
 def _output_path(out: Path, image: Path, suffix: str, many: bool) -> Path:
@@ -35,9 +35,7 @@ def _output_path(out: Path, image: Path, suffix: str, many: bool) -> Path:
 
 
 def _cam_grid(predictor, result, method: str) -> np.ndarray:
-    from fer.explain import explain_faces, overlay
-
-    if predictor.model is None:
+    if getattr(predictor, "model", None) is None:
         raise ValueError(f"{predictor.name} is not an image model, so it has no Grad-CAM")
     faces = np.stack([f.face for f in result.faces])
     heatmaps, _ = explain_faces(predictor, faces, method)
@@ -49,12 +47,7 @@ def _cam_grid(predictor, result, method: str) -> np.ndarray:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run the predictor over every image; one bad image never stops the others."""
-    from fer.annotate import annotate
-    from fer.faces import DetectorSettings, create_detector
-    from fer.images import ImageError, load_image
-    from fer.predictor import NoFaceFound
-
-    predictor = build_predictor(args.run, args.checkpoint, args.runs_dir, args.tta)
+    predictor = build_classifier(args.run, args.checkpoint, args.runs_dir, args.tta)
     settings = DetectorSettings(min_confidence=args.min_confidence, min_face_size=args.min_face_size,
                                 max_faces=args.max_faces, tiles=tuple(int(t) for t in args.tiles.split(",")))
     many = len(args.images) > 1
@@ -65,8 +58,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for image_path in map(Path, args.images):
             try:
                 rgb = load_image(image_path)
-                result = predictor.predict_image(rgb, detector, margin=args.margin, align=args.align,
-                                                 whole_image=args.whole_image)
+                result = predict_image(predictor, rgb, detector, margin=args.margin, align=args.align,
+                                       whole_image=args.whole_image)
             except (ImageError, NoFaceFound) as e:
                 failures += 1
                 message = str(e) if isinstance(e, ImageError) else f"{image_path}: {e}"
@@ -97,8 +90,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def add_predict_parser(sub) -> None:
     """Register `fer predict` on the CLI's subparsers."""
-    from fer.explain import CAM_METHODS
-
     p = sub.add_parser("predict", help="emotion of every face in images (default: the shipped model)")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, ...)")
     p.add_argument("--run", action="append", default=[], metavar="RUN",

@@ -1,12 +1,11 @@
-"""Comparing runs: learning curves, config differences, confusion matrices and mistakes; run edits.
+"""Comparing runs: learning curves, config differences, confusion matrices and mistakes.
 
-Read-only helpers over run folders (the dashboard's Runs and Confusion pages are views of these),
-plus the three explicit edits a user may ask for: rename, retag, delete.
+Read-only helpers over run folders; the dashboard's Runs and Confusion pages are views of these.
+(Edits of a run, such as rename, retag and delete, belong to the run writer.)
 """
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fer.config import flatten
-from fer.runs import read_json, read_metrics, read_status, write_json_atomic
+from fer.runs import read_json, read_metrics
 
 CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_macro_f1", "lr")
 
@@ -41,34 +40,6 @@ def config_diff(run_dirs: Sequence[Path]) -> pd.DataFrame:
         return table
     differs = table.nunique(axis=1) > 1
     return table[differs & ~table.index.isin(["runs_dir"])]
-
-
-def _edit_config(run_dir: Path, **changes) -> None:
-    config = read_json(run_dir / "config.json")
-    config.update(changes)
-    write_json_atomic(run_dir / "config.json", config)
-
-
-def rename_run(run_dir: Path, name: str) -> None:
-    """Change a run's display name (its folder and id stay)."""
-    if not name.strip():
-        raise ValueError("a run name cannot be empty")
-    _edit_config(Path(run_dir), name=name.strip())
-
-
-def set_tags(run_dir: Path, tags: Sequence[str]) -> None:
-    """Replace a run's tags."""
-    _edit_config(Path(run_dir), tags=[t.strip() for t in tags if t.strip()])
-
-
-def delete_run(run_dir: Path) -> None:
-    """Delete a run folder; a running or queued run must be cancelled first."""
-    run_dir = Path(run_dir)
-    if read_status(run_dir).get("state") in ("running", "queued"):
-        raise ValueError(f"{run_dir.name} is {read_status(run_dir)['state']}: cancel it before deleting")
-    if not (run_dir / "config.json").is_file():
-        raise ValueError(f"{run_dir} is not a run folder")
-    shutil.rmtree(run_dir)
 
 
 def evaluations(run_dir: Path) -> Dict[str, dict]:

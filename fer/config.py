@@ -1,6 +1,9 @@
 """One nested dataclass config per run: defaults, then a YAML/JSON file, then `--set key=value`.
 
 The resolved config is saved as `config.json` in the run folder and inside every checkpoint.
+Every leaf field is described by a `FieldSpec` (dotted key, type, default, fixed choices), which
+is what the CLI and the dashboard's generated form need; `apply` sets fields from typed values or
+from the user's text, read as the field's type (so `train.amp=off` stays the string "off").
 """
 from __future__ import annotations
 
@@ -8,11 +11,23 @@ import json
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from fer.constants import SPLITS
 from fer.preprocess import FER2013_MEAN, FER2013_STD, Preprocessing
+
+# The fixed choices of some fields (registry-backed ones, such as model.name, come from the registries).
+TEST_SPLITS = SPLITS[1:]
+VAL_SOURCES = ("train_fraction",) + TEST_SPLITS
+SAMPLERS = ("none", "weighted")
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+DEVICES = ("auto", "cpu", "cuda")
+FIXED_CHOICES: Dict[str, Sequence[str]] = {
+    "data.val_source": VAL_SOURCES, "data.test_split": TEST_SPLITS, "data.sampler": SAMPLERS,
+    "train.amp": AMP_MODES, "train.device": DEVICES,
+}
 
 
 @dataclass
@@ -113,9 +128,98 @@ class RunConfig:
         """Plain nested dict (JSON-friendly)."""
         return asdict(self)
 
+    def to_json(self) -> str:
+        """Indented JSON, as stored in `config.json`."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
 
 class ConfigError(ValueError):
     """A config file or override that does not fit the RunConfig."""
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One leaf field of the RunConfig: what a generated settings form or a `--set` parser needs."""
+
+    key: str  # dotted, e.g. "optim.lr"
+    type: Any
+    default: Any
+    choices: Tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """How a form edits it: choice, bool, int, float, str, or yaml (lists and mappings as text)."""
+        if self.choices:
+            return "choice"
+        return self.type.__name__ if self.type in (bool, int, float, str) else "yaml"
+
+    def text(self, value: Any) -> str:
+        """`value` as the text a form shows for a yaml field (JSON is valid YAML)."""
+        return json.dumps(value)
+
+
+def field_specs(choices: Mapping[str, Sequence[str]] = FIXED_CHOICES) -> List[FieldSpec]:
+    """Every leaf field of RunConfig, in declaration order, with the given choice lists attached."""
+    def walk(cls: type, prefix: str) -> List[FieldSpec]:
+        out: List[FieldSpec] = []
+        hints = typing.get_type_hints(cls)
+        defaults = cls()
+        for f in fields(cls):
+            key, hint = prefix + f.name, hints[f.name]
+            if is_dataclass(hint):
+                out += walk(hint, key + ".")
+            else:
+                out.append(FieldSpec(key, hint, getattr(defaults, f.name), tuple(choices.get(key, ()))))
+        return out
+    return walk(RunConfig, "")
+
+
+def field_type(key: str) -> Any:
+    """The declared type of dotted `key`; `Any` below a mapping field (model.kwargs.depth)."""
+    cls: Any = RunConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        hints = typing.get_type_hints(cls) if is_dataclass(cls) else {}
+        if part not in hints:
+            valid = sorted(hints) if hints else []
+            raise ConfigError(f"unknown config key {key!r}; valid under {'.'.join(parts[:i]) or 'the top level'}: "
+                              f"{valid}")
+        cls = hints[part]
+        if typing.get_origin(cls) in (dict, Dict):
+            return cls if i == len(parts) - 1 else Any
+    return cls
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def parse_value(text: str, annotation: Any, key: str) -> Any:
+    """The user's text read as the field's type: str stays text, bool/int/float parse, the rest is YAML."""
+    if annotation is str:
+        return text
+    stripped = text.strip()
+    if annotation is bool:
+        if stripped.lower() in _TRUE | _FALSE:
+            return stripped.lower() in _TRUE
+        raise ConfigError(f"{key}: expected true or false, got {text!r}")
+    if annotation is int:
+        try:
+            return int(stripped)
+        except ValueError:
+            raise ConfigError(f"{key}: expected int, got {text!r}") from None
+    if annotation is float:
+        try:
+            return float(stripped)
+        except ValueError:
+            raise ConfigError(f"{key}: expected float, got {text!r}") from None
+    if not stripped:
+        raise ConfigError(f"{key}: expected a value, got nothing")
+    try:
+        value = yaml.safe_load(stripped)
+    except yaml.YAMLError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(f"{key}: not valid YAML ({first}): {text!r}") from None
+    return text if value is None else value  # e.g. 'run-7': keep the text when YAML reads nothing
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -125,10 +229,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return float(value)
     if annotation is float and isinstance(value, str):
         # YAML 1.1 reads "1e-08" (as JSON writes it) as a string: accept any float literal.
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected float, got {value!r}") from None
+        return parse_value(value, float, key)
     if annotation in (int, str, bool):
         if type(value) is annotation:
             return value
@@ -173,25 +274,41 @@ def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def parse_override(item: str) -> Dict[str, Any]:
-    """'optim.lr=0.01' -> {'optim': {'lr': 0.01}}; the value is read as YAML (numbers, lists, bools)."""
-    if "=" not in item:
-        raise ConfigError(f"--set expects key=value, got {item!r}")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    # A value such as 'run-7' must stay a string even when YAML reads something else.
-    if value is None:
-        value = raw
+def _nested(key: str, value: Any) -> Dict[str, Any]:
     node: Dict[str, Any] = {}
     cursor = node
-    parts = key.strip().split(".")
+    parts = key.split(".")
     for p in parts[:-1]:
         cursor = cursor.setdefault(p, {})
     cursor[parts[-1]] = value
     return node
+
+
+def parse_override(item: str) -> Dict[str, Any]:
+    """'optim.lr=0.01' -> {'optim': {'lr': 0.01}}, the value read as the field's type."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    return _nested(key, parse_value(raw, field_type(key), key))
+
+
+def apply(cfg: RunConfig, changes: Mapping[str, Any]) -> RunConfig:
+    """A new config with each dotted field of `changes` set; text is read as the field's type.
+
+    A mapping field (model.kwargs) is replaced, not merged, so a form can remove keys from it.
+    """
+    merged = cfg.to_dict()
+    for key, value in changes.items():
+        annotation = field_type(key)
+        if isinstance(value, str) and annotation is not str:
+            value = parse_value(value, annotation, key)
+        cursor = merged
+        *parents, leaf = key.split(".")
+        for part in parents:
+            cursor = cursor[part]
+        cursor[leaf] = value
+    return from_dict(RunConfig, merged)
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = (),
@@ -214,9 +331,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
         if "name" in layer.get("model", {}):
             merged["model"]["kwargs"] = dict(layer["model"].get("kwargs", {}))
     for item in overrides:
-        override = parse_override(item)
-        _check_override_path(override)
-        merged = _merge(merged, override)
+        merged = _merge(merged, parse_override(item))
     return from_dict(RunConfig, merged)
 
 
@@ -230,11 +345,6 @@ def _check_override_path(override: Dict[str, Any], cls: type = RunConfig, prefix
             _check_override_path(v, hints[k], f"{prefix}{k}.")
 
 
-def save_config(cfg: RunConfig, path: str | Path) -> None:
-    """Write the config as indented JSON."""
-    Path(path).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-
-
 def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     """{'optim': {'lr': 1}} -> {'optim.lr': 1}; lists become strings for table display."""
     out: Dict[str, Any] = {}
@@ -243,19 +353,4 @@ def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
             out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[prefix + k] = json.dumps(v) if isinstance(v, (list, dict)) else v
-    return out
-
-
-
-def field_specs(cls: type = RunConfig, prefix: str = "") -> List[tuple]:
-    """(dotted key, type, default) for every leaf field: what a generated settings form needs."""
-    out: List[tuple] = []
-    hints = typing.get_type_hints(cls)
-    defaults = cls()
-    for f in fields(cls):
-        hint = hints[f.name]
-        if is_dataclass(hint):
-            out += field_specs(hint, f"{prefix}{f.name}.")
-        else:
-            out.append((prefix + f.name, hint, getattr(defaults, f.name)))
     return out

@@ -7,27 +7,21 @@ lists it as source "built-in".
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-from fer.runs import read_json, read_metrics
+from fer.run_writer import export_run
+from fer.runs import SHIPPED_RUN_DIR, read_json, read_metrics
 
-DEFAULT_RUN_DIR = Path(__file__).parent / "assets" / "default_run"
 SHIPPED_FILES = ("best.pt", "config.json", "status.json", "metrics.jsonl", "train.log", "eval_val.json",
                  "eval_PublicTest.json", "predictions_PublicTest.csv")
 MAX_BYTES = 20 * 1024 * 1024
 
 
-def default_run_dir() -> Path:
-    """The packaged run folder."""
-    return DEFAULT_RUN_DIR
-
-
 def default_model_summary() -> str:
     """One line for the UI: the shipped model's name and PublicTest accuracy (or that it is missing)."""
-    config = read_json(DEFAULT_RUN_DIR / "config.json")
-    test = read_json(DEFAULT_RUN_DIR / "eval_PublicTest.json")
-    if not config or not (DEFAULT_RUN_DIR / "best.pt").is_file():
+    config = read_json(SHIPPED_RUN_DIR / "config.json")
+    test = read_json(SHIPPED_RUN_DIR / "eval_PublicTest.json")
+    if not config or not (SHIPPED_RUN_DIR / "best.pt").is_file():
         return "no default model shipped"
     accuracy = f", PublicTest {test['accuracy']:.1%}" if test else ""
     return f"{config['name']} ({config['model']['name']}{accuracy})"
@@ -69,7 +63,7 @@ def run_card(run_dir: Path, command: str) -> str:
     return "\n".join(lines)
 
 
-def package_run(run_dir: Path, command: str, dest: Path = DEFAULT_RUN_DIR) -> Path:
+def package_run(run_dir: Path, command: str, dest: Path = SHIPPED_RUN_DIR) -> Path:
     """Copy a finished run's files into `dest` with its card; refuses runs over 20 MB or not completed."""
     run_dir = Path(run_dir)
     if read_json(run_dir / "status.json", {}).get("state") != "completed":
@@ -77,12 +71,4 @@ def package_run(run_dir: Path, command: str, dest: Path = DEFAULT_RUN_DIR) -> Pa
     size = sum((run_dir / f).stat().st_size for f in SHIPPED_FILES if (run_dir / f).is_file())
     if size > MAX_BYTES:
         raise ValueError(f"{run_dir}: {size / 1e6:.1f} MB is over the 20 MB limit for a shipped model")
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for name in SHIPPED_FILES:
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, dest / name)
-    (dest / "CARD.md").write_text(run_card(run_dir, command))
-    (dest / "RUN_ID").write_text(run_dir.name + "\n")
-    return dest
+    return export_run(run_dir, dest, SHIPPED_FILES, {"CARD.md": run_card(run_dir, command), "RUN_ID": run_dir.name + "\n"})

@@ -94,9 +94,9 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, spec: Pr
     return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
 
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, spec: Preprocessing,
+def validate(model: nn.Module, loader: DataLoader, device: torch.device, spec: Preprocessing,
              **kwargs) -> tuple:
-    """(cross-entropy, accuracy, probabilities, labels) on an evaluation loader.
+    """(cross-entropy, accuracy, probabilities, labels) on the validation loader, once per epoch.
 
     The loss is the plain cross-entropy (no smoothing or class weights), so runs compare fairly.
     """

@@ -1,9 +1,11 @@
-"""Background training jobs: a queue of `queued` run folders and one detached worker per runs folder.
+"""Background training jobs: one queue of `queued` run folders and one detached worker per runs folder.
 
-The dashboard (or anyone) calls `submit(cfg)`: the run folder is created as `queued` and a worker
-process is started unless one is already alive. The worker trains queued runs one at a time, oldest
-first, each with `fer train --resume RUN` in its own process, and exits when the queue is empty. It
-runs in its own session, so closing the browser or reloading the page does not stop it.
+One path serves everyone. The dashboard, `fer train --queue` and `fer suite run` `submit` runs: each
+becomes a run folder in state `queued`, and a worker process is started unless one is alive. The
+worker starts queued runs oldest first, each as `fer train --run RUN` in its own process, up to
+`slots` at a time (CPU threads are shared out between parallel jobs), and leaves once the queue has
+been empty for a few seconds (a quick next submission reuses it). It runs in its own session, so
+closing the browser or reloading the page does not stop it.
 """
 from __future__ import annotations
 
@@ -12,13 +14,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from fer.config import RunConfig
-from fer.runs import default_runs_dir, pid_alive, read_status, request_cancel, utc_now, write_status
+from fer.files import write_json
+from fer.run_writer import request_cancel, write_status
+from fer.runs import FINISHED_STATES, default_runs_dir, pid_alive, read_json, read_status, utc_now
+from fer.suites import suite_configs
+from fer.train import create_run
 
 LOCK_NAME = ".worker.lock"
 LOG_NAME = ".worker.log"
+SETTINGS_NAME = ".worker.json"  # {"slots": N}: read by the worker at every poll, so it can change live
 
 
 def _root(runs_dir: Optional[Path]) -> Path:
@@ -39,6 +46,21 @@ def worker_pid(runs_dir: Optional[Path] = None) -> Optional[int]:
     except (OSError, ValueError, IndexError):
         return None
     return pid if pid_alive(pid) else None
+
+
+def worker_slots(runs_dir: Optional[Path] = None) -> int:
+    """How many jobs the worker runs at once (default 1)."""
+    settings = read_json(_root(runs_dir) / SETTINGS_NAME, {}) or {}
+    return max(1, int(settings.get("slots", 1)))
+
+
+def set_worker_slots(runs_dir: Optional[Path], slots: int) -> None:
+    """Let the worker run `slots` jobs at once (it picks the change up at its next poll)."""
+    if slots < 1:
+        raise ValueError(f"slots must be at least 1, got {slots}")
+    root = _root(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / SETTINGS_NAME, {"slots": int(slots)})
 
 
 def ensure_worker(runs_dir: Optional[Path] = None) -> int:
@@ -68,23 +90,31 @@ def _write_lock(lock: Path, pid: int) -> bool:
 
 def submit(cfg: RunConfig, runs_dir: Optional[Path] = None) -> Path:
     """Queue a new run and make sure a worker will train it."""
-    from fer.train import create_run
-
-    run_dir = create_run(cfg, runs_dir)
-    ensure_worker(run_dir.parent)
-    return run_dir
+    return submit_all([cfg], runs_dir)[0]
 
 
-def submit_suite(name: str, epochs: int = 0, repeats: int = 1, overrides: Sequence[str] = (),
-                 runs_dir: Optional[Path] = None) -> List[Path]:
-    """Queue every run of a suite."""
-    from fer.suites import suite_configs
-    from fer.train import create_run
-
-    run_dirs = [create_run(cfg, runs_dir) for cfg in suite_configs(name, repeats, epochs, overrides)]
+def submit_all(configs: Sequence[RunConfig], runs_dir: Optional[Path] = None) -> List[Path]:
+    """Queue several runs, in order, and make sure a worker will train them."""
+    run_dirs = [create_run(cfg, runs_dir) for cfg in configs]
     if run_dirs:
         ensure_worker(run_dirs[0].parent)
     return run_dirs
+
+
+def submit_suite(name: str, epochs: int = 0, repeats: int = 1, overrides: Sequence[str] = (),
+                 runs_dir: Optional[Path] = None, config_path: Optional[str | Path] = None) -> List[Path]:
+    """Queue every run of a suite (variants × repeats)."""
+    return submit_all(suite_configs(name, repeats, epochs, overrides, config_path), runs_dir)
+
+
+def run_suite(name: str, repeats: int = 1, epochs: int = 0, overrides: Sequence[str] = (),
+              config_path: Optional[str | Path] = None, runs_dir: Optional[Path] = None,
+              slots: Optional[int] = None, on_finish: Optional[Callable[[Path, Dict], None]] = None) -> Dict[Path, str]:
+    """Queue a suite on the worker (with `slots` parallel jobs when given) and wait for all its runs."""
+    if slots is not None:
+        set_worker_slots(runs_dir, slots)
+    run_dirs = submit_suite(name, epochs, repeats, overrides, runs_dir, config_path)
+    return wait(run_dirs, on_finish=on_finish)
 
 
 def resume(run_dir: Path) -> None:
@@ -96,12 +126,36 @@ def resume(run_dir: Path) -> None:
     ensure_worker(Path(run_dir).parent)
 
 
-def cancel(run_dir: Path) -> None:
-    """Stop a running job after its current batch, or take a queued one off the queue."""
+def cancel(run_dir: Path) -> str:
+    """Take a queued run off the queue, or ask a running one to stop after its batch; returns what happened."""
     if read_status(run_dir).get("state") == "queued":
         write_status(Path(run_dir), "cancelled", finished_at=utc_now())
-    else:
-        request_cancel(Path(run_dir))
+        return "cancelled (it was queued)"
+    request_cancel(Path(run_dir))
+    return "cancel requested; it stops after the current batch"
+
+
+def wait(run_dirs: Sequence[Path], poll_s: float = 0.5,
+         on_finish: Optional[Callable[[Path, Dict], None]] = None) -> Dict[Path, str]:
+    """Block until every run has finished (completed, failed, cancelled or interrupted); their states.
+
+    A worker that died with runs still queued is started again, so waiting never hangs on it.
+    """
+    pending = [Path(r) for r in run_dirs]
+    states: Dict[Path, str] = {}
+    while pending:
+        for run_dir in list(pending):
+            status = read_status(run_dir)
+            if status.get("state") in FINISHED_STATES:
+                states[run_dir] = status["state"]
+                pending.remove(run_dir)
+                if on_finish is not None:
+                    on_finish(run_dir, status)
+        if pending:
+            if any(read_status(r).get("state") == "queued" for r in pending):
+                ensure_worker(pending[0].parent)
+            time.sleep(poll_s)
+    return {Path(r): states[Path(r)] for r in run_dirs}
 
 
 def _acquire(lock: Path) -> bool:
@@ -120,28 +174,48 @@ def _acquire(lock: Path) -> bool:
     return _write_lock(lock, os.getpid())
 
 
-def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 1.0) -> int:
-    """Train queued runs one at a time until none is left; returns how many were run."""
+def _start_job(run_dir: Path, slots: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    if slots > 1:  # parallel CPU jobs would oversubscribe the cores: share them out
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // slots))
+    return subprocess.Popen([sys.executable, "-m", "fer", "train", "--run", str(run_dir), "--quiet"],
+                            stdin=subprocess.DEVNULL, env=env)
+
+
+def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 0.5, idle_exit_s: float = 5.0) -> int:
+    """Train queued runs, up to `worker_slots` at a time, until none is left for `idle_exit_s`; returns the count."""
     root = _root(runs_dir)
     lock = root / LOCK_NAME
     if not _acquire(lock):
         return 0
-    done = 0
+    running: Dict[Path, subprocess.Popen] = {}
+    done, idle_since = 0, None
     try:
         while True:
-            queue = queued_runs(root)
-            if not queue:
+            for run_dir, proc in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[run_dir]
+                done += 1
+                if read_status(run_dir).get("state") == "queued":  # it could not even start: do not loop on it
+                    write_status(run_dir, "failed", error="the training process exited before starting")
+            slots = worker_slots(root)
+            waiting = [q for q in queued_runs(root) if q not in running]
+            while waiting and len(running) < slots:
+                run_dir = waiting.pop(0)
+                running[run_dir] = _start_job(run_dir, slots)
+            if running or waiting:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= idle_exit_s:
                 lock.unlink(missing_ok=True)
                 time.sleep(poll_s)
                 # A run submitted while this worker was leaving saw its lock: take it after all.
                 if not queued_runs(root) or not _acquire(lock):
                     return done
-                continue
-            subprocess.run([sys.executable, "-m", "fer", "train", "--resume", str(queue[0]), "--quiet"],
-                           stdin=subprocess.DEVNULL)
-            if read_status(queue[0]).get("state") == "queued":  # it could not even start: do not loop on it
-                write_status(queue[0], "failed", error="the training process exited before starting")
-            done += 1
+                idle_since = None
+            time.sleep(poll_s)
     finally:
         if lock.is_file() and lock.read_text().split()[:1] == [str(os.getpid())]:
             lock.unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """Live video: per-frame prediction for the webcam, safe to call from a video worker thread.
 
-`LiveAnalyzer.process(rgb)` detects, classifies and annotates one frame (with FPS). Settings change
-through `update(...)` under a lock; results leave through a bounded queue that the UI drains into a
-per-second emotion timeline (`Timeline`). Nothing here touches Streamlit.
+`LiveAnalyzer.process(rgb)` detects, classifies and annotates one frame (with FPS) through the same
+image pipeline as photos. Settings change through `update(...)` under a lock (a replaced detector is
+closed); results leave through a bounded queue that the UI drains into a per-second emotion
+timeline (`Timeline`). Nothing here touches Streamlit.
 """
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Deque, Dict, List, Optional
+from typing import Deque, Dict, List
 
 import numpy as np
 import pandas as pd
 
 from fer.annotate import annotate
-from fer.predictor import ImagePrediction, NoFaceFound
+from fer.pipeline import ImagePrediction, NoFaceFound, predict_image
 
 
 @dataclass
@@ -39,12 +40,20 @@ class LiveAnalyzer:
         self.frames = 0
 
     def update(self, predictor=None, detector=None) -> None:
-        """Swap the model or the detector between frames (thread-safe)."""
+        """Swap the model or the detector between frames (thread-safe); the replaced detector is closed."""
+        replaced = None
         with self._lock:
             if predictor is not None:
                 self._predictor = predictor
-            if detector is not None:
-                self._detector = detector
+            if detector is not None and detector is not self._detector:
+                replaced, self._detector = self._detector, detector
+        if replaced is not None:
+            replaced.close()  # no frame uses it any more: the swap happened under the frame lock
+
+    def close(self) -> None:
+        """Release the detector (the analyzer is not used afterwards)."""
+        with self._lock:
+            self._detector.close()
 
     def fps(self) -> float:
         """Frames per second over the last 30 frames."""
@@ -54,10 +63,10 @@ class LiveAnalyzer:
 
     def process(self, rgb: np.ndarray) -> np.ndarray:
         """Detect, classify and annotate one RGB frame."""
-        with self._lock:  # one frame at a time; the detector is not re-entrant
+        with self._lock:  # one frame at a time, and never with a half-swapped model or detector
             predictor, detector = self._predictor, self._detector
             try:
-                result = predictor.predict_image(rgb, detector)
+                result = predict_image(predictor, rgb, detector)
             except NoFaceFound:
                 result = ImagePrediction([], rgb.shape[1], rgb.shape[0], detector.name)
             now = time.monotonic()

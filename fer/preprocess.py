@@ -6,7 +6,7 @@ same FER2013 image give bit-identical tensors. Augmentation happens before it, o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Sequence
+from typing import Dict
 
 import cv2
 import numpy as np
@@ -58,8 +58,3 @@ def face_to_uint8_48(face: np.ndarray) -> np.ndarray:
         face = cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(face)
 
-
-def preprocess_faces(faces: Sequence[np.ndarray], spec: Preprocessing) -> torch.Tensor:
-    """Face crops (numpy, uint8) -> the model input batch; the inference twin of the eval loader."""
-    stacked = np.stack([face_to_uint8_48(f) for f in faces])[:, None]
-    return to_model_input(torch.from_numpy(stacked), spec)

@@ -1,4 +1,4 @@
-"""The run store: one folder per run, the contract between training and every viewer.
+"""Reading run folders: one folder per run, the contract between training and every viewer.
 
     checkpoints/<run_id>/
         config.json        the resolved RunConfig
@@ -10,44 +10,32 @@
         predictions_<split>.csv   per-image true label, prediction and probabilities
         CANCEL             present when a cancel was requested
 
-Training writes these files; viewers (CLI, dashboard) only read them.
+Every write goes through `fer.run_writer`; this module only reads (status, metrics, progress, the
+log's tail, the leaderboard). The model shipped in the package is a run folder too (`SHIPPED_RUN_DIR`).
 """
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
-import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pandas as pd
 
-from fer.config import flatten
+from fer.config import RunConfig, flatten, from_dict
 
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+FINISHED_STATES = ("completed", "failed", "cancelled", "interrupted")
+# The model that ships inside the package: an ordinary run folder (see fer.default_model).
+SHIPPED_RUN_DIR = Path(__file__).parent / "assets" / "default_run"
 
 
 def default_runs_dir() -> Path:
-    """`FER_RUNS_DIR` when set, else `checkpoints/` in the working directory."""
+    """Where your runs live: `FER_RUNS_DIR` when set, else `checkpoints/` in the working directory."""
     return Path(os.environ.get("FER_RUNS_DIR") or "checkpoints")
-
-
-def new_run_id(name: str) -> str:
-    """Sortable and unique: UTC time to the second, the run name, and a random suffix."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40].strip("-") or "run"
-    return f"{stamp}-{safe}-{secrets.token_hex(2)}"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temp file + rename, so a reader never sees a torn file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def read_json(path: Path, default: Any = None) -> Any:
@@ -61,16 +49,6 @@ def read_json(path: Path, default: Any = None) -> Any:
 def utc_now() -> str:
     """The current UTC time, ISO 8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_status(run_dir: Path, state: str, **fields: Any) -> Dict[str, Any]:
-    """Merge `fields` into status.json and set its state."""
-    if state not in STATES:
-        raise ValueError(f"unknown run state {state!r}")
-    status = read_json(run_dir / "status.json", {}) or {}
-    status.update(fields, state=state, updated_at=utc_now(), pid=os.getpid(), host=socket.gethostname())
-    write_json_atomic(run_dir / "status.json", status)
-    return status
 
 
 def pid_alive(pid: int) -> bool:
@@ -96,13 +74,6 @@ def read_status(run_dir: Path) -> Dict[str, Any]:
     return status
 
 
-def append_metrics(run_dir: Path, row: Dict[str, Any]) -> None:
-    """Append one epoch's metrics as a JSON line (flushed, so viewers see it at once)."""
-    with open(run_dir / "metrics.jsonl", "a") as fh:
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
-
-
 def read_metric_rows(run_dir: Path) -> List[Dict[str, Any]]:
     """Per-epoch metrics as dicts (empty when none yet); a torn last line is ignored."""
     rows: List[Dict[str, Any]] = []
@@ -122,15 +93,60 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(read_metric_rows(run_dir))
 
 
-def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
-    """Drop rows after `last_epoch` (when resuming from a checkpoint older than the log)."""
-    df = read_metrics(run_dir)
-    if df.empty:
-        return
-    kept = df[df["epoch"] <= last_epoch]
-    with open(run_dir / "metrics.jsonl", "w") as fh:
-        for row in kept.to_dict(orient="records"):
-            fh.write(json.dumps(row) + "\n")
+def read_config(run_dir: Path) -> RunConfig:
+    """The RunConfig saved in a run folder."""
+    return from_dict(RunConfig, read_json(Path(run_dir) / "config.json"))
+
+
+@dataclass
+class Progress:
+    """Where a run stands: epoch and batch, throughput, and the estimated time left."""
+
+    state: str
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    images_per_s: Optional[float]
+    eta_s: Optional[float]  # None until one epoch has finished
+
+    @property
+    def epoch_fraction(self) -> float:
+        """Share of the run's epochs already finished."""
+        return min(1.0, max(0, self.epoch - 1) / max(1, self.epochs))
+
+    @property
+    def batch_fraction(self) -> float:
+        """Share of the current epoch's batches done."""
+        return min(1.0, self.batch / max(1, self.batches))
+
+
+def run_progress(run_dir: Path) -> Progress:
+    """The run's progress from status.json and its finished epochs' timings."""
+    status = read_status(run_dir)
+    metrics = read_metric_rows(run_dir)
+    epochs, epoch = int(status.get("epochs") or 1), int(status.get("epoch") or 1)
+    batches, batch = int(status.get("batches") or 1), int(status.get("batch") or 0)
+    seconds = [m["seconds"] for m in metrics if isinstance(m.get("seconds"), (int, float))]
+    eta = None
+    if seconds:
+        per_epoch = sum(seconds) / len(seconds)
+        eta = max(0.0, per_epoch * (epochs - epoch + 1 - batch / max(1, batches)))
+    speed = metrics[-1].get("images_per_s") if metrics else None
+    return Progress(status.get("state", "unknown"), epoch, epochs, batch, batches, speed, eta)
+
+
+def log_tail(run_dir: Path, lines: int = 8, max_bytes: int = 16_384) -> str:
+    """The last `lines` lines of train.log (reading only its end), or "" when there is none."""
+    path = Path(run_dir) / "train.log"
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - max_bytes))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(tail.splitlines()[-lines:])
 
 
 def resolve_run(ref: str | Path, runs_dir: Optional[Path] = None) -> Path:
@@ -141,10 +157,8 @@ def resolve_run(ref: str | Path, runs_dir: Optional[Path] = None) -> Path:
     root = Path(runs_dir or default_runs_dir())
     if (root / str(ref) / "config.json").is_file():
         return root / str(ref)
-    if str(ref) == "default":
-        from fer.default_model import DEFAULT_RUN_DIR
-        if (DEFAULT_RUN_DIR / "config.json").is_file():
-            return DEFAULT_RUN_DIR
+    if str(ref) == "default" and (SHIPPED_RUN_DIR / "config.json").is_file():
+        return SHIPPED_RUN_DIR
     matches = [p for p in root.glob("*") if (p / "config.json").is_file() and str(ref) in p.name] \
         if root.is_dir() else []
     if len(matches) == 1:
@@ -152,11 +166,6 @@ def resolve_run(ref: str | Path, runs_dir: Optional[Path] = None) -> Path:
     if not matches:
         raise FileNotFoundError(f"no run {str(ref)!r} in {root}")
     raise ValueError(f"{str(ref)!r} matches several runs: {', '.join(sorted(p.name for p in matches))}")
-
-
-def request_cancel(run_dir: Path) -> None:
-    """Ask a running job to stop after its current batch (it saves state and marks itself cancelled)."""
-    (Path(run_dir) / "CANCEL").write_text(utc_now())
 
 
 def run_summary(run_dir: Path) -> Dict[str, Any]:
@@ -199,10 +208,8 @@ def list_runs(runs_dir: Optional[Path] = None, include_default: bool = False) ->
     root = Path(runs_dir or default_runs_dir())
     dirs = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
     rows = [{**run_summary(p), "source": "local"} for p in dirs]
-    if include_default:
-        from fer.default_model import DEFAULT_RUN_DIR
-        if (DEFAULT_RUN_DIR / "config.json").is_file():
-            rows.append({**run_summary(DEFAULT_RUN_DIR), "run_id": "default", "source": "built-in"})
+    if include_default and (SHIPPED_RUN_DIR / "config.json").is_file():
+        rows.append({**run_summary(SHIPPED_RUN_DIR), "run_id": "default", "source": "built-in"})
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=["run_id", "name", "status", "model", "best_val_acc", "test_acc"])

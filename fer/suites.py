@@ -2,14 +2,11 @@
 
 A suite is a registered function `(epochs) -> [Variant]`. Each variant is a nested config layer
 applied over the defaults (and an optional config file); user `--set` overrides come last. Every
-run is tagged `suite:NAME`, `variant:V` and `seed:S`, so `suite_report` can average repeats.
+run is tagged `suite:NAME`, `variant:V` and `seed:S`, so `suite_report` can average repeats. Suites
+run through the job queue like every other run (`fer.jobs.run_suite`).
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -108,7 +105,7 @@ def transfer_suite(epochs: int) -> List[Variant]:
     freeze = max(1, epochs // 5)
     out = []
     for arch in ("resnet18", "resnet34"):
-        model = {"model": {"name": arch, "kwargs": {"pretrained": True, "channels": "sum", "input_size": 48}}}
+        model = {"model": {"name": arch, "kwargs": {"pretrained": True, "channels": "sum", "stem": "small"}}}
         out.append(Variant(f"{arch}-frozen-then-layer4", _merge(model, {
             "optim": {"name": "adamw", "lr": 1e-3, "backbone_lr": 1e-4},
             "transfer": {"freeze_epochs": freeze, "unfreeze": ["layer4"]}})))
@@ -133,29 +130,6 @@ def suite_configs(name: str, repeats: int = 1, epochs: int = 0, overrides: Seque
             cfg.tags = [*base.tags, f"suite:{name}", f"variant:{variant.name}", f"seed:{seed}"]
             configs.append(cfg)
     return configs
-
-
-def run_suite(name: str, repeats: int = 1, epochs: int = 0, overrides: Sequence[str] = (),
-              config_path: Optional[str | Path] = None, jobs: int = 1, runs_dir: Optional[Path] = None,
-              quiet: bool = False) -> List[Dict[str, Any]]:
-    """Queue every run of the suite, then train them, `jobs` at a time, each in its own process."""
-    from fer.train import create_run
-
-    run_dirs = [create_run(cfg, runs_dir) for cfg in suite_configs(name, repeats, epochs, overrides, config_path)]
-    env = dict(os.environ)
-    if jobs > 1:
-        # Parallel CPU jobs would oversubscribe the cores; share them out.
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    show = jobs == 1 and not quiet
-
-    def launch(run_dir: Path) -> Dict[str, Any]:
-        cmd = [sys.executable, "-m", "fer", "train", "--resume", str(run_dir)] + ([] if show else ["--quiet"])
-        done = subprocess.run(cmd, env=env, stdout=None if show else subprocess.DEVNULL,
-                              stderr=None if show else subprocess.DEVNULL)
-        return {"run_dir": run_dir, "returncode": done.returncode}
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(launch, run_dirs))
 
 
 def _tag(tags: str, key: str) -> Optional[str]:

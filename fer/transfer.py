@@ -1,6 +1,6 @@
 """Transfer learning: separate backbone/head learning rates and a frozen-backbone warm-up.
 
-A model that supports it names its classifier in `head_name` (the ResNets: "fc"). With
+Every model names its classifier in `head_name` (the ResNets: "fc"; the CNNs: "head"). With
 `transfer.freeze_epochs = N > 0`, epochs 1..N train the head alone; from epoch N+1 the modules
 in `transfer.unfreeze` (default `layer4`; "all" for everything) train too. With N = 0 the whole
 network is fine-tuned from the start. `optim.backbone_lr` (0: same as `optim.lr`) sets the
@@ -21,19 +21,15 @@ def uses_transfer(cfg: RunConfig) -> bool:
     return cfg.transfer.freeze_epochs > 0 or cfg.optim.backbone_lr > 0
 
 
-def _head(model: nn.Module, cfg: RunConfig) -> nn.Module:
-    name = getattr(model, "head_name", None)
-    if name is None:
-        raise ValueError(f"model {cfg.model.name!r} declares no head_name, so transfer.freeze_epochs and "
-                         f"optim.backbone_lr cannot be used with it")
-    return model.get_submodule(name)
+def _head(model: nn.Module) -> nn.Module:
+    return model.get_submodule(model.head_name)
 
 
 def parameter_groups(model: nn.Module, cfg: RunConfig) -> Iterable:
     """Optimizer parameters: all of them, or a head group (optim.lr) and a backbone group (backbone_lr)."""
     if not uses_transfer(cfg):
         return model.parameters()
-    head = list(_head(model, cfg).parameters())
+    head = list(_head(model).parameters())
     head_ids = {id(p) for p in head}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
     return [{"params": head, "lr": cfg.optim.lr},
@@ -45,7 +41,7 @@ def apply_freeze(model: nn.Module, cfg: RunConfig, epoch: int) -> str:
     n = cfg.transfer.freeze_epochs
     if n <= 0:
         return "all layers"
-    head = _head(model, cfg)
+    head = _head(model)
     if epoch <= n:
         trainable: List[nn.Module] = [head]
         what = f"head only (epoch {epoch} of {n} frozen-backbone epochs)"

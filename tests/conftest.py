@@ -1,4 +1,9 @@
-"""Shared fixtures. Tests read real FER2013 through FER_TEST_DATA (set by .ci/run / the Makefile)."""
+"""Shared fixtures. Tests read real FER2013 through FER_TEST_DATA (set by .ci/run / the Makefile).
+
+Tiers: tests marked `slow` (the browser, real worker queues, suites, long trainings) run in the full
+suite (`make test`, CI) and are skipped by `make test-fast`. One tiny run, trained once per session
+(`trained_run`), serves every module that only needs *a* trained model.
+"""
 from __future__ import annotations
 
 import os
@@ -106,6 +111,19 @@ def tiny_overrides(data_path: Path, runs_dir: Path, epochs: int = 2, *extra: str
     return [f"data.path={data_path}", f"runs_dir={runs_dir}", f"train.epochs={epochs}", TINY_MODEL,
             "train.batch_size=32", "train.eval_batch_size=128", *extra]
 
+
+@pytest.fixture(scope="session")
+def trained_run(small_folder, tmp_path_factory) -> Path:
+    """One finished tiny run (4 epochs, name "artifacts", tags smoke/test), alone in its runs folder.
+
+    Read-only for its users: a test that edits, evaluates into or trains next to a run makes its own.
+    """
+    from fer.config import load_config
+    from fer.train import train
+
+    runs = tmp_path_factory.mktemp("shared_runs")
+    return train(load_config(None, tiny_overrides(small_folder, runs, 4, "name=artifacts", "tags=[smoke, test]",
+                                                  "optim.lr=0.003")))
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,14 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
+from fer.blendshape_run import train_blendshape_run
 from fer.blendshapes import (N_BLENDSHAPES, N_FEATURES, BlendshapeClassifier, BlendshapePredictor, FeatureExtractor,
-                             geometry_features, train_blendshape_run)
-from fer.evaluate import evaluate_run
+                             geometry_features)
+from fer.classifiers import load_classifier
+from fer.evaluation import evaluate_run
 from fer.faces import create_detector
-from fer.predictor import load_predictor
+from fer.pipeline import predict_image
+from fer.run_writer import save_arrays, write_json
 from fer.runs import list_runs, read_status
 
 
@@ -47,7 +50,8 @@ def test_classifier_round_trips_without_pickle(tmp_path):
     y = (x[:, 0] > 0).astype(int) * 3  # classes 0 and 3 only
     x[:10] = np.nan  # no face found
     clf = BlendshapeClassifier.fit(x, y, list("abcdefg"), C=1.0)
-    clf.save(tmp_path)
+    save_arrays(tmp_path, "classifier.npz", clf.arrays())
+    write_json(tmp_path / "classifier.json", clf.meta())
     loaded = BlendshapeClassifier.load(tmp_path)
     probs = loaded.predict_proba(x)
     assert np.allclose(probs, clf.predict_proba(x)) and np.allclose(probs.sum(1), 1, atol=1e-5)
@@ -71,9 +75,9 @@ def test_blendshape_run_is_a_run_like_any_other(blendshape_run, small_folder):
 
 
 def test_blendshape_predictor_on_a_photo(blendshape_run):
-    predictor = load_predictor(blendshape_run)
+    predictor = load_classifier(blendshape_run)
     assert isinstance(predictor, BlendshapePredictor) and predictor.model is None
     with create_detector("mediapipe", download=False) as detector:
-        result = predictor.predict_image(skdata.astronaut(), detector)
+        result = predict_image(predictor, skdata.astronaut(), detector)
     predictor.close()
     assert len(result.faces) == 1 and abs(sum(result.faces[0].probabilities.values()) - 1) < 1e-5

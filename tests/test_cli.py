@@ -37,6 +37,7 @@ def test_help_for_every_command(command, capsys):
         assert "plain_cnn" in out and "resnet18" in out and "onecycle" in out  # registry choices
 
 
+@pytest.mark.slow
 def test_train_runs_eval_end_to_end(small_folder, tmp_path):
     config = tmp_path / "exp.yaml"
     config.write_text("name: cli-run\ntags: [cli]\noptim:\n  lr: 0.003\n")
@@ -63,6 +64,7 @@ def test_train_runs_eval_end_to_end(small_folder, tmp_path):
     assert (run / "predictions_val.csv").exists()
 
 
+@pytest.mark.slow
 def test_crash_then_resume(small_folder, tmp_path):
     runs = tmp_path / "runs"
     args = [sys.executable, "-m", "fer.cli", "train", "--quiet",
@@ -94,6 +96,7 @@ def test_crash_then_resume(small_folder, tmp_path):
     assert "resuming from last.pt at epoch" in (run / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_sigterm_cancels_cleanly(small_folder, tmp_path):
     runs = tmp_path / "runs"
     args = [sys.executable, "-m", "fer.cli", "train", "--quiet",
@@ -111,13 +114,18 @@ def test_sigterm_cancels_cleanly(small_folder, tmp_path):
     assert read_status(found[0])["state"] == "cancelled"
 
 
-def test_cancel_command_writes_request(small_folder, tmp_path):
+def test_cancel_command_goes_through_the_job_queue(small_folder, tmp_path):
     from fer.config import load_config
+    from fer.run_writer import write_status
     from fer.train import create_run
-    run = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=queued")))
-    assert read_status(run)["state"] == "queued"
-    assert "cancel requested" in fer("cancel", run).stdout
-    assert (run / "CANCEL").exists()
+    queued = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=queued")))
+    assert read_status(queued)["state"] == "queued"
+    assert "cancelled (it was queued)" in fer("cancel", queued).stdout  # it simply leaves the queue
+    assert read_status(queued)["state"] == "cancelled" and not (queued / "CANCEL").exists()
+    running = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=running")))
+    write_status(running, "running")  # this test process plays the training job
+    assert "cancel requested" in fer("cancel", running).stdout
+    assert (running / "CANCEL").exists()
 
 
 def test_data_stats_on_csv_and_folders(small_csv, small_folder):

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from fer.config import ConfigError, RunConfig, flatten, load_config, save_config
+from fer.config import ConfigError, RunConfig, flatten, load_config
 from fer.data.loaders import eval_loader
+from fer.faces import Face, crop_face, to_gray
 from fer.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
-from fer.preprocess import Preprocessing, preprocess_faces, to_model_input
+from fer.preprocess import Preprocessing, to_model_input
 
 
 def test_config_layers_defaults_file_then_overrides(tmp_path):
@@ -21,7 +22,7 @@ def test_config_layers_defaults_file_then_overrides(tmp_path):
     assert cfg.optim.lr == 0.01  # --set wins over the file
     assert cfg.train.epochs == 7 and cfg.train.batch_size == RunConfig().train.batch_size  # file, default
     assert cfg.model.kwargs == {"widths": [16, 32], "dropout": 0.2} and cfg.tags == ["a", "b"]
-    save_config(cfg, tmp_path / "config.json")
+    (tmp_path / "config.json").write_text(cfg.to_json())
     assert load_config(tmp_path / "config.json") == cfg  # JSON round trip
 
 
@@ -88,23 +89,29 @@ def test_onecycle_peaks_mid_run_and_plateau_reduces():
     assert opt.param_groups[0]["lr"] < 0.1
 
 
+def _photo_path(images, spec: Preprocessing) -> torch.Tensor:
+    """Faces as the photo/webcam pipeline sees them: a whole-image face box, cropped, then preprocessed."""
+    crops = [crop_face(to_gray(img), Face((0, 0, img.shape[1], img.shape[0])), margin=0.0) for img in images]
+    return to_model_input(torch.from_numpy(np.stack(crops))[:, None], spec)
+
+
 def test_eval_path_and_photo_path_give_identical_tensors(small_data):
     """Parity: a FER2013 image through the evaluation loader and through the face-crop path."""
     spec = Preprocessing()
     images = small_data.images[:64]
     batch, _ = next(iter(eval_loader(images, small_data.labels[:64], batch_size=64)))
     from_loader = to_model_input(batch, spec)
-    from_faces = preprocess_faces(list(images), spec)
+    from_faces = _photo_path(list(images), spec)
     assert torch.equal(from_loader, from_faces)
-    # A colour (BGR) copy of the same faces gives the same tensor too.
-    bgr = [np.repeat(img[:, :, None], 3, axis=2) for img in images]
-    assert torch.equal(preprocess_faces(bgr, spec), from_loader)
+    # A colour (RGB) copy of the same faces gives the same tensor too.
+    rgb = [np.repeat(img[:, :, None], 3, axis=2) for img in images]
+    assert torch.equal(_photo_path(rgb, spec), from_loader)
     assert from_loader.shape == (64, 1, 48, 48) and abs(from_loader.mean().item()) < 0.5
 
 
 def test_preprocessing_resizes_and_expands_channels(small_data):
     spec = Preprocessing(input_size=64, in_chans=3)
-    x = preprocess_faces([small_data.images[0]], spec)
+    x = _photo_path([small_data.images[0]], spec)
     assert x.shape == (1, 3, 64, 64) and torch.equal(x[:, 0], x[:, 2])
     with pytest.raises(TypeError):
         to_model_input(torch.zeros(1, 1, 48, 48), spec)

@@ -1,5 +1,6 @@
-"""The dashboard's overview page through Streamlit's AppTest, on real data and real runs."""
+"""Every dashboard page through Streamlit's AppTest, on real data and real runs."""
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -12,31 +13,33 @@ from fer.train import train
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
+def open_page(page: Optional[str] = None, timeout: int = 120, **state) -> AppTest:
+    """The app with `state` in the session (data_path, runs_dir), switched to views/<page>.py and run."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for key, value in state.items():
+        at.session_state[key] = str(value)
+    if page:
+        at.switch_page(f"views/{page}.py")
+    return at.run()
+
+
 @pytest.fixture(scope="module")
-def runs_with_one_run(small_folder, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("dash_runs")
-    train(load_config(None, tiny_overrides(small_folder, runs, 1, "name=dash")))
-    return runs
+def runs_with_one_run(trained_run):
+    return trained_run.parent  # the session's shared run, alone in its folder
 
 
 def test_overview_shows_data_and_leaderboard(small_folder, runs_with_one_run):
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["data_path"] = str(small_folder)
-    at.session_state["runs_dir"] = str(runs_with_one_run)
-    at.run()
+    at = open_page(data_path=small_folder, runs_dir=runs_with_one_run)
     assert not at.exception
     assert [m.value for m in at.metric][0] == "385"
     counts, board = (d.value for d in at.dataframe)  # AppTest does not expose dataframe keys
     assert counts.loc["Training", "total"] == 280 and counts.loc["PublicTest", "total"] == 105
-    assert len(board) == 1 and board.iloc[0]["status"] == "completed" and board.iloc[0]["name"] == "dash"
+    assert len(board) == 1 and board.iloc[0]["status"] == "completed" and board.iloc[0]["name"] == "artifacts"
     assert "CPU" in " ".join(c.value for c in at.sidebar.caption)
 
 
 def test_overview_without_data_explains_how_to_get_it(tmp_path):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["data_path"] = str(tmp_path / "nothing")
-    at.session_state["runs_dir"] = str(tmp_path)
-    at.run()
+    at = open_page(timeout=60, data_path=tmp_path / "nothing", runs_dir=tmp_path)
     assert not at.exception
     assert "No FER2013 data found" in at.warning[0].value
     assert any("Kaggle" in m.value for m in at.markdown)
@@ -56,9 +59,7 @@ def _jpeg(array) -> bytes:
 def test_predict_page_labels_every_uploaded_face(tmp_path):
     from skimage import data as skdata
 
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["runs_dir"] = str(tmp_path)  # no runs: the shipped default model is the only choice
-    at.switch_page("views/predict.py").run()
+    at = open_page("predict", timeout=180, runs_dir=tmp_path)  # no runs: the shipped model is the only choice
     assert not at.exception
     assert at.multiselect(key="predict_models").value == ["default"]
     at.file_uploader(key="predict_uploads").upload("astronaut.jpg", _jpeg(skdata.astronaut()), "image/jpeg").run()
@@ -73,9 +74,7 @@ def test_predict_page_labels_every_uploaded_face(tmp_path):
 def test_predict_page_reports_bad_uploads_and_faceless_images(tmp_path, runs_with_one_run):
     import numpy as np
 
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["runs_dir"] = str(runs_with_one_run)
-    at.switch_page("views/predict.py").run()
+    at = open_page("predict", timeout=180, runs_dir=runs_with_one_run)
     choices = at.multiselect(key="predict_models").options
     assert choices[0] == "default" and len(choices) == 2  # the shipped model, then the trained run
     uploader = at.file_uploader(key="predict_uploads")
@@ -97,9 +96,7 @@ def two_runs(small_folder, tmp_path_factory):
 
 
 def test_runs_page_compares_filters_and_edits(two_runs):
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["runs_dir"] = str(two_runs)
-    at.switch_page("views/runs.py").run()
+    at = open_page("runs", runs_dir=two_runs)
     assert not at.exception
     board = at.dataframe[0].value
     assert {"slow", "fast"} <= set(board["name"])  # (+ the shipped model, source "built-in", when present)
@@ -120,10 +117,7 @@ def test_runs_page_compares_filters_and_edits(two_runs):
 
 
 def test_confusion_page_shows_matrices_scores_and_mistakes(two_runs, small_folder):
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["runs_dir"] = str(two_runs)
-    at.session_state["data_path"] = str(small_folder)
-    at.switch_page("views/confusion.py").run()
+    at = open_page("confusion", runs_dir=two_runs, data_path=small_folder)
     assert not at.exception
     runs = at.selectbox(key="confusion_run").options
     assert runs[0] == "default"  # the shipped model leads the leaderboard
@@ -139,9 +133,7 @@ def test_confusion_page_shows_matrices_scores_and_mistakes(two_runs, small_folde
 
 
 def test_data_page_shows_distribution_samples_pixels_and_leakage(small_folder):
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["data_path"] = str(small_folder)
-    at.switch_page("views/data.py").run()
+    at = open_page("data", data_path=small_folder)
     assert not at.exception
     assert at.metric[0].value == "385"
     counts = at.dataframe[0].value
@@ -152,9 +144,7 @@ def test_data_page_shows_distribution_samples_pixels_and_leakage(small_folder):
 
 
 def test_data_page_without_data_explains_how_to_get_it(tmp_path):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["data_path"] = str(tmp_path / "missing")
-    at.switch_page("views/data.py").run()
+    at = open_page("data", timeout=60, data_path=tmp_path / "missing")
     assert not at.exception and "No FER2013 data found" in at.warning[0].value
     assert any("Kaggle" in m.value for m in at.markdown)
 
@@ -169,10 +159,7 @@ def cbam_run(small_folder, tmp_path_factory):
 
 
 def test_gradcam_page_overlays_test_faces_and_attention(cbam_run, small_folder):
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["runs_dir"] = str(cbam_run)
-    at.session_state["data_path"] = str(small_folder)
-    at.switch_page("views/gradcam.py").run()
+    at = open_page("gradcam", timeout=180, runs_dir=cbam_run, data_path=small_folder)
     assert not at.exception
     run_id = next(o for o in at.selectbox(key="cam_model").options if "cbam" in o)
     at.selectbox(key="cam_model").set_value(run_id).run()
@@ -186,16 +173,14 @@ def test_gradcam_page_overlays_test_faces_and_attention(cbam_run, small_folder):
     assert not at.exception and "no layer" in at.error[0].value
 
 
+@pytest.mark.slow
 def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_folder, tmp_path):
     import time
 
     from fer.jobs import worker_pid
     from fer.runs import read_status
 
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["runs_dir"] = str(tmp_path)
-    at.session_state["data_path"] = str(small_folder)
-    at.switch_page("views/train.py").run()
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     assert not at.exception
     assert "No runs yet" in at.info[0].value
     at.text_input(key="train_field_name").set_value("from-dashboard")
@@ -223,10 +208,7 @@ def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_fo
 
 
 def test_train_page_rejects_a_bad_setting(small_folder, tmp_path):
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["runs_dir"] = str(tmp_path)
-    at.session_state["data_path"] = str(small_folder)
-    at.switch_page("views/train.py").run()
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     at.number_input(key="train_field_train.epochs").set_value(0)
     at.button(key="FormSubmitter:train_form-Launch training").click().run()
     assert not at.exception and "Not launched" in at.error[0].value

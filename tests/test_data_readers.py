@@ -6,7 +6,7 @@ import pytest
 
 from conftest import KNOWN_COUNTS, write_fer_csv
 from fer.constants import CLASS_NAMES, SPLITS
-from fer.data import DataError, read_fer_csv, read_image_folders, read_source
+from fer.data import DataError, load_fer2013, read_fer_csv, read_image_folders
 from fer.data.readers import resolve_source
 from fer.data.stats import class_counts
 
@@ -45,7 +45,7 @@ def test_icml_variant_header_with_spaces(small_data, tmp_path):
     lines = path.read_text().splitlines()
     rows = [lines[0]] + [",".join([r.split(",")[0], r.split(",")[2], r.split(",")[1]]) for r in lines[1:]]
     path.write_text("\n".join(rows) + "\n")
-    data = read_source(tmp_path)  # a folder holding icml_face_data.csv
+    data = load_fer2013(tmp_path, use_cache=False)  # a folder holding icml_face_data.csv
     np.testing.assert_array_equal(data.images, small_data.images[:20])
     np.testing.assert_array_equal(data.labels, small_data.labels[:20])
 
@@ -136,13 +136,13 @@ def test_split_from_folder_when_no_prefix_and_resize(small_folder, tmp_path):
 
 def test_empty_and_missing_sources(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        read_source(tmp_path / "nowhere")
+        load_fer2013(tmp_path / "nowhere", use_cache=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="neither fer2013.csv nor"):
-        read_source(tmp_path / "empty")
+        load_fer2013(tmp_path / "empty", use_cache=False)
     (tmp_path / "nofiles" / "train" / "happy").mkdir(parents=True)
     with pytest.raises(DataError, match="no images found"):
-        read_source(tmp_path / "nofiles")
+        load_fer2013(tmp_path / "nofiles", use_cache=False)
 
 
 def test_resolve_source_finds_csv_and_folders(small_csv, small_folder):

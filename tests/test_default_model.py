@@ -2,29 +2,31 @@
 its card says on the shared PublicTest (re-evaluated here, not read back)."""
 import json
 
-import numpy as np
 import pytest
 from skimage import data as skdata
 
 from fer.data import load_fer2013
-from fer.default_model import DEFAULT_RUN_DIR, MAX_BYTES
+from fer.classifiers import load_classifier
+from fer.default_model import MAX_BYTES
 from fer.faces import create_detector
-from fer.predictor import Predictor, load_predictor
-from fer.runs import list_runs, resolve_run
+from fer.pipeline import predict_image
+from fer.predictor import Predictor
+from fer.runs import SHIPPED_RUN_DIR, list_runs, resolve_run
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
 
 
 def test_shipped_run_folder_is_complete_and_small():
-    names = {p.name for p in DEFAULT_RUN_DIR.iterdir()}
+    names = {p.name for p in SHIPPED_RUN_DIR.iterdir()}
     assert {"best.pt", "config.json", "status.json", "metrics.jsonl", "eval_PublicTest.json", "CARD.md"} <= names
-    assert sum(p.stat().st_size for p in DEFAULT_RUN_DIR.iterdir()) <= MAX_BYTES
-    card = (DEFAULT_RUN_DIR / "CARD.md").read_text()
+    assert sum(p.stat().st_size for p in SHIPPED_RUN_DIR.iterdir()) <= MAX_BYTES
+    card = (SHIPPED_RUN_DIR / "CARD.md").read_text()
     assert "fer train --config configs/default_model_cpu.yaml" in card
 
 
+@pytest.mark.slow
 def test_default_model_scores_its_card_on_public_test(fer_root):
-    recorded = json.loads((DEFAULT_RUN_DIR / "eval_PublicTest.json").read_text())
+    recorded = json.loads((SHIPPED_RUN_DIR / "eval_PublicTest.json").read_text())
     predictor = Predictor.default()
     data = load_fer2013(fer_root)
     test = data.split_indices("PublicTest")
@@ -35,11 +37,11 @@ def test_default_model_scores_its_card_on_public_test(fer_root):
 
 
 def test_default_model_is_used_when_no_run_is_chosen_and_is_on_the_leaderboard(tmp_path):
-    predictor = load_predictor(None)
+    predictor = load_classifier(None)
     assert predictor.name == "default"
     with create_detector("auto", download=False) as detector:
-        result = predictor.predict_image(skdata.astronaut(), detector)
+        result = predict_image(predictor, skdata.astronaut(), detector)
     assert [f.label for f in result.faces] == ["happy"]  # a broad smile
     board = list_runs(tmp_path, include_default=True)
     assert list(board["source"]) == ["built-in"] and board["test_acc"].iloc[0] >= 0.66
-    assert resolve_run("default", tmp_path) == DEFAULT_RUN_DIR
+    assert resolve_run("default", tmp_path) == SHIPPED_RUN_DIR

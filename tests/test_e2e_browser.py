@@ -34,7 +34,7 @@ PAGES = {"overview": ("", "fer-studio"), "data": ("data", "Data"), "train": ("tr
          "predict": ("predict", "Predict"), "webcam": ("webcam", "Webcam")}
 
 # CI installs chromium (.ci/run), so there a missing browser fails instead of skipping.
-pytestmark = [pytest.mark.usefixtures("mediapipe_models"),
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mediapipe_models"),
               pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
                                  reason="Debian chromium is not installed (apt-get install chromium)")]
 

@@ -3,7 +3,6 @@ the Predictor (TTA, ensembles), Grad-CAM and `fer predict`."""
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,8 +13,6 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from conftest import tiny_overrides
-from fer.config import load_config
 from fer.data import load_fer2013
 from fer.data.loaders import eval_loader
 from fer.engine import predict
@@ -25,9 +22,9 @@ from fer.faces.detectors import HaarDetector
 from fer.faces.model_files import ModelFileUnavailable
 from fer.images import ImageError, load_image
 from fer.models import MODELS, create_model
-from fer.predictor import Ensemble, NoFaceFound, Predictor
+from fer.pipeline import NoFaceFound, predict_image
+from fer.predictor import Ensemble, Predictor
 from fer.preprocess import Preprocessing, to_model_input
-from fer.train import train
 
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
@@ -37,12 +34,6 @@ pytestmark = pytest.mark.usefixtures("mediapipe_models")
 def detector():
     with create_detector("mediapipe", download=False) as d:
         yield d
-
-
-@pytest.fixture(scope="module")
-def trained_run(small_folder, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    return train(load_config(None, tiny_overrides(small_folder, runs, 2, "name=inference-run")))
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +140,7 @@ def test_dozens_of_faces_do_not_break_anything(predictor):
     tile = _astronaut_head(110)
     grid = np.vstack([np.hstack([tile] * 8)] * 5)  # 40 faces in an 880×550 image
     with create_detector("mediapipe", DetectorSettings(tiles=(1, 2, 3, 4)), download=False) as tiled:
-        result = predictor.predict_image(np.ascontiguousarray(grid), tiled)
+        result = predict_image(predictor, np.ascontiguousarray(grid), tiled)
     assert 30 <= len(result.faces) <= 50
     assert all(abs(sum(f.probabilities.values()) - 1) < 1e-4 for f in result.faces)
 
@@ -190,7 +181,7 @@ def test_photo_path_matches_evaluation_exactly(predictor, small_folder):
     whole = create_detector("none")
     for i, k in enumerate(index):
         rgb = load_image(small_folder / data.sources[k])
-        result = predictor.predict_image(rgb, whole)
+        result = predict_image(predictor, rgb, whole)
         photo_tensor = to_model_input(torch.from_numpy(result.faces[0].face)[None, None], predictor.spec)
         assert torch.equal(photo_tensor[0], eval_batch[i])
         assert np.array_equal(np.array(list(result.faces[0].probabilities.values()), np.float32), eval_probs[i])
@@ -200,9 +191,9 @@ def test_photo_path_matches_evaluation_exactly(predictor, small_folder):
 
 def test_predictor_rebuilds_from_checkpoint_and_predicts_every_face(predictor, group_photo, trained_run):
     assert predictor.class_names == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-    assert Predictor.from_checkpoint(trained_run / "best.pt").name == "inference-run"
+    assert Predictor.from_checkpoint(trained_run / "best.pt").name == "artifacts"  # the run's config name
     with create_detector("mediapipe", DetectorSettings(tiles=PHOTO_TILES), download=False) as detector:
-        result = predictor.predict_image(group_photo, detector)
+        result = predict_image(predictor, group_photo, detector)
     assert len(result.faces) == 4 and result.detector == "mediapipe"
     for face in result.faces:
         assert face.face.shape == (48, 48) and face.label == max(face.probabilities, key=face.probabilities.get)
@@ -212,8 +203,8 @@ def test_predictor_rebuilds_from_checkpoint_and_predicts_every_face(predictor, g
 def test_no_face_is_an_explicit_choice(predictor, detector):
     blank = np.full((240, 320, 3), 90, np.uint8)
     with pytest.raises(NoFaceFound, match="whole image"):
-        predictor.predict_image(blank, detector)
-    result = predictor.predict_image(blank, detector, whole_image=True)
+        predict_image(predictor, blank, detector)
+    result = predict_image(predictor, blank, detector, whole_image=True)
     assert len(result.faces) == 1 and result.faces[0].box == (0, 0, 320, 240) and "whole image" in result.note
 
 

@@ -1,10 +1,15 @@
 """Background jobs: the queue, one detached worker at a time, cancel of a queued run, resume."""
 import time
 
+import pytest
+
 from conftest import tiny_overrides
 from fer.config import load_config
 from fer.jobs import cancel, ensure_worker, queued_runs, resume, submit, worker_pid
 from fer.runs import read_status
+
+
+pytestmark = pytest.mark.slow
 
 
 def _wait(predicate, timeout=240):

@@ -6,19 +6,16 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from conftest import tiny_overrides
-from fer.config import load_config
 from fer.faces import create_detector
 from fer.live import LiveAnalyzer, Timeline
 from fer.predictor import Predictor
-from fer.train import train
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
 
 
 @pytest.fixture(scope="module")
-def predictor(small_folder, tmp_path_factory):
-    return Predictor.from_run(train(load_config(None, tiny_overrides(small_folder, tmp_path_factory.mktemp("r"), 1))))
+def predictor(trained_run):
+    return Predictor.from_run(trained_run)
 
 
 def test_frames_from_several_threads_are_annotated_and_queued(predictor):

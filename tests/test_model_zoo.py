@@ -4,9 +4,10 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from fer.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from fer.checkpoint import checkpoint_payload, load_checkpoint, model_from_checkpoint
+from fer.run_writer import save_checkpoint
 from fer.config import RunConfig
-from fer.models import count_parameters, create_model, get_cam_layer
+from fer.models import count_parameters, create_model
 from fer.models.blocks import CBAM, ResidualBlock, SqueezeExcite
 from fer.models.resnet import PretrainedWeightsError
 from fer.preprocess import Preprocessing
@@ -73,22 +74,22 @@ def test_deep_emotion_warp_starts_as_identity_and_learns():
 
 
 @pytest.mark.parametrize("channels", ["sum", "repeat"])
-@pytest.mark.parametrize("input_size", [48, 224])
-def test_resnet_adaptations(channels, input_size):
-    model = create_model("resnet18", channels=channels, input_size=input_size).eval()
+@pytest.mark.parametrize("stem", ["small", "imagenet"])
+def test_resnet_adaptations(channels, stem):
+    model = create_model("resnet18", channels=channels, stem=stem).eval()
     assert model.conv1.in_channels == (3 if channels == "repeat" else 1)
-    assert model.conv1.kernel_size == ((3, 3) if input_size == 48 else (7, 7))
+    assert model.conv1.kernel_size == ((3, 3) if stem == "small" else (7, 7))
     seen = {}
 
     def record(module, inputs, output):  # returns None, so the output is left alone
         seen["shape"] = output.shape
 
-    handle = get_cam_layer(model).register_forward_hook(record)
+    handle = model.get_submodule(model.cam_layer).register_forward_hook(record)
     try:
         assert model(torch.randn(2, 1, 48, 48)).shape == (2, 7)
     finally:
         handle.remove()
-    assert seen["shape"][-1] == (6 if input_size == 48 else 7)
+    assert seen["shape"][-1] == (6 if stem == "small" else 7)
 
 
 def test_resnet34_has_more_blocks():
@@ -110,8 +111,8 @@ def test_pretrained_weights_from_file_adapt_conv1(tmp_path):
     reference = torchvision.models.resnet18().eval()
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)
-    summed = create_model("resnet18", weights_path=str(path), channels="sum", input_size=224).eval()
-    repeated = create_model("resnet18", weights_path=str(path), channels="repeat", input_size=224).eval()
+    summed = create_model("resnet18", weights_path=str(path), channels="sum", stem="imagenet").eval()
+    repeated = create_model("resnet18", weights_path=str(path), channels="repeat", stem="imagenet").eval()
     for m in (summed, repeated):
         m.fc = reference.fc
     gray = torch.rand(2, 1, 48, 48)
@@ -120,7 +121,7 @@ def test_pretrained_weights_from_file_adapt_conv1(tmp_path):
         expected = reference(rgb)
         assert torch.allclose(summed(gray), expected, atol=1e-4)
         assert torch.allclose(repeated(gray), expected, atol=1e-4)
-    small = create_model("resnet18", weights_path=str(path), input_size=48)
+    small = create_model("resnet18", weights_path=str(path), stem="small")
     assert torch.equal(small.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
 
 
@@ -131,7 +132,7 @@ def test_checkpoint_of_a_pretrained_model_loads_offline(tmp_path, monkeypatch):
     model = create_model("resnet18", weights_path=str(path))
     cfg = RunConfig()
     cfg.model.name, cfg.model.kwargs = "resnet18", {"pretrained": True, "weights_path": str(path)}
-    save_checkpoint(tmp_path / "best.pt", model, cfg.to_dict(), tuple("abcdefg"), Preprocessing(), 1, {})
+    save_checkpoint(tmp_path, "best.pt", checkpoint_payload(model, cfg.to_dict(), tuple("abcdefg"), Preprocessing(), 1, {}))
     path.unlink()  # the weights file is gone and there is no internet: the checkpoint alone must do
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     rebuilt = model_from_checkpoint(load_checkpoint(tmp_path / "best.pt"))

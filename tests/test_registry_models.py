@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fer.augment import AUGMENTATIONS, build_augmentation
-from fer.models import MODELS, count_parameters, create_model, get_cam_layer
+from fer.models import MODELS, count_parameters, create_model
 from fer.registry import Registry
 
 
@@ -49,7 +49,7 @@ def test_model_forward_backward(name):
 @pytest.mark.parametrize("name", MODELS.names())
 def test_model_declares_cam_layer_with_spatial_output(name):
     model = create_model(name).eval()
-    layer = get_cam_layer(model)
+    layer = model.get_submodule(model.cam_layer)
     seen = {}
 
     def record(module, inputs, output):  # must return None, or it would replace the output
@@ -61,6 +61,20 @@ def test_model_declares_cam_layer_with_spatial_output(name):
     finally:
         handle.remove()
     assert len(seen["shape"]) == 4 and seen["shape"][-1] >= 3  # a spatial map Grad-CAM can use
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_model_declares_its_classifier_head(name):
+    model = create_model(name, num_classes=5).eval()
+    head = model.get_submodule(model.head_name)
+    outputs = []
+    handle = head.register_forward_hook(lambda module, inputs, output: outputs.append(output.shape))
+    try:
+        logits = model(torch.zeros(2, 1, 48, 48))
+    finally:
+        handle.remove()
+    assert outputs == [logits.shape] == [(2, 5)]  # the head is what produces the class scores
+    assert 0 < sum(p.numel() for p in head.parameters()) < sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", MODELS.names())

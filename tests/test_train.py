@@ -8,21 +8,19 @@ import torch
 
 import fer.train as train_module
 from conftest import tiny_overrides
-from fer.checkpoint import FORMAT_VERSION, load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
+from fer.checkpoint import FORMAT_VERSION, load_checkpoint
 from fer.config import load_config
 from fer.constants import CLASS_NAMES
 from fer.data.loaders import train_loader
-from fer.preprocess import preprocess_faces
-from fer.runs import list_runs, read_metrics, read_status, request_cancel
+from fer.predictor import Predictor
+from fer.run_writer import request_cancel
+from fer.runs import list_runs, read_metrics, read_status
 from fer.train import train
 
 
 @pytest.fixture(scope="module")
-def finished_run(small_folder, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    cfg = load_config(None, tiny_overrides(small_folder, runs, 4, "name=artifacts", "tags=[smoke, test]",
-                                           "optim.lr=0.003"))
-    return train(cfg)
+def finished_run(trained_run):
+    return trained_run  # the session's shared run: 4 epochs, name "artifacts", tags smoke/test, lr 0.003
 
 
 def test_run_folder_has_every_artifact(finished_run):
@@ -72,12 +70,10 @@ def test_test_evaluation_matches_a_fresh_model_from_the_checkpoint(finished_run,
     preds = pd.read_csv(finished_run / "predictions_PublicTest.csv")
     assert len(preds) == 105 and preds["correct"].mean() == pytest.approx(report["accuracy"])
     # Rebuild the model from best.pt alone and re-predict a few images through the inference path.
-    ckpt = load_checkpoint(finished_run / "best.pt")
-    model = model_from_checkpoint(ckpt)
+    predictor = Predictor.from_checkpoint(finished_run / "best.pt")
     rows = preds.head(8)
-    faces = [cv2.imread(str(small_folder / src), cv2.IMREAD_GRAYSCALE) for src in rows["source"]]
-    with torch.no_grad():
-        probs = torch.softmax(model(preprocess_faces(faces, preprocessing_from_checkpoint(ckpt))), 1).numpy()
+    faces = np.stack([cv2.imread(str(small_folder / src), cv2.IMREAD_GRAYSCALE) for src in rows["source"]])
+    probs = predictor.predict_faces(faces)
     stored = rows[[f"p_{c}" for c in CLASS_NAMES]].to_numpy()
     np.testing.assert_allclose(probs, stored, atol=1e-4)
     assert list(np.asarray(CLASS_NAMES)[probs.argmax(1)]) == list(rows["pred"])

@@ -9,8 +9,9 @@ import torchvision
 from fer.checkpoint import load_checkpoint
 from fer.config import load_config
 from fer.models import create_model
-from fer.runs import list_runs, read_status
-from fer.suites import SUITES, run_suite, suite_configs, suite_report
+from fer.jobs import run_suite
+from fer.runs import read_status
+from fer.suites import SUITES, suite_configs, suite_report, suite_runs
 from fer.train import train
 from fer.transfer import apply_freeze, parameter_groups
 
@@ -50,8 +51,10 @@ def test_freeze_schedule_and_parameter_groups():
     cfg.transfer.unfreeze = ["all"]
     apply_freeze(model, cfg, 3)
     assert all(p.requires_grad for p in model.parameters())
-    with pytest.raises(ValueError, match="head_name"):
-        parameter_groups(create_model("plain_cnn"), cfg)
+    cnn = create_model("plain_cnn")  # every model declares its head, so transfer works for all of them
+    head, backbone = parameter_groups(cnn, cfg)
+    assert {id(p) for p in head["params"]} == {id(p) for p in cnn.head.parameters()}
+    assert len(head["params"]) + len(backbone["params"]) == len(list(cnn.parameters()))
 
 
 def test_frozen_then_layer4_run_really_freezes(small_folder, tmp_path, imagenet_cache, monkeypatch):
@@ -84,19 +87,27 @@ def test_suite_configs_layer_variants_and_overrides():
     assert arch["architecture-deep-emotion-s0"].kwargs == {}  # plain_cnn kwargs do not leak into it
 
 
+@pytest.fixture(scope="module")
+def suite_folder(tmp_path_factory):
+    """One runs folder for every suite below, so one background worker serves them all."""
+    return tmp_path_factory.mktemp("suites")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SUITES.names())
-def test_every_suite_runs_on_a_small_sample(name, small_folder, tmp_path, imagenet_cache, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(imagenet_cache))
+def test_every_suite_runs_on_a_small_sample(name, small_folder, suite_folder, imagenet_cache, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(imagenet_cache))  # the worker (started by the first suite) inherits it
     overrides = [f"data.path={small_folder}", "data.limit=70", "train.batch_size=16", "train.eval_batch_size=64"]
-    results = run_suite(name, repeats=1, epochs=1, overrides=overrides, jobs=2, runs_dir=tmp_path, quiet=True)
-    assert [r["returncode"] for r in results] == [0] * len(SUITES.get(name)(1))
-    runs = list_runs(tmp_path)
+    states = run_suite(name, repeats=1, epochs=1, overrides=overrides, runs_dir=suite_folder, slots=2)
+    assert list(states.values()) == ["completed"] * len(SUITES.get(name)(1))
+    runs = suite_runs(name, suite_folder)
     assert set(runs["status"]) == {"completed"} and runs["test_acc"].notna().all()
-    report = suite_report(name, tmp_path)
+    report = suite_report(name, suite_folder)
     assert sorted(report["variant"]) == sorted(v.name for v in SUITES.get(name)(1))
     assert (report["runs"] == 1).all() and report["train_val_gap_mean"].notna().all()
 
 
+@pytest.mark.slow
 def test_suite_cli_runs_repeats_and_reports_mean_and_std(small_folder, tmp_path):
     base = [sys.executable, "-m", "fer", "suite"]
     sets = ["--set", f"data.path={small_folder}", "--set", "data.limit=70", "--set", "train.batch_size=16"]

@@ -5,20 +5,10 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
+from common import cached_board, cached_dataset, data_path, runs_dir
 from fer.compare import (confident_mistakes, confusion_difference, confusion_frame, evaluations, face_images,
                          per_class_frame)
-from fer.data import DataError, load_fer2013
-from fer.runs import default_runs_dir, list_runs
-
-
-@st.cache_data(ttl=5, show_spinner=False)
-def cached_board(runs_dir: str):
-    return list_runs(runs_dir or None, include_default=True)
-
-
-@st.cache_resource(show_spinner="Loading FER2013…")
-def cached_dataset(path: str):
-    return load_fer2013(path)
+from fer.data import DataError
 
 
 def heatmap(frame, title: str, diverging: bool = False) -> alt.Chart:
@@ -32,8 +22,7 @@ def heatmap(frame, title: str, diverging: bool = False) -> alt.Chart:
 
 
 st.title("Confusion")
-runs_dir = st.session_state.get("runs_dir") or str(default_runs_dir())
-board = cached_board(runs_dir)
+board = cached_board(runs_dir())
 evaluated = board[board["test_acc"].notna()] if not board.empty else board
 if evaluated.empty:
     st.info("No evaluated runs yet: a run is evaluated on its test split when training completes.")
@@ -78,7 +67,7 @@ if mistakes.empty:
     st.info("No such mistakes (or no per-image predictions stored for this split).")
 else:
     try:
-        data = cached_dataset(st.session_state.get("data_path", "data"))
+        data = cached_dataset(data_path())
         faces = face_images(data, mistakes["source"])
     except DataError:
         faces = []

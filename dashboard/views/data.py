@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from fer.data import DataError, load_fer2013
+from common import cached_dataset, data_path
+from fer.data import DataError
 from fer.data.stats import (class_counts, duplicate_groups, imbalance_ratio, leakage_report, mean_faces,
                             pixel_stats, sample_faces)
 
@@ -15,11 +16,6 @@ Learning: Facial Expression Recognition* competition: columns `emotion`, `pixels
 image-folder release (`train/<class>/*.jpg`, `test/<class>/*.jpg`). Put it in `data/`, set `FER_DATA`,
 or type its path in the sidebar. Both layouts are read the same way; the decoded faces are cached.
 """
-
-
-@st.cache_resource(show_spinner="Loading FER2013…")
-def cached_dataset(path: str):
-    return load_fer2013(path)
 
 
 @st.cache_data(show_spinner="Computing statistics…")
@@ -33,7 +29,7 @@ def cached_stats(path: str) -> dict:
 
 
 st.title("Data")
-path = st.session_state.get("data_path", "data")
+path = data_path()
 try:
     data = cached_dataset(path)
 except DataError as e:

@@ -3,34 +3,20 @@ plus CBAM attention maps and Deep-Emotion's spatial-transformer output for those
 import numpy as np
 import streamlit as st
 
-from fer.data import DataError, load_fer2013
+from common import cached_classifier, cached_dataset, data_path, model_choices, runs_dir
+from fer.data import DataError
 from fer.data.stats import sample_faces
 from fer.explain import CAM_METHODS, attention_views, explain_faces, overlay
 from fer.faces import PHOTO_TILES, DetectorSettings, create_detector
 from fer.images import ImageError, load_image
-from fer.predictor import NoFaceFound, available_models, load_predictor
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def cached_predictor(name: str, runs_dir: str):
-    return load_predictor(None if name == "default" else name, runs_dir or None)
-
-
-@st.cache_resource(show_spinner="Loading FER2013…")
-def cached_dataset(path: str):
-    return load_fer2013(path)
-
+from fer.pipeline import NoFaceFound, predict_image
 
 st.title("Grad-CAM")
-runs_dir = st.session_state.get("runs_dir") or ""
-choices = available_models(runs_dir or None)
-if not choices:
-    st.error("No model is available: the shipped default model is missing and there are no runs.")
-    st.stop()
+choices = model_choices()
 left, mid, right = st.columns(3)
 name = left.selectbox("Model", choices, key="cam_model")
-predictor = cached_predictor(name, runs_dir)
-if predictor.model is None:
+predictor = cached_classifier((name,), runs_dir())
+if getattr(predictor, "model", None) is None:
     st.warning(f"{name} is not an image model (MediaPipe features), so it has no class activation maps.")
     st.stop()
 method = mid.selectbox("Method", CAM_METHODS.names(), key="cam_method")
@@ -42,7 +28,7 @@ source = st.radio("Faces", ["Test images by class", "Upload a photo"], horizonta
 faces, captions = [], []
 if source == "Test images by class":
     try:
-        data = cached_dataset(st.session_state.get("data_path", "data"))
+        data = cached_dataset(data_path())
     except DataError as e:
         st.warning(f"No FER2013 data found ({e}); upload a photo instead.")
         st.stop()
@@ -56,7 +42,7 @@ else:
     if upload is not None:
         try:
             with create_detector("auto", DetectorSettings(tiles=PHOTO_TILES)) as detector:
-                result = predictor.predict_image(load_image(upload.getvalue(), upload.name), detector)
+                result = predict_image(predictor, load_image(upload.getvalue(), upload.name), detector)
             faces = [f.face for f in result.faces]
             captions = [f"face #{i}" for i in range(1, len(faces) + 1)]
         except (ImageError, NoFaceFound) as e:

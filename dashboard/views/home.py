@@ -3,14 +3,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from fer.data import DataError, load_fer2013
+from common import cached_board, cached_dataset, data_path, runs_dir
+from fer.data import DataError
 from fer.data.stats import class_counts, imbalance_ratio
-from fer.runs import list_runs
-
-
-@st.cache_resource(show_spinner="Loading FER2013…")
-def cached_dataset(path: str):
-    return load_fer2013(path)
 
 
 @st.cache_data
@@ -21,7 +16,7 @@ def cached_counts(path: str) -> pd.DataFrame:
 st.title("fer-studio")
 st.write("A workbench for facial expression recognition on FER2013: train, compare, explain.")
 
-path = st.session_state.get("data_path", "data")
+path = data_path()
 st.header("Data")
 try:
     data = cached_dataset(path)
@@ -47,7 +42,7 @@ else:
     st.dataframe(counts, key="counts_table")
 
 st.header("Runs")
-runs = list_runs(st.session_state.get("runs_dir") or None)
+runs = cached_board(runs_dir(), include_default=False)
 if runs.empty:
     st.info("No runs yet. Start one with `fer train` (see the README).")
 else:

@@ -1,35 +1,26 @@
 """Predict: upload photos; every face is boxed with its emotion and probabilities, Grad-CAM on demand."""
-import threading
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from common import cached_classifier, model_choices, runs_dir
 from fer.annotate import annotate
 from fer.explain import CAM_METHODS, explain_faces, overlay
-from fer.faces import FACE_DETECTORS, PHOTO_TILES, DetectorSettings, create_detector
+from fer.faces import FACE_DETECTORS, PHOTO_TILES, DetectorSettings, FaceDetector, create_detector
 from fer.images import ImageError, load_image
-from fer.predictor import TTA_MODES, NoFaceFound, available_models, load_ensemble
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def cached_predictor(names: tuple, runs_dir: str, tta: str):
-    return load_ensemble(list(names), runs_dir or None, tta)
+from fer.pipeline import NoFaceFound, predict_image
+from fer.predictor import TTA_MODES
 
 
 @st.cache_resource(show_spinner="Loading the face detector…")
-def cached_detector(name: str, min_confidence: float, min_face_size: int):
+def cached_detector(name: str, min_confidence: float, min_face_size: int) -> FaceDetector:
+    """One detector per setting for every session (detectors are thread-safe)."""
     settings = DetectorSettings(min_confidence=min_confidence, min_face_size=min_face_size, tiles=PHOTO_TILES)
-    # One detector serves every session; MediaPipe's detect() is not re-entrant, hence the lock.
-    return create_detector(name, settings), threading.Lock()
+    return create_detector(name, settings)
 
 
 st.title("Predict")
-runs_dir = st.session_state.get("runs_dir") or ""
-choices = available_models(runs_dir or None)
-if not choices:
-    st.error("No model is available: the shipped default model is missing and there are no runs.")
-    st.stop()
+choices = model_choices()
 
 with st.sidebar.expander("Prediction settings", expanded=False):
     detector_name = st.selectbox("Face detector", ["auto", *FACE_DETECTORS.names()], key="predict_detector",
@@ -46,19 +37,19 @@ uploads = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "bmp", 
 if not names:
     st.info("Choose at least one model.")
     st.stop()
-predictor = cached_predictor(tuple(names), runs_dir, tta)
-detector, detector_lock = cached_detector(detector_name, min_confidence, int(min_face_size))
+predictor = cached_classifier(tuple(names), runs_dir(), tta)
+detector = cached_detector(detector_name, min_confidence, int(min_face_size))
 if detector.note:
     st.warning(detector.note)
-show_cam = st.toggle("Show Grad-CAM for each face", key="predict_cam", disabled=predictor.model is None)
+show_cam = st.toggle("Show Grad-CAM for each face", key="predict_cam",
+                     disabled=getattr(predictor, "model", None) is None)
 cam_method = st.selectbox("CAM method", CAM_METHODS.names(), key="predict_cam_method") if show_cam else None
 
 for i, upload in enumerate(uploads or []):
     st.subheader(upload.name)
     try:
         rgb = load_image(upload.getvalue(), upload.name)
-        with detector_lock:
-            result = predictor.predict_image(rgb, detector, align=align, whole_image=whole_image)
+        result = predict_image(predictor, rgb, detector, align=align, whole_image=whole_image)
     except (ImageError, NoFaceFound) as e:
         st.error(str(e))
         continue

@@ -4,8 +4,9 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from fer.compare import config_diff, curves, delete_run, parallel_coordinates, rename_run, set_tags
-from fer.runs import default_runs_dir, list_runs
+from common import cached_board, runs_dir
+from fer.compare import config_diff, curves, parallel_coordinates
+from fer.run_writer import delete_run, rename_run, set_tags
 from fer.suites import SUITES, suite_report
 
 BOARD_COLUMNS = ["run_id", "name", "status", "model", "optimizer", "scheduler", "augmentation", "epochs_done",
@@ -14,14 +15,9 @@ HYPERPARAMETERS = ["config.model.name", "config.optim.name", "config.optim.lr", 
                    "config.train.batch_size", "config.train.epochs", "config.augmentation", "config.loss.label_smoothing"]
 
 
-@st.cache_data(ttl=5, show_spinner=False)
-def cached_board(runs_dir: str):
-    return list_runs(runs_dir or None, include_default=True)
-
-
 st.title("Runs")
-runs_dir = st.session_state.get("runs_dir") or str(default_runs_dir())
-board = cached_board(runs_dir)
+folder = runs_dir()
+board = cached_board(folder)
 if board.empty:
     st.info("No runs yet. Start one on the Train page or with `fer train`.")
     st.stop()
@@ -78,7 +74,7 @@ suites = sorted(s for s in set(suite_of) if s and s in SUITES)
 if suites:
     st.subheader("Suites: mean ± std over seeds")
     suite = st.selectbox("Suite", suites, key="runs_suite")
-    st.dataframe(suite_report(suite, runs_dir), hide_index=True, key="runs_suite_report")
+    st.dataframe(suite_report(suite, folder), hide_index=True, key="runs_suite_report")
 
 with st.expander("Rename, tag or delete a run"):
     local = [r for r in board["run_id"] if r != "default"]

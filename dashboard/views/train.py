@@ -1,83 +1,66 @@
-"""Train: a form generated from the run config and the registries; jobs run in a background worker
-process (queued, one at a time), with live progress, curves, log tail, cancel and resume."""
-import json
-from pathlib import Path
-
+"""Train: a form generated from the run config and the registries; jobs run in the background worker
+(the same queue as `fer train --queue` and `fer suite run`), with live progress, curves, log tail,
+cancel and resume."""
 import altair as alt
 import streamlit as st
-import yaml
 
-from fer.augment import AUGMENTATIONS
+from common import data_path, runs_dir
 from fer.compare import curves
-from fer.config import ConfigError, field_specs, load_config
+from fer.config import ConfigError, FieldSpec, RunConfig, apply
 from fer.data import DataError
 from fer.device import device_summary
 from fer.jobs import cancel, resume, submit, submit_suite, worker_pid
-from fer.models import MODELS
-from fer.optim import OPTIMIZERS, SCHEDULERS
-from fer.runs import default_runs_dir, list_runs, read_metrics, read_status
+from fer.runs import list_runs, log_tail, read_status, run_progress
 from fer.suites import SUITES
+from fer.train import config_fields
 
-CHOICES = {"model.name": MODELS.names(), "optim.name": OPTIMIZERS.names(), "sched.name": SCHEDULERS.names(),
-           "augmentation": AUGMENTATIONS.names(), "data.sampler": ["none", "weighted"],
-           "data.val_source": ["train_fraction", "PublicTest", "PrivateTest"],
-           "data.test_split": ["PublicTest", "PrivateTest"], "train.amp": ["auto", "bf16", "fp16", "off"],
-           "train.device": ["auto", "cpu", "cuda"]}
 MAIN = ["name", "model.name", "optim.name", "sched.name", "augmentation", "train.epochs", "train.batch_size",
         "optim.lr", "train.amp", "train.device", "data.sampler", "loss.class_weights", "loss.label_smoothing"]
-SKIP = {"runs_dir", "data.path"}
+SKIP = {"runs_dir", "data.path"}  # both come from the sidebar
 
 
-def widget(key: str, kind, default):
-    """One input for a config field, chosen by its type (registries give the choices)."""
-    wkey = f"train_field_{key}"
-    if key in CHOICES:
-        options = CHOICES[key]
-        return st.selectbox(key, options, index=options.index(default) if default in options else 0, key=wkey)
-    if kind is bool:
-        return st.checkbox(key, value=default, key=wkey)
-    if kind is int:
-        return int(st.number_input(key, value=int(default), step=1, key=wkey))
-    if kind is float:
-        return float(st.number_input(key, value=float(default), format="%g", key=wkey))
-    if kind is str:
-        return st.text_input(key, value=default, key=wkey)
-    return st.text_input(f"{key} (YAML)", value=json.dumps(default), key=wkey)
+def widget(spec: FieldSpec):
+    """One input for a config field, chosen by its kind; lists and mappings are edited as YAML text."""
+    key, label = f"train_field_{spec.key}", spec.key
+    if spec.kind == "choice":
+        options = list(spec.choices)
+        return st.selectbox(label, options, index=options.index(spec.default) if spec.default in options else 0,
+                            key=key)
+    if spec.kind == "bool":
+        return st.checkbox(label, value=spec.default, key=key)
+    if spec.kind == "int":
+        return int(st.number_input(label, value=int(spec.default), step=1, key=key))
+    if spec.kind == "float":
+        return float(st.number_input(label, value=float(spec.default), format="%g", key=key))
+    if spec.kind == "str":
+        return st.text_input(label, value=spec.default, key=key)
+    return st.text_input(f"{label} (YAML)", value=spec.text(spec.default), key=key)
 
 
 st.title("Train")
-runs_dir = st.session_state.get("runs_dir") or str(default_runs_dir())
-data_path = st.session_state.get("data_path", "data")
-st.caption(f"Device: {device_summary()} · runs folder `{runs_dir}` · data `{data_path}`")
+folder, source = runs_dir(), data_path()
+st.caption(f"Device: {device_summary()} · runs folder `{folder}` · data `{source}`")
 
 new_run, suite_tab = st.tabs(["New run", "Run a suite"])
 with new_run:
     with st.form("train_form"):
-        specs = {k: (t, d) for k, t, d in field_specs() if k not in SKIP}
+        specs = {s.key: s for s in config_fields() if s.key not in SKIP}
         values = {}
         cols = st.columns(3)
         for i, key in enumerate(MAIN):
             with cols[i % 3]:
-                values[key] = widget(key, *specs[key])
+                values[key] = widget(specs[key])
         with st.expander("All settings"):
             cols = st.columns(3)
             for i, key in enumerate(k for k in specs if k not in MAIN):
                 with cols[i % 3]:
-                    values[key] = widget(key, *specs[key])
+                    values[key] = widget(specs[key])
         launched = st.form_submit_button("Launch training", type="primary")
     if launched:
-        overrides = [f"data.path={data_path}"]
-        for key, value in values.items():
-            kind, default = specs[key]
-            if kind not in (bool, int, float, str) and key not in CHOICES:
-                value = yaml.safe_load(value) if str(value).strip() else default
-            if value != default:
-                overrides.append(f"{key}={json.dumps(value) if not isinstance(value, str) else value}")
         try:
-            cfg = load_config(None, overrides)
-            run_dir = submit(cfg, runs_dir)
+            run_dir = submit(apply(RunConfig(), {**values, "data.path": source}), folder)
         except (ConfigError, DataError, KeyError, ValueError) as e:
-            st.error(f"Not launched: {e}")
+            st.error(f"Not launched: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
         else:
             st.success(f"Queued {run_dir.name}; a background worker trains it (it keeps going if you close the page).")
 
@@ -91,11 +74,11 @@ with suite_tab:
         extra = st.text_area("Extra settings for every run (key=value per line)", key="train_suite_extra")
         queued = st.form_submit_button("Queue the suite")
     if queued:
-        overrides = [f"data.path={data_path}"] + [line.strip() for line in extra.splitlines() if line.strip()]
+        overrides = [f"data.path={source}"] + [line.strip() for line in extra.splitlines() if line.strip()]
         try:
-            run_dirs = submit_suite(suite, int(epochs), int(repeats), overrides, runs_dir)
+            run_dirs = submit_suite(suite, int(epochs), int(repeats), overrides, folder)
         except (ConfigError, DataError, KeyError, ValueError) as e:
-            st.error(f"Not queued: {e}")
+            st.error(f"Not queued: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
         else:
             st.success(f"Queued {len(run_dirs)} runs of the {suite} suite.")
 
@@ -103,8 +86,8 @@ with suite_tab:
 @st.fragment(run_every=2)
 def jobs() -> None:
     """Live view of queued, running and recent runs (refreshes every 2 s)."""
-    board = list_runs(runs_dir)
-    pid = worker_pid(runs_dir)
+    board = list_runs(folder)
+    pid = worker_pid(folder)
     st.subheader("Jobs")
     st.caption(f"Worker: {'running (pid ' + str(pid) + ')' if pid else 'idle'}")
     if board.empty:
@@ -118,15 +101,11 @@ def jobs() -> None:
         with st.container(border=True):
             st.markdown(f"**{row['run_id']}** · {status.get('state')} · {row['model']}")
             if status.get("state") == "running":
-                epochs, epoch = status.get("epochs") or 1, status.get("epoch") or 1
-                batches, batch = status.get("batches") or 1, status.get("batch") or 0
-                st.progress(min(1.0, (epoch - 1) / epochs), text=f"epoch {epoch}/{epochs}")
-                st.progress(min(1.0, batch / batches), text=f"batch {batch}/{batches}")
-                metrics = read_metrics(run_dir)
-                if not metrics.empty:
-                    per_epoch = metrics["seconds"].mean()
-                    left = per_epoch * (epochs - epoch + 1 - batch / batches)
-                    st.caption(f"{metrics['images_per_s'].iloc[-1]:.0f} images/s · ETA {left / 60:.1f} min")
+                progress = run_progress(run_dir)
+                st.progress(progress.epoch_fraction, text=f"epoch {progress.epoch}/{progress.epochs}")
+                st.progress(progress.batch_fraction, text=f"batch {progress.batch}/{progress.batches}")
+                if progress.eta_s is not None:
+                    st.caption(f"{progress.images_per_s:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
             if status.get("error"):
                 st.error(status["error"])
             long = curves([run_dir])
@@ -134,9 +113,9 @@ def jobs() -> None:
                 st.altair_chart(alt.Chart(long[long["metric"].isin(["train_loss", "val_loss", "train_acc", "val_acc"])])
                                 .mark_line(point=True).encode(x="epoch:Q", y="value:Q", color="metric:N"),
                                 key=f"train_curve_{row['run_id']}")
-            log = Path(run_dir) / "train.log"
-            if log.is_file():
-                st.code("\n".join(log.read_text().splitlines()[-8:]) or "(empty)", language=None)
+            tail = log_tail(run_dir)
+            if tail:
+                st.code(tail, language=None)
             c1, c2 = st.columns(2)
             if status.get("state") in ("running", "queued") and c1.button("Cancel", key=f"cancel_{row['run_id']}"):
                 cancel(run_dir)

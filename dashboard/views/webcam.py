@@ -10,9 +10,9 @@ import altair as alt
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from common import cached_classifier, model_choices, runs_dir
 from fer.faces import FACE_DETECTORS, DetectorSettings, create_detector
 from fer.live import LiveAnalyzer, Timeline
-from fer.predictor import available_models, load_ensemble
 
 
 def ice_servers() -> list:
@@ -25,23 +25,14 @@ def ice_servers() -> list:
         return []
 
 
-@st.cache_resource(show_spinner="Loading the model…")
-def cached_predictor(names: tuple, runs_dir: str):
-    return load_ensemble(list(names), runs_dir or None)
-
-
 st.title("Webcam")
-runs_dir = st.session_state.get("runs_dir") or ""
-choices = available_models(runs_dir or None)
-if not choices:
-    st.error("No model is available: the shipped default model is missing and there are no runs.")
-    st.stop()
+choices = model_choices()
 c1, c2, c3 = st.columns(3)
 names = c1.multiselect("Model", choices, default=choices[:1], key="webcam_models") or choices[:1]
 detector_name = c2.selectbox("Face detector", ["auto", *FACE_DETECTORS.names()], key="webcam_detector")
 min_confidence = c3.slider("Minimum confidence", 0.1, 0.95, 0.5, 0.05, key="webcam_min_conf")
 
-predictor = cached_predictor(tuple(names), runs_dir)
+predictor = cached_classifier(tuple(names), runs_dir())
 settings_key = (tuple(names), detector_name, min_confidence)
 if "webcam_analyzer" not in st.session_state:
     detector = create_detector(detector_name, DetectorSettings(min_confidence=min_confidence))
@@ -49,7 +40,8 @@ if "webcam_analyzer" not in st.session_state:
     st.session_state["webcam_settings"] = settings_key
     st.session_state["webcam_timeline"] = Timeline()
 analyzer: LiveAnalyzer = st.session_state["webcam_analyzer"]
-if st.session_state["webcam_settings"] != settings_key:  # settings reach the video thread through the lock
+if st.session_state["webcam_settings"] != settings_key:
+    # Settings reach the video thread through the analyzer's lock; it closes the detector it replaces.
     analyzer.update(predictor, create_detector(detector_name, DetectorSettings(min_confidence=min_confidence)))
     st.session_state["webcam_settings"] = settings_key
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from fer.data.facedata import FaceData, LoadReport
 from fer.data.readers import read_fer_csv, read_image_folders, resolve_source
+from fer.files import atomic_write
 
 READER_VERSION = 1
 
@@ -75,14 +75,10 @@ def _read_cache(cache_file: Path, origin: str) -> Optional[FaceData]:
 
 
 def _write_cache(cache_file: Path, data: FaceData) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a concurrent reader never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp.npz")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, images=data.images, labels=data.labels, splits=data.splits,
-                     sources=data.sources, report=np.asarray(json.dumps(data.report.to_dict())))
-        os.replace(tmp, cache_file)
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache_file, lambda fh: np.savez(
+            fh, images=data.images, labels=data.labels, splits=data.splits, sources=data.sources,
+            report=np.asarray(json.dumps(data.report.to_dict()))))
     except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        pass  # a read-only or full cache folder only costs a decode next time

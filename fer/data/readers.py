@@ -210,8 +210,3 @@ def _candidate_dirs(path: Path) -> Iterable[Path]:
         if (path / sub).is_dir():
             yield path / sub
 
-
-def read_source(path: str | os.PathLike) -> FaceData:
-    """Read FER2013 from a CSV file or image-folder root, whichever `path` is (no cache)."""
-    kind, resolved = resolve_source(path)
-    return read_fer_csv(resolved) if kind == "csv" else read_image_folders(resolved)

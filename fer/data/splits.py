@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from fer.constants import SPLITS
+from fer.config import TEST_SPLITS, VAL_SOURCES, RunConfig
 from fer.data.facedata import DataError, FaceData
-
-VAL_SOURCES = ("train_fraction",) + SPLITS[1:]
 
 
 @dataclass
@@ -41,7 +40,7 @@ def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction
     """Carve validation from Training (stratified, seeded) or take a FER2013 split; test is separate."""
     if val_source not in VAL_SOURCES:
         raise ValueError(f"data.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
-    if test_split not in SPLITS[1:]:
+    if test_split not in TEST_SPLITS:
         raise ValueError(f"data.test_split must be PublicTest or PrivateTest, got {test_split!r}")
     if val_source == test_split:
         raise ValueError(f"validation and test are both {test_split}: a test split is never used for "
@@ -68,3 +67,22 @@ def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction
         val = stratified_sample(val, data.labels, limit, seed)
         test = stratified_sample(test, data.labels, limit, seed)
     return Splits(train, val, test)
+
+
+def splits_for(cfg: RunConfig, data: FaceData) -> Splits:
+    """The train/val/test indices a run's config defines (the same at training and evaluation time)."""
+    return make_splits(data, cfg.data.val_source, cfg.data.val_fraction, cfg.data.test_split,
+                       cfg.train.seed, cfg.data.limit)
+
+
+def split_index(cfg: RunConfig, data: FaceData, split: Optional[str]) -> Tuple[np.ndarray, str]:
+    """(indices, split name) for a role (test, val, train: as the run defined them) or a FER2013 split name."""
+    role = split or "test"
+    names = {"train": "train", "val": "val", "test": cfg.data.test_split}
+    if role in names:
+        index, split_name = getattr(splits_for(cfg, data), role), names[role]
+    else:
+        index, split_name = data.split_indices(role), role
+    if len(index) == 0:
+        raise ValueError(f"split {role!r} is empty in {data.origin}")
+    return index, split_name

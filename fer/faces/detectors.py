@@ -3,10 +3,13 @@
 `create_detector("auto")` uses MediaPipe when its model file is available (cached or downloadable)
 and otherwise falls back to OpenCV's bundled Haar cascade, recording why in `detector.note` so the
 UI and CLI can tell the user. Detectors take RGB uint8 images and return faces largest first.
+One detector may serve several threads (dashboard sessions, the webcam's video thread): `detect`
+holds the detector's own lock, because MediaPipe's task objects are not re-entrant.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 import cv2
@@ -66,6 +69,7 @@ class FaceDetector:
     def __init__(self, settings: Optional[DetectorSettings] = None) -> None:
         self.settings = settings or DetectorSettings()
         self.note = ""  # a message for the user (e.g. why a fallback is in use)
+        self._lock = threading.Lock()
 
     def _detect(self, rgb: np.ndarray) -> List[Face]:
         raise NotImplementedError
@@ -88,10 +92,11 @@ class FaceDetector:
         return merge_faces(faces) if len(self.settings.tiles) > 1 or max(self.settings.tiles) > 1 else faces
 
     def detect(self, rgb: np.ndarray) -> List[Face]:
-        """Faces in an RGB uint8 image (H×W×3), largest first."""
+        """Faces in an RGB uint8 image (H×W×3), largest first (thread-safe)."""
         s = self.settings
-        faces = [f for f in self._detect_tiled(np.ascontiguousarray(rgb))
-                 if f.score >= s.min_confidence and min(f.box[2], f.box[3]) >= s.min_face_size]
+        with self._lock:
+            found = self._detect_tiled(np.ascontiguousarray(rgb))
+        faces = [f for f in found if f.score >= s.min_confidence and min(f.box[2], f.box[3]) >= s.min_face_size]
         return sorted(faces, key=lambda f: f.area, reverse=True)[: s.max_faces]
 
     def close(self) -> None:
@@ -145,9 +150,10 @@ class MediaPipeDetector(FaceDetector):
         return faces
 
     def close(self) -> None:
-        if getattr(self, "_detector", None) is not None:
-            self._detector.close()
-            self._detector = None
+        with self._lock:  # never while another thread is inside detect()
+            if getattr(self, "_detector", None) is not None:
+                self._detector.close()
+                self._detector = None
 
 
 @FACE_DETECTORS.register("haar", title="OpenCV Haar cascade (offline fallback)")

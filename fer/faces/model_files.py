@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict
+
+from fer.files import atomic_write
 
 DOWNLOAD_TIMEOUT_S = 10.0
 
@@ -56,18 +57,18 @@ def sha256_of(path: Path) -> str:
 
 def _download(spec: ModelFile, dest: Path, timeout: float) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout) as response:
+
+    def fetch(out) -> None:
+        digest = hashlib.sha256()
+        with urllib.request.urlopen(spec.url, timeout=timeout) as response:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-        actual = sha256_of(Path(tmp))
-        if actual != spec.sha256:
-            raise ModelFileUnavailable(f"{spec.url} downloaded with SHA-256 {actual}, expected {spec.sha256}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+                digest.update(chunk)
+        if digest.hexdigest() != spec.sha256:  # raising here leaves no file behind
+            raise ModelFileUnavailable(f"{spec.url} downloaded with SHA-256 {digest.hexdigest()}, "
+                                       f"expected {spec.sha256}")
+
+    atomic_write(dest, fetch)
 
 
 def ensure_model_file(name: str, download: bool = True, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from fer.models import register_model
+from fer.models._registry import register_model
 from fer.models.blocks import CBAM, ResidualBlock, conv_bn_relu, pool_and_dropout
 
 MAX_POOLS = 4  # 48 → 24 → 12 → 6 → 3; deeper blocks keep the 3×3 map
@@ -61,6 +61,7 @@ class PlainCNN(nn.Module):
         self.head = nn.Sequential(*head)
         # The last conv block's output is the finest map that still sees whole-face context.
         self.cam_layer = f"features.{len(widths) - 1}"
+        self.head_name = "head"
         if kaiming_init:
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
@@ -110,6 +111,7 @@ class BaselineCNN(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(widths[1] * 36, hidden), nn.ReLU(inplace=True),
                                   nn.Dropout(fc_dropout), nn.Linear(hidden, num_classes))
         self.cam_layer = "features.4"  # the second conv's ReLU, before the last pool
+        self.head_name = "head"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(x)))
@@ -136,6 +138,7 @@ class GapCNN(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(fc_dropout),
                                   nn.Linear(ch, num_classes))
         self.cam_layer = f"features.{len(widths) - 1}"
+        self.head_name = "head"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

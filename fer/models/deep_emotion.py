@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fer.models import register_model
+from fer.models._registry import register_model
 
 
 class DeepEmotion(nn.Module):
@@ -39,6 +39,7 @@ class DeepEmotion(nn.Module):
         self.fc1 = nn.Linear(cls_features, 50)
         self.fc2 = nn.Linear(50, num_classes)
         self.cam_layer = "conv4"
+        self.head_name = "fc2"  # the last linear layer (fc1 is part of the paper's feature path)
 
     def theta(self, x: torch.Tensor) -> torch.Tensor:
         """The predicted N×2×3 affine transforms."""

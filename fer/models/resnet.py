@@ -4,10 +4,10 @@ Two adaptations of the 3-channel ImageNet network (`channels`):
 - "sum": a 1-channel `conv1` whose filters are the pretrained RGB filters summed over colour
   (a gray image x gives the same response as the RGB image (x, x, x));
 - "repeat": keep the RGB `conv1` and copy the gray channel three times in `forward`.
-Two input sizes (`input_size`):
-- 48: the 7×7 stride-2 stem and max-pool would shrink a 48×48 face to 12×12 before `layer1`,
+Two stems (`stem`; the preprocessing's `model.input_size` stays 48 for both):
+- "small": the 7×7 stride-2 stem and max-pool would shrink a 48×48 face to 12×12 before `layer1`,
   so `conv1` becomes 3×3 stride 1 (pretrained 7×7 filters resized to 3×3) and the max-pool goes;
-- 224: faces are upsampled to 224×224 inside `forward` and the ImageNet stem is kept.
+- "imagenet": faces are upsampled to 224×224 inside `forward` and the ImageNet stem is kept.
 Pretrained weights come from torchvision's weights API (downloaded once into the torch hub cache)
 or from `weights_path`. Without either, the builder raises: never a silent random init.
 """
@@ -22,7 +22,12 @@ import torch.nn.functional as F
 from torchvision.models import ResNet18_Weights, ResNet34_Weights
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from fer.models import register_model
+from fer.models._registry import register_model
+
+
+STEMS = ("small", "imagenet")
+# Checkpoints written before `stem` existed name it by the input size it implied.
+_LEGACY_INPUT_SIZE = {48: "small", 224: "imagenet"}
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -33,16 +38,17 @@ class FaceResNet(ResNet):
     """A torchvision ResNet that takes gray faces; layer names match torchvision's (conv1 … layer4, fc)."""
 
     def __init__(self, layers: list, num_classes: int = 7, in_chans: int = 1, channels: str = "sum",
-                 input_size: int = 48) -> None:
+                 stem: str = "small") -> None:
         if channels not in ("sum", "repeat"):
             raise ValueError(f"channels must be 'sum' or 'repeat', got {channels!r}")
-        if input_size not in (48, 224):
-            raise ValueError(f"input_size must be 48 (adapted stem) or 224 (upsampled), got {input_size!r}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be 'small' (3×3, for 48×48 faces) or 'imagenet' (upsampled to 224), "
+                             f"got {stem!r}")
         super().__init__(BasicBlock, layers, num_classes=num_classes)
         self.repeat_gray = channels == "repeat" and in_chans == 1
-        self.upsample_to = 224 if input_size == 224 else 0
+        self.upsample_to = 224 if stem == "imagenet" else 0
         stem_in = 3 if self.repeat_gray else in_chans
-        if input_size == 48:
+        if stem == "small":
             self.conv1 = nn.Conv2d(stem_in, 64, kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
         elif stem_in != 3:
@@ -93,6 +99,8 @@ def imagenet_state_dict(weights, weights_path: str = "") -> Dict[str, torch.Tens
 
 def _build(layers: list, weights, num_classes: int, in_chans: int, pretrained: bool, weights_path: str,
            **kwargs: Any) -> FaceResNet:
+    if "input_size" in kwargs:
+        kwargs["stem"] = _LEGACY_INPUT_SIZE.get(kwargs.pop("input_size"), "invalid")
     model = FaceResNet(layers, num_classes=num_classes, in_chans=in_chans, **kwargs)
     if pretrained or weights_path:
         model.load_imagenet(imagenet_state_dict(weights, weights_path))
@@ -102,7 +110,7 @@ def _build(layers: list, weights, num_classes: int, in_chans: int, pretrained: b
 @register_model()
 def resnet18(num_classes: int = 7, in_chans: int = 1, pretrained: bool = False, weights_path: str = "",
              **kwargs: Any) -> FaceResNet:
-    """torchvision ResNet-18 for gray faces (48×48 stem or upsampled to 224), optionally ImageNet-pretrained."""
+    """torchvision ResNet-18 for gray faces (stem "small" or "imagenet"), optionally ImageNet-pretrained."""
     return _build([2, 2, 2, 2], ResNet18_Weights.IMAGENET1K_V1, num_classes, in_chans, pretrained, weights_path,
                   **kwargs)
 
@@ -110,6 +118,6 @@ def resnet18(num_classes: int = 7, in_chans: int = 1, pretrained: bool = False, 
 @register_model()
 def resnet34(num_classes: int = 7, in_chans: int = 1, pretrained: bool = False, weights_path: str = "",
              **kwargs: Any) -> FaceResNet:
-    """torchvision ResNet-34 for gray faces (48×48 stem or upsampled to 224), optionally ImageNet-pretrained."""
+    """torchvision ResNet-34 for gray faces (stem "small" or "imagenet"), optionally ImageNet-pretrained."""
     return _build([3, 4, 6, 3], ResNet34_Weights.IMAGENET1K_V1, num_classes, in_chans, pretrained, weights_path,
                   **kwargs)

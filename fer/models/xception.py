@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from fer.models import register_model
+from fer.models._registry import register_model
 
 
 class SeparableConv(nn.Sequential):
@@ -51,6 +51,7 @@ class MiniXception(nn.Module):
         self.classifier = nn.Sequential(nn.Conv2d(ch, num_classes, 3, padding=1), nn.AdaptiveAvgPool2d(1),
                                         nn.Flatten())
         self.cam_layer = f"blocks.{len(widths) - 1}"
+        self.head_name = "classifier"  # the class-wise conv and global average pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.blocks(self.stem(x)))

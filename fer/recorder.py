@@ -1,0 +1,116 @@
+"""What a training run tells its folder, as callbacks (Lightning's Callback is the model).
+
+The training loop never touches a file: it calls a `RunRecorder`, which writes through the one
+run writer (status, metrics, checkpoints, evaluations, the log), checks for cancel requests and
+draws the optional progress bar.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Mapping
+
+from fer import run_writer
+from fer.runs import read_status, utc_now
+
+STATUS_EVERY_S = 1.0  # throttle status.json writes during an epoch
+
+
+class Cancelled(Exception):
+    """Raised inside the loop when a cancel was requested (CANCEL file, SIGTERM or Ctrl-C)."""
+
+
+class RunRecorder:
+    """The training loop's only link to its run folder."""
+
+    def __init__(self, run_dir: Path, epochs: int, progress: bool = False) -> None:
+        self.run_dir, self.epochs, self.progress = Path(run_dir), epochs, progress
+        self.log: logging.Logger = run_writer.open_log(self.run_dir, echo=progress)
+        run_writer.clear_cancel(self.run_dir)  # a stale request must not stop a fresh start
+
+    def close(self) -> None:
+        """Release the log file; drop a cancel request that arrived too late to matter."""
+        run_writer.clear_cancel(self.run_dir)
+        run_writer.close_log(self.log)
+
+    def __enter__(self) -> "RunRecorder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def started(self, start_epoch: int, batches: int, device: str) -> None:
+        """The loop is about to run epoch `start_epoch` (1, or later when resuming)."""
+        first_start = read_status(self.run_dir).get("started_at")
+        run_writer.truncate_metrics(self.run_dir, start_epoch - 1)  # rows newer than the checkpoint are redone
+        run_writer.write_status(self.run_dir, "running", epoch=start_epoch, epochs=self.epochs, batch=0,
+                                batches=batches, device=device, started_at=first_start or utc_now(),
+                                error=None, finished_at=None)
+
+    def completed(self, **fields: Any) -> None:
+        """Training and the final evaluation are done."""
+        run_writer.write_status(self.run_dir, "completed", finished_at=utc_now(), **fields)
+
+    def cancelled(self, reason: str) -> None:
+        """The run stopped on request; `fer train --resume` continues it."""
+        self.log.info("cancelled (%s); resume with: fer train --resume %s", reason, self.run_dir)
+        run_writer.write_status(self.run_dir, "cancelled", finished_at=utc_now())
+
+    def failed(self, error: BaseException) -> None:
+        """The run raised: the traceback goes to the log, the message to the status."""
+        self.log.exception("training failed")
+        run_writer.write_status(self.run_dir, "failed", error=f"{type(error).__name__}: {error}",
+                                finished_at=utc_now())
+
+    # --- per epoch and per batch -------------------------------------------------------------------------------
+    @contextmanager
+    def epoch(self, epoch: int, batches: int) -> Iterator[Callable[[int, int, float], None]]:
+        """A per-batch callback for one epoch: cancel check, throttled status, optional tqdm bar."""
+        bar = None
+        if self.progress:
+            from tqdm import tqdm  # only when drawing a bar
+
+            bar = tqdm(total=batches, desc=f"epoch {epoch}/{self.epochs}", leave=False, file=sys.stderr)
+        last_write = 0.0
+
+        def on_batch(batch: int, total: int, loss: float) -> None:
+            nonlocal last_write
+            if (self.run_dir / run_writer.CANCEL_FILE).exists():
+                raise Cancelled("cancel requested")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+            now = time.monotonic()
+            if now - last_write >= STATUS_EVERY_S or batch == total:
+                last_write = now
+                run_writer.write_status(self.run_dir, "running", epoch=epoch, epochs=self.epochs, batch=batch,
+                                        batches=total, loss=round(loss, 4))
+
+        try:
+            yield on_batch
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def epoch_done(self, row: Mapping[str, Any], batches: int, best_val_acc: float) -> None:
+        """One finished epoch: its metrics row, the status and a log line."""
+        run_writer.append_metrics(self.run_dir, row)
+        run_writer.write_status(self.run_dir, "running", epoch=row["epoch"], batch=batches, best_val_acc=best_val_acc)
+        self.log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f%s | lr %.2e | %.1fs %.0f img/s",
+                      row["epoch"], self.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
+                      row["val_acc"], " *" if row["best"] else "", row["lr"], row["seconds"], row["images_per_s"])
+
+    def checkpoint(self, name: str, payload: Dict[str, Any]) -> None:
+        """Save a checkpoint payload (best.pt, last.pt) atomically."""
+        run_writer.save_checkpoint(self.run_dir, name, payload)
+
+    def evaluation(self, role: str, metrics: Dict[str, Any], predictions: Any) -> None:
+        """A scored split of the final evaluation (role: val or test)."""
+        run_writer.record_evaluation(self.run_dir, metrics, predictions)
+        self.log.info("%s (%s, %s epoch %d): accuracy %.4f, macro-F1 %.4f", role, metrics["split"],
+                      metrics.get("checkpoint", "best"), metrics.get("epoch", 0), metrics["accuracy"],
+                      metrics["macro_f1"])
