@@ -4,11 +4,14 @@ Loaders are cached once for the whole server, so moving between pages never deco
 loads a model twice: datasets and models with `st.cache_resource`, the leaderboard (a table that
 changes while jobs run) with a short-lived `st.cache_data`.
 """
+from typing import Dict
+
 import pandas as pd
 import streamlit as st
 
 from fer.classifiers import available_models, load_ensemble
 from fer.data import FaceData, default_data_path, load_fer2013
+from fer.data.cache import is_cached
 from fer.pipeline import Classifier
 from fer.runs import default_runs_dir, list_runs
 
@@ -24,9 +27,26 @@ def runs_dir() -> str:
 
 
 @st.cache_resource(show_spinner="Loading FER2013…")
-def cached_dataset(path: str) -> FaceData:
-    """FER2013 from `path`, decoded once per server (raises DataError when there is none)."""
+def _cached_dataset(path: str) -> FaceData:
     return load_fer2013(path)
+
+
+_DECODED: set = set()  # sources known to have fer's decoded cache (this module lives as long as the server)
+
+
+def cached_dataset(path: str) -> FaceData:
+    """FER2013 from `path`, loaded once per server (raises DataError when there is none).
+
+    The very first load of a source decodes every image (tens of seconds for the CSV on a busy machine):
+    that happens here, outside Streamlit's cache, with a progress bar; later loads read fer's cache.
+    """
+    if path not in _DECODED:
+        if not is_cached(path):
+            bar = st.progress(0.0, text="Decoding FER2013 for the first time (later loads take a second)…")
+            load_fer2013(path, progress=lambda share, message: bar.progress(share, text=message))
+            bar.empty()
+        _DECODED.add(path)
+    return _cached_dataset(path)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -41,10 +61,20 @@ def cached_classifier(names: tuple, folder: str, tta: str = "none") -> Classifie
     return load_ensemble(list(names), folder or None, tta)
 
 
-def model_choices() -> list:
-    """The models a page can use; stops the page with an error when there is none."""
-    choices = available_models(runs_dir())
-    if not choices:
+def run_labels() -> Dict[str, str]:
+    """run id -> how the run is shown everywhere: its name, unique in the leaderboard ("default": shipped)."""
+    board = cached_board(runs_dir())
+    return dict(zip(board["run_id"], board["label"])) if not board.empty else {}
+
+
+def model_choices() -> Dict[str, str]:
+    """The models a page can use, label -> run id ("default" first); stops the page when there is none.
+
+    Widgets show and return the labels (unique names), and pages map them back to run ids.
+    """
+    ids = available_models(runs_dir())
+    if not ids:
         st.error("No model is available: the shipped default model is missing and there are no runs.")
         st.stop()
-    return choices
+    labels = run_labels()
+    return {labels.get(run_id, run_id): run_id for run_id in ids}

@@ -15,16 +15,18 @@ def _colour(name: str) -> tuple:
 
 
 def annotate(rgb: np.ndarray, prediction, bars: bool = True, fps: float | None = None) -> np.ndarray:
-    """A copy of the RGB image with every face boxed and labelled (and its top-3 probabilities as bars)."""
+    """A copy of the RGB image with every face boxed, numbered (#1 is the largest, as in the tables) and
+    labelled, and its top-3 probabilities as bars."""
     out = np.ascontiguousarray(rgb.copy())
     height, width = out.shape[:2]
     scale = max(0.4, min(width, height) / 640)
     thick = max(1, int(round(2 * scale)))
-    for face in prediction.faces:
+    numbered = len(prediction.faces) > 1
+    for number, face in enumerate(prediction.faces, 1):
         x, y, w, h = face.box
         colour = _colour(face.label)
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        text = f"{face.label} {face.confidence:.0%}"
+        text = (f"#{number} " if numbered else "") + f"{face.label} {face.confidence:.0%}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, thick)
         ty = y - 4 if y - th - 8 >= 0 else y + h + th + 4
         cv2.rectangle(out, (x, ty - th - 4), (x + tw + 4, ty + base - 2), colour, -1)

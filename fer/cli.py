@@ -1,91 +1,47 @@
-"""The `fer` command line: train, eval, runs, cancel, suite, predict, data stats."""
+"""The `fer` command line: train, eval, runs, cancel, suite, predict, blendshapes, worker, data stats.
+
+`runs`, `cancel` and `worker` only read and write run folders: they and their parser import no
+PyTorch, so they answer in a fraction of a second even while a training job loads the CPU. The
+other commands live in `fer.cli_train` and `fer.cli_predict`, which are imported only when one of
+them, or the full help, is asked for.
+"""
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import pandas as pd
 
-from fer.augment import AUGMENTATIONS
-from fer.blendshape_run import train_blendshape_run
-from fer.cli_predict import add_predict_parser
-from fer.config import ConfigError, load_config
-from fer.data import DataError, load_fer2013
-from fer.data.stats import summarize
-from fer.evaluation import evaluate_run
-from fer.faces import ModelFileUnavailable
-from fer.jobs import cancel, run_suite, run_worker, set_worker_slots, submit
-from fer.models import MODELS
-from fer.models.resnet import PretrainedWeightsError
-from fer.optim import OPTIMIZERS, SCHEDULERS
-from fer.runs import list_runs, read_status, resolve_run
-from fer.suites import SUITES, suite_report
-from fer.train import train
+from fer.errors import UserError
+from fer.queue import cancel, run_worker, set_worker_slots
+from fer.runs import BOARD_COLUMNS, list_runs, resolve_run
 
-LEADERBOARD_COLUMNS = ["run_id", "name", "status", "model", "optimizer", "scheduler", "augmentation",
-                       "epochs_done", "best_val_acc", "test_acc", "test_macro_f1", "tags", "source"]
+LIGHT_COMMANDS = ("runs", "cancel", "worker")
+ACCURACY_COLUMNS = ("test_acc", "test_macro_f1", "best_val_acc")
+# Columns `fer runs` drops, first to last, until the table fits the terminal.
+DROP_TO_FIT = ("run_id", "tags", "augmentation", "scheduler", "optimizer", "source", "epochs_done",
+               "test_macro_f1", "test_split", "model", "test_n")
 
 
-def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
-    """--model/--optimizer/... as the --set items they stand for."""
-    shortcuts = {"model.name": args.model, "optim.name": args.optimizer, "sched.name": args.scheduler,
-                 "augmentation": args.augmentation, "train.epochs": args.epochs}
-    return [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
-
-
-RESUMABLE = ("cancelled", "interrupted", "failed")
-
-
-def _existing_run(args: argparse.Namespace) -> Path:
-    """The run folder named by --run (a queued run) or --resume (a stopped one); errors are ValueErrors."""
-    ref, wanted, flag = (args.run, ("queued",), "--run") if args.run else (args.resume, RESUMABLE, "--resume")
-    if args.config or args.set or _shortcut_overrides(args) or args.queue:
-        raise ValueError(f"fer train {flag} trains a run with its saved config.json; "
-                         "--config/--set/--model.../--queue are not allowed with it")
-    run_dir = resolve_run(ref, args.runs_dir)
-    state = read_status(run_dir).get("state")
-    if state not in wanted:
-        hint = {"queued": f"it starts with: fer train --run {run_dir.name}",
-                "running": "it is training now", "completed": "it has finished"}.get(state, "")
-        raise ValueError(f"{run_dir.name} is {state}: {flag} takes a {' or '.join(wanted)} run"
-                         + (f" ({hint})" if hint else ""))
-    return run_dir
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    if args.run or args.resume:
-        run_dir = train(run_dir=_existing_run(args), progress=not args.quiet)
-    else:
-        cfg = load_config(args.config, list(args.set) + _shortcut_overrides(args))
-        if args.runs_dir:
-            cfg.runs_dir = str(args.runs_dir)
-        if args.queue:
-            run_dir = submit(cfg)
-            print(f"{run_dir}: queued; the background worker trains it (watch it with fer runs or the dashboard)")
-            return 0
-        run_dir = train(cfg, progress=not args.quiet)
-    status = read_status(run_dir)
-    print(f"{run_dir}: {status.get('state')}"
-          + (f", test accuracy {status['test_acc']:.4f}" if status.get("test_acc") is not None else ""))
-    return 0 if status.get("state") == "completed" else 1
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    result = evaluate_run(resolve_run(args.run, args.runs_dir), args.split, args.checkpoint, args.data)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{result['split']} ({result['n']} images, {args.checkpoint}.pt epoch {result['epoch']}): "
-          f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}")
-    per_class = pd.DataFrame(result["per_class"]).T
-    print(per_class.to_string(float_format=lambda v: f"{v:.3f}"))
-    cm = pd.DataFrame(result["confusion_matrix"], index=result["class_names"], columns=result["class_names"])
-    cm.index.name = "true \\ pred"
-    print(cm.to_string())
-    return 0
+def fit_table(df: pd.DataFrame, width: int) -> str:
+    """The leaderboard as text no wider than `width` (accuracies as percentages; less vital columns go)."""
+    shown = df.copy()
+    for column in ACCURACY_COLUMNS:
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: f"{v:.1%}" if pd.notna(v) else "")
+    if "test_n" in shown:
+        shown["test_n"] = shown["test_n"].map(lambda v: f"{int(v):,}" if pd.notna(v) else "")
+    text = shown.to_string(index=False)
+    for column in DROP_TO_FIT:
+        if max(map(len, text.splitlines())) <= width:
+            break
+        if column in shown:
+            shown = shown.drop(columns=column)
+            text = shown.to_string(index=False)
+    return "\n".join(line[:width] for line in text.splitlines())
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
@@ -96,7 +52,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             return 2
         df = df.sort_values(args.sort, ascending=False, na_position="last")
     if not args.all_columns:
-        df = df[[c for c in LEADERBOARD_COLUMNS if c in df.columns]]
+        df = df[[c for c in BOARD_COLUMNS if c in df.columns]]
     if args.format == "csv":
         print(df.to_csv(index=False), end="")
     elif args.format == "json":
@@ -104,63 +60,13 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     elif df.empty:
         print(f"no runs in {args.runs_dir or 'checkpoints/'}")
     else:
-        print(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(fit_table(df, shutil.get_terminal_size(fallback=(120, 24)).columns))
     return 0
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run, args.runs_dir)
     print(f"{run_dir.name}: {cancel(run_dir)}")
-    return 0
-
-
-def _cmd_suite_list(args: argparse.Namespace) -> int:
-    for name in SUITES.names():
-        variants = ", ".join(v.name for v in SUITES.get(name)(30))
-        print(f"{name:15s} {SUITES.info(name)['title']}\n{'':15s} variants: {variants}")
-    return 0
-
-
-def _cmd_suite_run(args: argparse.Namespace) -> int:
-    finished = []
-
-    def progress(run_dir: Path, status: dict) -> None:
-        finished.append(run_dir)
-        if not args.quiet:
-            test = f", test accuracy {status['test_acc']:.4f}" if status.get("test_acc") is not None else ""
-            print(f"[{len(finished)}] {run_dir.name}: {status.get('state')}{test}", flush=True)
-
-    states = run_suite(args.name, args.repeats, args.epochs or 0, args.set, args.config, args.runs_dir,
-                       args.jobs, progress)
-    failed = [run_dir for run_dir, state in states.items() if state != "completed"]
-    for run_dir in failed:
-        print(f"{run_dir}: {states[run_dir]} (see its train.log)", file=sys.stderr)
-    print(f"suite {args.name}: {len(states) - len(failed)} of {len(states)} runs completed\n")
-    _print_report(suite_report(args.name, args.runs_dir), "table")
-    return 1 if failed else 0
-
-
-def _print_report(report: pd.DataFrame, fmt: str) -> None:
-    if fmt == "csv":
-        print(report.to_csv(index=False), end="")
-    elif fmt == "json":
-        print(report.to_json(orient="records", indent=2))
-    elif report.empty:
-        print("no completed runs of this suite yet")
-    else:
-        print(report.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-
-
-def _cmd_suite_report(args: argparse.Namespace) -> int:
-    _print_report(suite_report(args.name, args.runs_dir), args.format)
-    return 0
-
-
-def _cmd_blendshapes_train(args: argparse.Namespace) -> int:
-    run_dir = train_blendshape_run(args.path, args.name, args.runs_dir, args.C, args.limit, tags=args.tag)
-    status = read_status(run_dir)
-    print(f"{run_dir}: {status.get('state')}, best val accuracy {status['best_val_acc']:.4f}, "
-          f"test accuracy {status['test_acc']:.4f}")
     return 0
 
 
@@ -171,107 +77,20 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_data_stats(args: argparse.Namespace) -> int:
-    data = load_fer2013(args.path, use_cache=not args.no_cache)
-    summary = summarize(data)
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    counts = pd.DataFrame(summary["counts"]).T
-    print(f"{summary['origin']}: {summary['n_images']} images ({data.report.summary()})\n")
-    print(counts.to_string())
-    print("\nimbalance ratio (largest / smallest class): "
-          + ", ".join(f"{s} {r:.1f}" for s, r in summary["imbalance_ratio"].items()))
-    px = summary["pixels"]
-    print(f"pixels ({px['split']}): mean {px['mean']:.1f} std {px['std']:.1f} "
-          f"(0-1 scale: {px['mean_01']:.4f} / {px['std_01']:.4f})")
-    leak = summary["leakage"]
-    print(f"exact duplicates: {leak['duplicate_images']} images in {leak['duplicate_groups']} groups; "
-          f"{leak['cross_split_groups']} groups cross splits {leak['cross_split_pairs']}; "
-          f"{leak['conflicting_label_groups']} groups disagree on the label")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree for `fer`."""
-    parser = argparse.ArgumentParser(prog="fer", description="fer-studio: FER2013 experiments from the shell.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a model (a new run, a queued one with --run, or --resume one)",
-                       description="Config = defaults, then --config FILE (YAML/JSON), then --set key=value "
-                                   "(e.g. --set optim.lr=0.01 --set model.kwargs.widths=[32,64]).")
-    p.add_argument("--config", type=Path, help="YAML or JSON config file")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    p.add_argument("--model", choices=MODELS.names(), help="shortcut for --set model.name=...")
-    p.add_argument("--optimizer", choices=OPTIMIZERS.names(), help="shortcut for --set optim.name=...")
-    p.add_argument("--scheduler", choices=SCHEDULERS.names(), help="shortcut for --set sched.name=...")
-    p.add_argument("--augmentation", choices=AUGMENTATIONS.names(), help="shortcut for --set augmentation=...")
-    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=...")
-    start = p.add_mutually_exclusive_group()
-    start.add_argument("--run", metavar="RUN", help="train a queued run (what the background worker does)")
-    start.add_argument("--resume", metavar="RUN", help="continue a cancelled, interrupted or failed run from last.pt")
-    p.add_argument("--queue", action="store_true",
-                   help="queue the new run for the background worker instead of training it here")
-    p.add_argument("--runs-dir", type=Path, help="where runs live (default: FER_RUNS_DIR or checkpoints/)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or log echo")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("eval", help="evaluate a run's checkpoint on a split")
-    p.add_argument("run", help="run id (or unique part of one) or run folder")
-    p.add_argument("--split", default="test",
-                   help="test (the run's test split), val, train, or a FER2013 split name")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.add_argument("--data", help="data source (default: the run's data.path, FER_DATA or data/)")
-    p.add_argument("--runs-dir", type=Path)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_eval)
-
+def _add_light_parsers(sub) -> None:
     p = sub.add_parser("runs", help="the leaderboard of runs")
     p.add_argument("--runs-dir", type=Path)
     p.add_argument("--sort", help="column to sort by (descending)")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="table fits the terminal; csv and json have every leaderboard column")
     p.add_argument("--all-columns", action="store_true", help="include every flattened config column")
     p.set_defaults(func=_cmd_runs)
 
     p = sub.add_parser("cancel", help="take a queued run off the queue, or stop a running one after its batch "
                                       "(resume it later with train --resume)")
-    p.add_argument("run")
+    p.add_argument("run", help="run id, a unique part of one, its name, or its folder")
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=_cmd_cancel)
-
-
-    p = sub.add_parser("suite", help="experiment suites: the studies' ablation ladders")
-    suite_sub = p.add_subparsers(dest="suite_command", required=True)
-    p = suite_sub.add_parser("list", help="the suites and their variants")
-    p.set_defaults(func=_cmd_suite_list)
-    p = suite_sub.add_parser("run", help="train every variant of a suite (× repeats)",
-                             description="Config per run = defaults, --config, the variant, --set, --epochs.")
-    p.add_argument("name", choices=SUITES.names())
-    p.add_argument("--repeats", type=int, default=1, help="seeds per variant (train.seed, +1, ...)")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: the config's train.epochs)")
-    p.add_argument("--config", type=Path, help="base YAML/JSON config under every variant")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
-    p.add_argument("--jobs", type=int,
-                   help="runs at once, each in its own process (sets the background worker's slots)")
-    p.add_argument("--runs-dir", type=Path)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=_cmd_suite_run)
-    p = suite_sub.add_parser("report", help="mean ± std per variant over repeats, with the train-val gap")
-    p.add_argument("name", choices=SUITES.names())
-    p.add_argument("--runs-dir", type=Path)
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.set_defaults(func=_cmd_suite_report)
-
-    p = sub.add_parser("blendshapes", help="MediaPipe blendshape + landmark features and a linear classifier")
-    bs_sub = p.add_subparsers(dest="blendshapes_command", required=True)
-    p = bs_sub.add_parser("train", help="extract features, choose C on validation, write a run folder")
-    p.add_argument("path", nargs="?", help="fer2013.csv or image-folder root (default: FER_DATA or data/)")
-    p.add_argument("--name", default="mediapipe-blendshapes")
-    p.add_argument("--C", type=float, nargs="+", default=[0.01, 0.1, 1.0], help="regularisation values to try")
-    p.add_argument("--limit", type=int, default=0, help="cap each split (stratified); 0 = all")
-    p.add_argument("--tag", action="append", default=[])
-    p.add_argument("--runs-dir", type=Path)
-    p.set_defaults(func=_cmd_blendshapes_train)
 
     p = sub.add_parser("worker", help="train queued runs (the dashboard and suites start this)")
     p.add_argument("--runs-dir", type=Path)
@@ -279,26 +98,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_worker)
 
 
-    add_predict_parser(sub)
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The argparse tree for `fer`; for a light `command`, only the light commands (no PyTorch import)."""
+    parser = argparse.ArgumentParser(prog="fer", description="fer-studio: FER2013 experiments from the shell.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    if command not in LIGHT_COMMANDS:
+        # PyTorch, MediaPipe and grad-cam take seconds to import: only the commands that use them load them.
+        from fer import cli_predict, cli_train
 
-    p = sub.add_parser("data", help="dataset tools")
-    data_sub = p.add_subparsers(dest="data_command", required=True)
-    p = data_sub.add_parser("stats", help="counts, imbalance, pixel statistics and duplicate/leakage report")
-    p.add_argument("path", nargs="?", help="fer2013.csv or image-folder root (default: FER_DATA or data/)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--no-cache", action="store_true", help="decode the source again, ignoring the cache")
-    p.set_defaults(func=_cmd_data_stats)
+        cli_train.add_parsers(sub)
+        cli_predict.add_predict_parser(sub)
+    _add_light_parsers(sub)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the `fer` console script."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError, KeyError, ValueError, ModelFileUnavailable,
-            PretrainedWeightsError) as e:
+    except (UserError, ValueError, KeyError, FileNotFoundError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"fer {args.command}: error: {message}", file=sys.stderr)
         return 2

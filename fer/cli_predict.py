@@ -12,11 +12,12 @@ import numpy as np
 
 from fer.annotate import annotate
 from fer.classifiers import load_ensemble
-from fer.explain import CAM_METHODS, explain_faces, overlay
+from fer.explain import CAM_METHODS, DEFAULT_CAM_METHOD, explain_faces, overlay
 from fer.faces import FACE_DETECTORS, DetectorSettings, create_detector
 from fer.images import ImageError, load_image
 from fer.pipeline import NoFaceFound, predict_image
 from fer.predictor import TTA_MODES, Predictor
+from fer.quiet import native_stderr_silenced
 
 
 def build_classifier(runs: List[str], checkpoint: str | None, runs_dir: Path | None, tta: str):
@@ -47,6 +48,11 @@ def _cam_grid(predictor, result, method: str) -> np.ndarray:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run the predictor over every image; one bad image never stops the others."""
+    with native_stderr_silenced(restore=False):  # MediaPipe's LiteRT log lines; the command ends after this
+        return _predict_all(args)
+
+
+def _predict_all(args: argparse.Namespace) -> int:
     predictor = build_classifier(args.run, args.checkpoint, args.runs_dir, args.tta)
     settings = DetectorSettings(min_confidence=args.min_confidence, min_face_size=args.min_face_size,
                                 max_faces=args.max_faces, tiles=tuple(int(t) for t in args.tiles.split(",")))
@@ -62,7 +68,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                        whole_image=args.whole_image)
             except (ImageError, NoFaceFound) as e:
                 failures += 1
-                message = str(e) if isinstance(e, ImageError) else f"{image_path}: {e}"
+                message = str(e) if isinstance(e, ImageError) else f"{image_path}: {e}; pass --whole-image for that"
                 print(f"error: {message}", file=sys.stderr)
                 results.append({"image": str(image_path), "error": message})
                 continue
@@ -99,7 +105,8 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (boxes, labels, all probabilities)")
     p.add_argument("--annotate", type=Path, metavar="OUT", help="write the image with boxes and labels (a folder for several)")
     p.add_argument("--cam", type=Path, metavar="OUT", help="write Grad-CAM overlays of the faces (a folder for several)")
-    p.add_argument("--cam-method", choices=CAM_METHODS.names(), default="gradcam")
+    p.add_argument("--cam-method", choices=CAM_METHODS.names(), default=DEFAULT_CAM_METHOD,
+                   help="eigencam is class-agnostic; the others explain the predicted class")
     p.add_argument("--detector", choices=["auto", *FACE_DETECTORS.names()], default="auto",
                    help="auto: MediaPipe, or OpenCV Haar when MediaPipe's model is unavailable; none: no detection")
     p.add_argument("--whole-image", action="store_true", help="when no face is found, classify the whole image")

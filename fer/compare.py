@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,8 +18,8 @@ from fer.runs import read_json, read_metrics
 CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_macro_f1", "lr")
 
 
-def curves(run_dirs: Sequence[Path]) -> pd.DataFrame:
-    """Long table of per-epoch metrics: run_id, epoch, metric, value (for overlaid charts)."""
+def curves(run_dirs: Sequence[Path], labels: Optional[Mapping[str, str]] = None) -> pd.DataFrame:
+    """Long table of per-epoch metrics: run_id, run (its label), epoch, metric, value (for overlaid charts)."""
     frames = []
     for run_dir in map(Path, run_dirs):
         metrics = read_metrics(run_dir)
@@ -27,14 +27,16 @@ def curves(run_dirs: Sequence[Path]) -> pd.DataFrame:
             continue
         cols = [c for c in CURVE_METRICS if c in metrics.columns]
         long = metrics[["epoch", *cols]].melt(id_vars="epoch", var_name="metric", value_name="value")
-        frames.append(long.assign(run_id=run_dir.name).dropna(subset=["value"]))
+        label = (labels or {}).get(run_dir.name, run_dir.name)
+        frames.append(long.assign(run_id=run_dir.name, run=label).dropna(subset=["value"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["epoch", "metric", "value",
-                                                                                     "run_id"])
+                                                                                     "run_id", "run"])
 
 
-def config_diff(run_dirs: Sequence[Path]) -> pd.DataFrame:
-    """The config keys whose values differ between runs (rows: keys, columns: run ids)."""
-    configs = {Path(r).name: flatten(read_json(Path(r) / "config.json", {}) or {}) for r in run_dirs}
+def config_diff(run_dirs: Sequence[Path], labels: Optional[Mapping[str, str]] = None) -> pd.DataFrame:
+    """The config keys whose values differ between runs (rows: keys, columns: run labels, else ids)."""
+    configs = {(labels or {}).get(Path(r).name, Path(r).name): flatten(read_json(Path(r) / "config.json", {}) or {})
+               for r in run_dirs}
     table = pd.DataFrame(configs).astype(str)
     if table.empty:
         return table
@@ -93,7 +95,8 @@ def face_images(data, sources: Sequence[str]) -> List[np.ndarray]:
 def parallel_coordinates(board: pd.DataFrame, columns: Sequence[str], target: str = "test_acc") -> pd.DataFrame:
     """Long table for a parallel-coordinates chart: each numeric column scaled to 0..1 (log for lr-like)."""
     keep = [c for c in columns if c in board.columns]
-    table = board[["run_id", target, *keep]].copy()
+    table = board[["run_id", "label", target, *keep]].copy() if "label" in board else \
+        board[["run_id", target, *keep]].assign(label=board["run_id"])
     long_rows = []
     for col in keep:
         raw = pd.to_numeric(table[col], errors="coerce")
@@ -104,6 +107,6 @@ def parallel_coordinates(board: pd.DataFrame, columns: Sequence[str], target: st
             values = np.log10(raw.clip(lower=1e-12)) if (raw > 0).all() and raw.max() / raw.min() > 20 else raw
             span = values.max() - values.min()
             scaled = (values - values.min()) / span if span > 0 else values * 0 + 0.5
-        long_rows.append(pd.DataFrame({"run_id": table["run_id"], "axis": col, "scaled": scaled,
+        long_rows.append(pd.DataFrame({"run_id": table["run_id"], "label": table["label"], "axis": col, "scaled": scaled,
                                        "value": table[col].astype(str), target: table[target]}))
     return pd.concat(long_rows, ignore_index=True) if long_rows else pd.DataFrame()

@@ -8,6 +8,7 @@ from the user's text, read as the field's type (so `train.amp=off` stays the str
 from __future__ import annotations
 
 import json
+import re
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -15,8 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from fer.constants import SPLITS
-from fer.preprocess import FER2013_MEAN, FER2013_STD, Preprocessing
+from fer.constants import FER2013_MEAN, FER2013_STD, SPLITS, Preprocessing
 
 # The fixed choices of some fields (registry-backed ones, such as model.name, come from the registries).
 TEST_SPLITS = SPLITS[1:]
@@ -36,7 +36,8 @@ class DataConfig:
     val_source: str = "train_fraction"  # or PublicTest / PrivateTest
     val_fraction: float = 0.1
     test_split: str = "PublicTest"
-    limit: int = 0  # cap each of train/val/test at this many images (stratified); 0 = all
+    limit: int = 0  # cap train and val at this many images each (stratified); 0 = all
+    test_limit: int = 0  # cap the test split too; 0 = all of it, so test scores of all runs stay comparable
     sampler: str = "none"  # "weighted": WeightedRandomSampler with inverse class frequency
     num_workers: int = 0
     mean: float = FER2013_MEAN
@@ -137,6 +138,23 @@ class ConfigError(ValueError):
     """A config file or override that does not fit the RunConfig."""
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with only true/false as booleans (YAML 1.2): `amp: off` and `name: yes` stay text."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in "tTfF":
+    _Loader.add_implicit_resolver("tag:yaml.org,2002:bool",
+                                  re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), [_first])
+
+
+def read_yaml(text: str):
+    """Parse YAML/JSON text the way configs are read (safe, YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 @dataclass(frozen=True)
 class FieldSpec:
     """One leaf field of the RunConfig: what a generated settings form or a `--set` parser needs."""
@@ -172,6 +190,14 @@ def field_specs(choices: Mapping[str, Sequence[str]] = FIXED_CHOICES) -> List[Fi
                 out.append(FieldSpec(key, hint, getattr(defaults, f.name), tuple(choices.get(key, ()))))
         return out
     return walk(RunConfig, "")
+
+
+def get_field(cfg: RunConfig, key: str) -> Any:
+    """The value of dotted `key` in `cfg` (cfg.optim.lr for "optim.lr")."""
+    value: Any = cfg
+    for part in key.split("."):
+        value = value[part] if isinstance(value, dict) else getattr(value, part)
+    return value
 
 
 def field_type(key: str) -> Any:
@@ -215,7 +241,7 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
     if not stripped:
         raise ConfigError(f"{key}: expected a value, got nothing")
     try:
-        value = yaml.safe_load(stripped)
+        value = read_yaml(stripped)
     except yaml.YAMLError as e:
         first = str(e).strip().splitlines()[0]
         raise ConfigError(f"{key}: not valid YAML ({first}): {text!r}") from None
@@ -230,6 +256,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is float and isinstance(value, str):
         # YAML 1.1 reads "1e-08" (as JSON writes it) as a string: accept any float literal.
         return parse_value(value, float, key)
+    if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # `name: 2024` in a file is the run name "2024"
     if annotation in (int, str, bool):
         if type(value) is annotation:
             return value
@@ -321,7 +349,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
     if path:
         text = Path(path).read_text()
         try:
-            loaded = yaml.safe_load(text) or {}  # YAML is a superset of JSON
+            loaded = read_yaml(text) or {}  # YAML is a superset of JSON
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
         merged = _merge(merged, loaded)

@@ -21,10 +21,28 @@ from fer.preprocess import to_model_input
 from fer.registry import Registry
 
 CAM_METHODS: Registry[type] = Registry("CAM method")
-CAM_METHODS.register("gradcam", title="Grad-CAM")(GradCAM)
-CAM_METHODS.register("gradcam++", title="Grad-CAM++")(GradCAMPlusPlus)
-CAM_METHODS.register("layercam", title="LayerCAM")(LayerCAM)
-CAM_METHODS.register("eigencam", title="EigenCAM (class-agnostic)")(EigenCAM)
+CAM_METHODS.register("gradcam", title="Grad-CAM", class_sensitive=True)(GradCAM)
+CAM_METHODS.register("gradcam++", title="Grad-CAM++", class_sensitive=True)(GradCAMPlusPlus)
+CAM_METHODS.register("layercam", title="LayerCAM", class_sensitive=True)(LayerCAM)
+# EigenCAM shows the layer's first principal component: the same map whatever class is asked for.
+CAM_METHODS.register("eigencam", title="EigenCAM (class-agnostic)", class_sensitive=False)(EigenCAM)
+DEFAULT_CAM_METHOD = "gradcam"
+
+
+def cam_methods() -> list:
+    """The CAM methods for a chooser: the default (class-sensitive) first."""
+    return [DEFAULT_CAM_METHOD] + [m for m in CAM_METHODS.names() if m != DEFAULT_CAM_METHOD]
+
+
+def is_class_sensitive(method: str) -> bool:
+    """Whether the method's map depends on the class it explains (EigenCAM's does not)."""
+    return bool(CAM_METHODS.info(method)["class_sensitive"])
+
+
+def cam_caption(method: str, explained_class: str) -> str:
+    """What a CAM overlay shows, in words: the class it explains, or that it is class-agnostic."""
+    title = CAM_METHODS.info(method)["title"]
+    return f"{title} of {explained_class}" if is_class_sensitive(method) else title
 
 
 @contextmanager

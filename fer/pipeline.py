@@ -25,7 +25,10 @@ class Classifier(Protocol):
 
 
 class NoFaceFound(ValueError):
-    """No face was detected; pass whole_image=True to classify the whole image as one face."""
+    """No face was detected; pass whole_image=True to classify the whole image as one face.
+
+    The message names no option: the CLI and the dashboard each say how to do that in their own terms.
+    """
 
 
 @dataclass
@@ -73,8 +76,7 @@ def predict_image(classifier: Classifier, rgb: np.ndarray, detector: FaceDetecto
     use_margin = margin
     if not faces or detector.name == "none":
         if not faces and not whole_image:
-            raise NoFaceFound("no face found; classify the whole image as one face with the "
-                              "'whole image' option (--whole-image)")
+            raise NoFaceFound("no face found (the whole image can be classified as one face instead)")
         faces, use_margin = [Face((0, 0, width, height))], 0.0
         if detector.name != "none":
             note = (note + " " if note else "") + "No face found: the whole image was classified as one face."

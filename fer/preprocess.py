@@ -5,33 +5,12 @@ same FER2013 image give bit-identical tensors. Augmentation happens before it, o
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Dict
-
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer.constants import IMAGE_SIZE
-
-# Pixel mean/std of FER2013 Training on the 0-1 scale (measured by `fer data stats` on 28,709 images).
-FER2013_MEAN = 0.5136
-FER2013_STD = 0.3067
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How a 48×48 gray face becomes a model input; stored inside every checkpoint."""
-
-    input_size: int = IMAGE_SIZE
-    in_chans: int = 1
-    mean: float = FER2013_MEAN
-    std: float = FER2013_STD
-
-    def to_dict(self) -> Dict:
-        """JSON-friendly form."""
-        return asdict(self)
+from fer.constants import IMAGE_SIZE, Preprocessing
 
 
 def to_model_input(batch: torch.Tensor, spec: Preprocessing) -> torch.Tensor:

@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, Iterator, Mapping
 from fer import run_writer
 from fer.runs import read_status, utc_now
 
-STATUS_EVERY_S = 1.0  # throttle status.json writes during an epoch
+STATUS_EVERY_S = 1.0  # throttle status.json (and batches.jsonl) writes during an epoch
+LOSS_SMOOTHING = 0.9  # exponential moving average of the batch loss for the live curve
 
 
 class Cancelled(Exception):
@@ -45,15 +46,27 @@ class RunRecorder:
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def started(self, start_epoch: int, batches: int, device: str) -> None:
         """The loop is about to run epoch `start_epoch` (1, or later when resuming)."""
-        first_start = read_status(self.run_dir).get("started_at")
+        status = read_status(self.run_dir)
+        for warning in status.get("warnings") or ():  # found when the run was created (fer.validation)
+            self.log.warning("warning: %s", warning)
+        first_start = status.get("started_at")
         run_writer.truncate_metrics(self.run_dir, start_epoch - 1)  # rows newer than the checkpoint are redone
         run_writer.write_status(self.run_dir, "running", epoch=start_epoch, epochs=self.epochs, batch=0,
                                 batches=batches, device=device, started_at=first_start or utc_now(),
-                                error=None, finished_at=None)
+                                error=None, finished_at=None, phase="training")
+
+    def validating(self, epoch: int) -> None:
+        """The epoch's training pass is done; the validation pass runs."""
+        run_writer.write_status(self.run_dir, "running", epoch=epoch, phase="validating")
+
+    def evaluating(self) -> None:
+        """Training is done; the best checkpoint is being scored on validation and test (it takes a while)."""
+        self.log.info("evaluating the best checkpoint on the validation and test splits")
+        run_writer.write_status(self.run_dir, "running", phase="evaluating")
 
     def completed(self, **fields: Any) -> None:
         """Training and the final evaluation are done."""
-        run_writer.write_status(self.run_dir, "completed", finished_at=utc_now(), **fields)
+        run_writer.write_status(self.run_dir, "completed", finished_at=utc_now(), phase=None, **fields)
 
     def cancelled(self, reason: str) -> None:
         """The run stopped on request; `fer train --resume` continues it."""
@@ -68,27 +81,34 @@ class RunRecorder:
 
     # --- per epoch and per batch -------------------------------------------------------------------------------
     @contextmanager
-    def epoch(self, epoch: int, batches: int) -> Iterator[Callable[[int, int, float], None]]:
-        """A per-batch callback for one epoch: cancel check, throttled status, optional tqdm bar."""
+    def epoch(self, epoch: int, batches: int, batch_size: int) -> Iterator[Callable[[int, int, float], None]]:
+        """A per-batch callback for one epoch: cancel check, throttled status and loss curve, optional tqdm bar."""
         bar = None
         if self.progress:
             from tqdm import tqdm  # only when drawing a bar
 
             bar = tqdm(total=batches, desc=f"epoch {epoch}/{self.epochs}", leave=False, file=sys.stderr)
-        last_write = 0.0
+        started, last_write, smoothed = time.time(), 0.0, None
+        # The ETA before the first epoch ends comes from this start time and the batches done since.
+        run_writer.write_status(self.run_dir, "running", epoch=epoch, batch=0, batches=batches, phase="training",
+                                epoch_started=started)
 
         def on_batch(batch: int, total: int, loss: float) -> None:
-            nonlocal last_write
+            nonlocal last_write, smoothed
             if (self.run_dir / run_writer.CANCEL_FILE).exists():
                 raise Cancelled("cancel requested")
+            smoothed = loss if smoothed is None else LOSS_SMOOTHING * smoothed + (1 - LOSS_SMOOTHING) * loss
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}")
             now = time.monotonic()
             if now - last_write >= STATUS_EVERY_S or batch == total:
                 last_write = now
+                speed = batch * batch_size / max(1e-6, time.time() - started)
                 run_writer.write_status(self.run_dir, "running", epoch=epoch, epochs=self.epochs, batch=batch,
-                                        batches=total, loss=round(loss, 4))
+                                        batches=total, loss=round(loss, 4), images_per_s=round(speed, 1))
+                run_writer.append_batch_loss(self.run_dir, {"epoch": epoch, "batch": batch, "batches": total,
+                                                            "loss": round(smoothed, 5)})
 
         try:
             yield on_batch

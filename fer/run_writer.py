@@ -14,17 +14,17 @@ import secrets
 import shutil
 import socket
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from fer.config import RunConfig
 from fer.files import atomic_write, write_json, write_text
-from fer.runs import STATES, read_json, read_metric_rows, read_status, utc_now
+from fer.runs import STATES, read_json, read_jsonl, read_status, utc_now
 
 CANCEL_FILE = "CANCEL"
 
@@ -45,7 +45,8 @@ def create_run(cfg: RunConfig, root: Path, state: str = "queued", **status: Any)
     run_dir = root / new_run_id(cfg.name)
     run_dir.mkdir()
     write_text(run_dir / "config.json", cfg.to_json())
-    write_status(run_dir, state, created_at=utc_now(), epochs=cfg.train.epochs, **status)
+    # queued_ns orders the queue: runs created within one second keep the order they were created in.
+    write_status(run_dir, state, created_at=utc_now(), queued_ns=time.time_ns(), epochs=cfg.train.epochs, **status)
     return run_dir
 
 
@@ -62,19 +63,29 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> Dict[str, Any]:
     return status
 
 
-def append_metrics(run_dir: Path, row: Mapping[str, Any]) -> None:
-    """Append one epoch's metrics as a JSON line (flushed, so viewers see it at once)."""
-    with open(Path(run_dir) / "metrics.jsonl", "a") as fh:
+def _append_line(path: Path, row: Mapping[str, Any]) -> None:
+    with open(path, "a") as fh:
         fh.write(json.dumps(dict(row)) + "\n")
-        fh.flush()
+        fh.flush()  # viewers see it at once
+
+
+def append_metrics(run_dir: Path, row: Mapping[str, Any]) -> None:
+    """Append one epoch's metrics as a JSON line."""
+    _append_line(Path(run_dir) / "metrics.jsonl", row)
+
+
+def append_batch_loss(run_dir: Path, row: Mapping[str, Any]) -> None:
+    """Append a point of the smoothed training loss (epoch, batch, loss) to batches.jsonl."""
+    _append_line(Path(run_dir) / "batches.jsonl", row)
 
 
 def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
-    """Keep only the rows up to `last_epoch` (a resumed run redoes the epochs after its checkpoint)."""
-    rows = read_metric_rows(run_dir)
-    kept = [r for r in rows if int(r.get("epoch", 0)) <= last_epoch]
-    if len(kept) != len(rows):
-        write_text(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+    """Keep only rows up to `last_epoch` in metrics.jsonl and batches.jsonl (a resumed run redoes the rest)."""
+    for name in ("metrics.jsonl", "batches.jsonl"):
+        rows = read_jsonl(Path(run_dir) / name)
+        kept = [r for r in rows if int(r.get("epoch", 0)) <= last_epoch]
+        if len(kept) != len(rows):
+            write_text(Path(run_dir) / name, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class _TqdmHandler(logging.Handler):
@@ -114,6 +125,8 @@ def close_log(logger: logging.Logger) -> None:
 
 def save_checkpoint(run_dir: Path, name: str, payload: Dict[str, Any]) -> None:
     """Write a checkpoint payload (see fer.checkpoint) as `name`, atomically."""
+    import torch  # only checkpoint writes need it; the queue and the CLI's light commands stay torch-free
+
     atomic_write(Path(run_dir) / name, lambda fh: torch.save(payload, fh))
 
 

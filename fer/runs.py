@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,11 +75,11 @@ def read_status(run_dir: Path) -> Dict[str, Any]:
     return status
 
 
-def read_metric_rows(run_dir: Path) -> List[Dict[str, Any]]:
-    """Per-epoch metrics as dicts (empty when none yet); a torn last line is ignored."""
+def read_jsonl(path: Path) -> List[Dict[str, Any]]:
+    """The JSON lines of a file as dicts (empty when missing); a torn line is ignored."""
     rows: List[Dict[str, Any]] = []
     try:
-        for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        for line in Path(path).read_text().splitlines():
             try:
                 rows.append(json.loads(line))
             except ValueError:
@@ -86,6 +87,20 @@ def read_metric_rows(run_dir: Path) -> List[Dict[str, Any]]:
     except OSError:
         pass
     return rows
+
+
+def read_metric_rows(run_dir: Path) -> List[Dict[str, Any]]:
+    """Per-epoch metrics as dicts (empty when none yet)."""
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
+
+
+def read_batch_losses(run_dir: Path) -> pd.DataFrame:
+    """The smoothed training loss during epochs: columns epoch, batch, batches, progress (in epochs), loss."""
+    df = pd.DataFrame(read_jsonl(Path(run_dir) / "batches.jsonl"))
+    if df.empty:
+        return pd.DataFrame(columns=["epoch", "batch", "batches", "progress", "loss"])
+    df["progress"] = df["epoch"] - 1 + df["batch"] / df["batches"]
+    return df
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
@@ -100,15 +115,16 @@ def read_config(run_dir: Path) -> RunConfig:
 
 @dataclass
 class Progress:
-    """Where a run stands: epoch and batch, throughput, and the estimated time left."""
+    """Where a run stands: phase, epoch and batch, throughput, and the estimated time left."""
 
     state: str
+    phase: str  # training, validating (after each epoch) or evaluating (the final test), while running
     epoch: int
     epochs: int
     batch: int
     batches: int
     images_per_s: Optional[float]
-    eta_s: Optional[float]  # None until one epoch has finished
+    eta_s: Optional[float]  # from finished epochs, or from the current epoch's batches before the first ends
 
     @property
     def epoch_fraction(self) -> float:
@@ -121,19 +137,24 @@ class Progress:
         return min(1.0, self.batch / max(1, self.batches))
 
 
-def run_progress(run_dir: Path) -> Progress:
-    """The run's progress from status.json and its finished epochs' timings."""
+def run_progress(run_dir: Path, now: Optional[float] = None) -> Progress:
+    """The run's progress from status.json, its finished epochs' timings or, before the first epoch
+    ends, the pace of the current epoch's batches."""
     status = read_status(run_dir)
     metrics = read_metric_rows(run_dir)
     epochs, epoch = int(status.get("epochs") or 1), int(status.get("epoch") or 1)
     batches, batch = int(status.get("batches") or 1), int(status.get("batch") or 0)
+    left_in_epochs = epochs - epoch + 1 - batch / max(1, batches)
     seconds = [m["seconds"] for m in metrics if isinstance(m.get("seconds"), (int, float))]
-    eta = None
+    eta, speed = None, metrics[-1].get("images_per_s") if metrics else None
     if seconds:
-        per_epoch = sum(seconds) / len(seconds)
-        eta = max(0.0, per_epoch * (epochs - epoch + 1 - batch / max(1, batches)))
-    speed = metrics[-1].get("images_per_s") if metrics else None
-    return Progress(status.get("state", "unknown"), epoch, epochs, batch, batches, speed, eta)
+        eta = max(0.0, sum(seconds) / len(seconds) * left_in_epochs)
+    elif batch > 0 and status.get("epoch_started"):
+        elapsed = (now or time.time()) - float(status["epoch_started"])
+        eta = max(0.0, elapsed / batch * batches * left_in_epochs)
+        speed = status.get("images_per_s")
+    return Progress(status.get("state", "unknown"), status.get("phase") or "training", epoch, epochs, batch, batches,
+                    speed, eta)
 
 
 def log_tail(run_dir: Path, lines: int = 8, max_bytes: int = 16_384) -> str:
@@ -161,6 +182,8 @@ def resolve_run(ref: str | Path, runs_dir: Optional[Path] = None) -> Path:
         return SHIPPED_RUN_DIR
     matches = [p for p in root.glob("*") if (p / "config.json").is_file() and str(ref) in p.name] \
         if root.is_dir() else []
+    if not matches and root.is_dir():  # a run's display name, e.g. after a rename
+        matches = [p for p in root.glob("*") if (read_json(p / "config.json", {}) or {}).get("name") == str(ref)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -193,6 +216,7 @@ def run_summary(run_dir: Path) -> Dict[str, Any]:
         if best and isinstance(best.get("train_acc"), (int, float)) else None
     test = read_json(run_dir / f"eval_{config.get('data', {}).get('test_split', 'PublicTest')}.json")
     row["test_split"] = test.get("split") if test else None
+    row["test_n"] = test.get("n") if test else None
     row["test_acc"] = test.get("accuracy") if test else None
     row["test_macro_f1"] = test.get("macro_f1") if test else None
     row["created_at"] = status.get("created_at")
@@ -200,19 +224,39 @@ def run_summary(run_dir: Path) -> Dict[str, Any]:
     return row
 
 
+# Leaderboard columns for people, accuracy first; `label` is the name made unique (see list_runs).
+BOARD_COLUMNS = ["label", "test_acc", "test_macro_f1", "best_val_acc", "test_split", "test_n", "status", "model",
+                 "optimizer", "scheduler", "augmentation", "epochs_done", "tags", "source", "run_id"]
+
+
 def list_runs(runs_dir: Optional[Path] = None, include_default: bool = False) -> pd.DataFrame:
     """The leaderboard: one row per run folder, best test accuracy first, then validation accuracy.
 
-    `include_default` adds the model shipped in the package (source "built-in").
+    `include_default` adds the model shipped in the package (run id and name "default", source
+    "built-in"). `label` is what people see: the run's name, with the end of its id where names repeat.
     """
     root = Path(runs_dir or default_runs_dir())
     dirs = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
     rows = [{**run_summary(p), "source": "local"} for p in dirs]
     if include_default and (SHIPPED_RUN_DIR / "config.json").is_file():
-        rows.append({**run_summary(SHIPPED_RUN_DIR), "run_id": "default", "source": "built-in"})
+        rows.append({**run_summary(SHIPPED_RUN_DIR), "run_id": "default", "name": "default", "source": "built-in"})
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=["run_id", "name", "status", "model", "best_val_acc", "test_acc"])
+        return pd.DataFrame(columns=["run_id", "name", "label", "status", "model", "best_val_acc", "test_acc",
+                                     "test_n"])
+    names = df["name"].fillna(df["run_id"]).astype(str)
+    repeated = names.duplicated(keep=False)
+    df["label"] = names.where(~repeated, names + " · " + df["run_id"].str[-4:])
     return df.sort_values(["test_acc", "best_val_acc", "run_id"], ascending=[False, False, False],
                           na_position="last").reset_index(drop=True)
+
+
+def mixed_test_sets(board: pd.DataFrame) -> Optional[str]:
+    """A warning when the runs were scored on different test sets (split or size), else None."""
+    scored = board.dropna(subset=["test_acc"]) if "test_acc" in board else board.iloc[0:0]
+    sets = sorted({(str(r.test_split), int(r.test_n)) for r in scored.itertuples() if pd.notna(r.test_n)})
+    if len(sets) <= 1:
+        return None
+    return ("These runs were scored on different test sets (" + ", ".join(f"{s}: {n:,} images" for s, n in sets)
+            + "): their test accuracies do not compare directly.")
 

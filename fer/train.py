@@ -14,60 +14,40 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 from sklearn.metrics import f1_score
 
-from fer.augment import AUGMENTATIONS, build_augmentation
+from fer.augment import build_augmentation
 from fer.checkpoint import checkpoint_payload, load_checkpoint
-from fer.config import FIXED_CHOICES, FieldSpec, RunConfig, field_specs
+from fer.config import RunConfig
 from fer.data import FaceData, Splits, default_data_path, load_fer2013, splits_for
 from fer.data.loaders import eval_loader, inverse_frequency_weights, train_loader
-from fer.data.readers import resolve_source
 from fer.device import amp_dtype, describe_device, select_device
 from fer.engine import train_one_epoch, validate
 from fer.evaluation import score
-from fer.models import MODELS, count_parameters, create_model
-from fer.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from fer.models import count_parameters, create_model
+from fer.optim import build_optimizer, build_scheduler
 from fer.predictor import Predictor
 from fer.recorder import Cancelled, RunRecorder
 from fer.run_writer import create_run as create_run_folder
 from fer.runs import default_runs_dir, read_config, utc_now
 from fer.transfer import apply_freeze, parameter_groups
-
-
-def config_fields() -> List[FieldSpec]:
-    """Every config field with its choices: the fixed lists and the registries' names."""
-    return field_specs({**FIXED_CHOICES, "model.name": MODELS.names(), "optim.name": OPTIMIZERS.names(),
-                        "sched.name": SCHEDULERS.names(), "augmentation": AUGMENTATIONS.names()})
-
-
-def validate_config(cfg: RunConfig) -> None:
-    """Fail fast, before a run folder exists, on names no registry knows and a missing data source."""
-    MODELS.get(cfg.model.name)
-    OPTIMIZERS.get(cfg.optim.name)
-    SCHEDULERS.get(cfg.sched.name)
-    AUGMENTATIONS.get(cfg.augmentation)
-    values = cfg.to_dict()
-    for key, choices in FIXED_CHOICES.items():
-        section, leaf = key.split(".")
-        if key != "train.device" and values[section][leaf] not in choices:  # devices: cuda:1 is fine too
-            raise ValueError(f"{key} must be one of {', '.join(choices)}; got {values[section][leaf]!r}")
-    amp_dtype(cfg.train.amp, select_device(cfg.train.device))
-    if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
-        raise ValueError("train.epochs and train.batch_size must be at least 1")
-    resolve_source(cfg.data.path or default_data_path())
+from fer.validation import check_config
 
 
 def create_run(cfg: RunConfig, runs_dir: Optional[Path] = None) -> Path:
-    """Validate `cfg` and make its run folder as 'queued'; training may start later (the job queue)."""
-    validate_config(cfg)
+    """Check `cfg` and make its run folder as 'queued'; training may start later (the job queue).
+
+    Warnings from the check (a huge model, an emulated precision) go into the status and the run's log.
+    """
+    warnings = check_config(cfg)
     # Record where the data really came from, so `fer eval` finds it later from any directory.
     cfg.data.path = str(Path(cfg.data.path or default_data_path()).expanduser().resolve())
-    return create_run_folder(cfg, Path(runs_dir or cfg.runs_dir or default_runs_dir()))
+    return create_run_folder(cfg, Path(runs_dir or cfg.runs_dir or default_runs_dir()), warnings=warnings)
 
 
 @contextmanager
@@ -203,12 +183,13 @@ def _fit(cfg: RunConfig, recorder: RunRecorder) -> None:
         trainable = apply_freeze(job.model, cfg, epoch)
         if cfg.transfer.freeze_epochs > 0:
             recorder.log.info("epoch %d trains %s", epoch, trainable)
-        with recorder.epoch(epoch, len(job.loader)) as on_batch:
+        with recorder.epoch(epoch, len(job.loader), cfg.train.batch_size) as on_batch:
             result = train_one_epoch(job.model, job.loader, job.optimizer, job.criterion, job.device,
                                      cfg.preprocessing(), amp_dtype=job.dtype, scaler=job.scaler,
                                      grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
                                      batch_scheduler=job.scheduler if job.cadence == "batch" else None,
                                      on_batch=on_batch)
+        recorder.validating(epoch)
         val_loss, val_acc, probs, labels = validate(job.model, job.val_loader, job.device, cfg.preprocessing(),
                                                     amp_dtype=job.dtype, channels_last=cfg.train.channels_last)
         if job.cadence == "epoch" and job.scheduler is not None:
@@ -236,6 +217,7 @@ def _fit(cfg: RunConfig, recorder: RunRecorder) -> None:
             recorder.log.info("early stop: no better validation accuracy for %d epochs", since_best)
             stopped_early = True
             break
+    recorder.evaluating()
     test = _final_evaluation(job, recorder)
     recorder.completed(best_val_acc=best_acc, stopped_early=stopped_early, test_acc=test.get("accuracy"))
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -23,15 +25,49 @@ KNOWN_COUNTS = {
 TINY_MODEL = "model.kwargs={widths: [8, 16, 32], hidden: 32}"
 
 
+def csv_as_image_folders(csv_path: Path, dest: Path) -> Path:
+    """Kaggle's fer2013.csv written out in the image-folder release's layout (Training → train/, PublicTest →
+    test/, lossless PNG), so every test runs on the same splits whichever form of FER2013 a user has."""
+    from fer.constants import SPLITS
+    from fer.data import read_fer_csv
+
+    data = read_fer_csv(csv_path)
+    folders = {"Training": "train", "PublicTest": "test"}  # the release has no PrivateTest
+    for i, (image, label, split) in enumerate(zip(data.images, data.labels, data.splits)):
+        name = SPLITS[split]
+        if name in folders:
+            out = dest / folders[name] / data.class_names[label]
+            out.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / f"{name}_{i}.png"), image)
+    (dest / "DONE").write_text(str(csv_path))
+    return dest
+
+
 def _test_data_root() -> Path:
     value = os.environ.get("FER_TEST_DATA")
     if not value:
-        raise pytest.UsageError("FER_TEST_DATA is not set: point it at FER2013 image folders (train/, test/); "
-                                "`make test` sets it to data/ by default")
-    root = Path(value)
+        raise pytest.UsageError("FER_TEST_DATA is not set: point it at FER2013 image folders (train/, test/) or "
+                                "at fer2013.csv; `make test` sets it to data/ by default")
+    from fer.data import DataError
+    from fer.data.readers import resolve_source
+
+    try:  # image folders, fer2013.csv, or a folder holding either (as FER_DATA is read)
+        kind, root = resolve_source(value)
+    except DataError as e:
+        raise pytest.UsageError(f"FER_TEST_DATA: {e}") from None
+    if kind == "csv":  # only the CSV: convert it once per machine (and per version of the file)
+        stat = root.stat()
+        dest = Path(tempfile.gettempdir()) / f"fer-test-data-{stat.st_size}-{stat.st_mtime_ns}"
+        return dest if (dest / "DONE").is_file() else csv_as_image_folders(root, dest)
     if not (root / "train").is_dir():
-        raise pytest.UsageError(f"FER_TEST_DATA={root} has no train/ folder")
+        raise pytest.UsageError(f"FER_TEST_DATA={root} has no train/ folder (and no fer2013.csv)")
     return root
+
+
+# The original pixels (from the CSV) and the release's JPEGs differ slightly, so results recorded on one
+# are checked on the other only within a point.
+DATA_FROM_CSV = bool(os.environ.get("FER_TEST_DATA")) and not any(
+    (Path(os.environ["FER_TEST_DATA"]) / sub / "train").is_dir() for sub in ("", "fer2013", "FER2013"))
 
 
 @pytest.fixture(scope="session", autouse=True)

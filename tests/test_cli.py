@@ -49,8 +49,10 @@ def test_train_runs_eval_end_to_end(small_folder, tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["optim"]["name"] == "adam" and cfg["augmentation"] == "light" and cfg["optim"]["lr"] == 0.003
 
-    table = fer("runs", "--runs-dir", tmp_path / "runs").stdout
+    table = fer("runs", "--runs-dir", tmp_path / "runs", env={"COLUMNS": "400"}).stdout  # wide: every column
     assert run.name in table and "completed" in table and "plain_cnn" in table
+    narrow = fer("runs", "--runs-dir", tmp_path / "runs", env={"COLUMNS": "80"}).stdout
+    assert max(map(len, narrow.splitlines())) <= 80 and "cli-run" in narrow and "%" in narrow
     rows = json.loads(fer("runs", "--runs-dir", tmp_path / "runs", "--format", "json").stdout)
     mine = [r for r in rows if r["source"] == "local"]
     assert [r["run_id"] for r in mine] == [run.name] and 0 <= mine[0]["test_acc"] <= 1
@@ -151,3 +153,21 @@ def test_errors_are_clear_and_exit_2(args, message, tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())  # no run folder was left behind
+
+
+def test_light_commands_never_import_torch(tmp_path):
+    probe = ("import sys; from fer.cli import main; main(['runs', '--runs-dir', sys.argv[1]]); "
+             "main(['cancel', 'nothing', '--runs-dir', sys.argv[1]]); print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stderr  # so they answer fast on a busy machine
+    assert "no run 'nothing'" in done.stderr
+
+
+def test_runs_table_fits_the_terminal(trained_run):
+    from fer.cli import fit_table
+    from fer.runs import BOARD_COLUMNS, list_runs
+    board = list_runs(trained_run.parent, include_default=True)[BOARD_COLUMNS]
+    for width in (60, 100, 160):
+        text = fit_table(board, width)
+        assert max(map(len, text.splitlines())) <= width and "artifacts" in text and "default" in text
+    assert "run_id" in fit_table(board, 400) and "run_id" not in fit_table(board, 100)

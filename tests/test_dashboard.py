@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import tiny_overrides
 from fer.config import load_config
-from fer.runs import list_runs
+from fer.runs import list_runs, resolve_run
 from fer.train import train
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -34,7 +34,9 @@ def test_overview_shows_data_and_leaderboard(small_folder, runs_with_one_run):
     assert [m.value for m in at.metric][0] == "385"
     counts, board = (d.value for d in at.dataframe)  # AppTest does not expose dataframe keys
     assert counts.loc["Training", "total"] == 280 and counts.loc["PublicTest", "total"] == 105
-    assert len(board) == 1 and board.iloc[0]["status"] == "completed" and board.iloc[0]["name"] == "artifacts"
+    mine = board[board["source"] == "local"]  # beside the shipped model, as on the Runs page
+    assert len(mine) == 1 and mine.iloc[0]["status"] == "completed" and mine.iloc[0]["name"] == "artifacts"
+    assert list(board[board["source"] == "built-in"]["name"]) == ["default"]
     assert "CPU" in " ".join(c.value for c in at.sidebar.caption)
 
 
@@ -43,7 +45,8 @@ def test_overview_without_data_explains_how_to_get_it(tmp_path):
     assert not at.exception
     assert "No FER2013 data found" in at.warning[0].value
     assert any("Kaggle" in m.value for m in at.markdown)
-    assert "No runs yet" in at.info[0].value
+    assert "No runs of your own yet" in at.info[0].value and "ships with fer-studio" in at.info[0].value
+    assert list(at.dataframe[0].value["name"]) == ["default"]  # the Overview and the Runs page agree
 
 
 def _jpeg(array) -> bytes:
@@ -83,6 +86,8 @@ def test_predict_page_reports_bad_uploads_and_faceless_images(tmp_path, runs_wit
     assert not at.exception
     errors = [e.value for e in at.error]
     assert any("not an image" in e for e in errors) and any("no face found" in e for e in errors)
+    # The way out is named as it appears on this page, not as the CLI flag.
+    assert any("classify the whole image" in e and "--whole-image" not in e for e in errors)
     at.toggle(key="predict_whole").set_value(True).run()
     assert not at.exception and any("whole image" in i.value for i in at.info)
 
@@ -100,32 +105,35 @@ def test_runs_page_compares_filters_and_edits(two_runs):
     assert not at.exception
     board = at.dataframe[0].value
     assert {"slow", "fast"} <= set(board["name"])  # (+ the shipped model, source "built-in", when present)
+    assert list(board.columns[:3]) == ["name", "test_acc", "test_macro_f1"]  # accuracy first
+    assert any("different test sets" in w.value for w in at.warning)  # 105 test faces here, 3,589 for default
     compare = at.multiselect(key="runs_compare")
-    local = [r for r in board["run_id"] if r != "default"]
-    compare.set_value(local).run()
+    local = [name for name in board["name"] if name != "default"]
+    compare.set_value(local).run()  # runs are chosen by name
     diff = at.dataframe[1].value
-    assert "optim.lr" in diff.index and "name" in diff.index
+    assert "optim.lr" in diff.index and "name" in diff.index and set(diff.columns) == {"slow", "fast"}
     at.text_input(key="runs_filter_tag").set_value("suite:depth").run()
     assert list(at.dataframe[0].value["name"]) == ["slow"]
     assert at.selectbox(key="runs_suite").value == "depth"
-    target = next(r for r in local if "fast" in r)
-    at.selectbox(key="runs_edit_target").set_value(target).run()
-    at.text_input(key=f"runs_edit_name_{target}").set_value("renamed")
+    at.selectbox(key="runs_edit_target").set_value("fast").run()
+    fast_id = next(r for r in board["run_id"] if "fast" in r)
+    at.text_input(key=f"runs_edit_name_{fast_id}").set_value("renamed")
     at.button(key="runs_edit_save").click().run()
     assert not at.exception
     assert "renamed" in set(list_runs(two_runs)["name"])
+    assert resolve_run("renamed", two_runs).name == fast_id  # findable by its new name
 
 
 def test_confusion_page_shows_matrices_scores_and_mistakes(two_runs, small_folder):
     at = open_page("confusion", runs_dir=two_runs, data_path=small_folder)
     assert not at.exception
-    runs = at.selectbox(key="confusion_run").options
-    assert runs[0] == "default"  # the shipped model leads the leaderboard
-    at.selectbox(key="confusion_run").set_value(next(r for r in runs if "slow" in r)).run()
+    runs = at.selectbox(key="confusion_run").options  # what people see: the runs' names
+    assert runs[0] == "default" and "slow" in runs  # the shipped model leads the leaderboard
+    at.selectbox(key="confusion_run").set_value("slow").run()
     assert at.selectbox(key="confusion_split").value == "PublicTest"
     per_class = at.dataframe[0].value
     assert list(per_class.index) == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-    at.selectbox(key="confusion_run_b").set_value(next(r for r in runs if "fast" in r)).run()
+    at.selectbox(key="confusion_run_b").set_value(next(r for r in runs if r not in ("default", "slow"))).run()
     assert not at.exception
     mistakes = at.dataframe[-1].value
     assert len(mistakes) > 0 and (mistakes["true"] != mistakes["pred"]).all()
@@ -161,8 +169,7 @@ def cbam_run(small_folder, tmp_path_factory):
 def test_gradcam_page_overlays_test_faces_and_attention(cbam_run, small_folder):
     at = open_page("gradcam", timeout=180, runs_dir=cbam_run, data_path=small_folder)
     assert not at.exception
-    run_id = next(o for o in at.selectbox(key="cam_model").options if "cbam" in o)
-    at.selectbox(key="cam_model").set_value(run_id).run()
+    at.selectbox(key="cam_model").set_value("cbam").run()  # models are chosen by name
     at.selectbox(key="cam_method").set_value("gradcam++")
     at.selectbox(key="cam_target").set_value("fear")
     at.selectbox(key="cam_class").set_value("sad").run()
@@ -173,26 +180,37 @@ def test_gradcam_page_overlays_test_faces_and_attention(cbam_run, small_folder):
     assert not at.exception and "no layer" in at.error[0].value
 
 
+def test_gradcam_page_defaults_to_a_class_sensitive_method(cbam_run, small_folder):
+    at = open_page("gradcam", timeout=180, runs_dir=cbam_run, data_path=small_folder)
+    assert at.selectbox(key="cam_method").value == "gradcam" and not at.selectbox(key="cam_target").disabled
+    assert all("Grad-CAM of" in c for c in at.image[0].captions)  # it says which class it explains
+    at.selectbox(key="cam_method").set_value("eigencam").run()
+    assert not at.exception and at.selectbox(key="cam_target").disabled  # EigenCAM ignores the class
+    captions = at.image[0].captions
+    assert captions and all("class-agnostic" in c and " of " not in c.split("·")[-1] for c in captions)
+
+
 @pytest.mark.slow
 def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_folder, tmp_path):
     import time
 
-    from fer.jobs import worker_pid
+    from fer.queue import worker_pid
     from fer.runs import read_status
 
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     assert not at.exception
     assert "No runs yet" in at.info[0].value
-    at.text_input(key="train_field_name").set_value("from-dashboard")
+    at.text_input(key="train_field_name").set_value("2024")  # text fields take text as text...
+    at.selectbox(key="train_field_train.amp").set_value("off")  # ...and "off" is not a boolean
     at.number_input(key="train_field_train.epochs").set_value(2)
     at.number_input(key="train_field_train.batch_size").set_value(32)
     at.text_input(key="train_field_model.kwargs").set_value("{widths: [8, 16, 32], hidden: 32}")
     at.number_input(key="train_field_data.limit").set_value(70)
     at.button(key="FormSubmitter:train_form-Launch training").click().run()
     assert not at.exception
-    assert "Queued" in at.success[0].value
+    assert "Queued" in at.toast[0].value
     runs = list_runs(tmp_path)
-    assert list(runs["name"]) == ["from-dashboard"]
+    assert list(runs["name"]) == ["2024"] and list(runs["config.train.amp"]) == ["off"]
     run_dir = runs["path"].iloc[0]
     deadline = time.time() + 240
     while read_status(run_dir).get("state") != "completed" and time.time() < deadline:
@@ -214,3 +232,53 @@ def test_train_page_rejects_a_bad_setting(small_folder, tmp_path):
     assert not at.exception and "Not launched" in at.error[0].value
     assert list_runs(tmp_path).empty
 
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model.kwargs", "{widths: [8, 16", "model.kwargs: not valid YAML"),  # a typo: one message, no traceback
+    ("optim.lr", -0.1, "optim.lr must be 0 or more"),
+    ("data.val_source", "PublicTest", "a test split is never used for model selection"),
+])
+def test_train_page_refuses_bad_settings_at_once(field, value, message, small_folder, tmp_path):
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
+    widget = {"model.kwargs": at.text_input, "optim.lr": at.number_input,
+              "data.val_source": at.selectbox}[field](key=f"train_field_{field}")
+    widget.set_value(value)
+    at.button(key="FormSubmitter:train_form-Launch training").click().run()
+    assert not at.exception and "Not launched" in at.error[0].value and message in at.error[0].value
+    assert list_runs(tmp_path).empty and at.subheader  # nothing queued, and the Jobs panel is still there
+
+
+def test_train_page_asks_before_a_huge_model(small_folder, tmp_path):
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
+    at.text_input(key="train_field_model.kwargs").set_value("{depth: 99}")  # 114 M parameters
+    at.button(key="FormSubmitter:train_form-Launch training").click().run()
+    assert not at.exception and "M parameters" in at.warning[0].value
+    assert any("Not launched yet" in i.value for i in at.info) and list_runs(tmp_path).empty
+
+
+def test_a_failed_run_offers_edit_and_relaunch_instead_of_resume(small_folder, tmp_path):
+    from fer.run_writer import write_status
+    from fer.train import create_run
+
+    run = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=broken", "optim.lr=0.5")))
+    write_status(run, "failed", error="RuntimeError: DefaultCPUAllocator: not enough memory")  # before epoch 1
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
+    labels = [b.label for b in at.button]
+    assert "Edit and relaunch" in labels and "Resume" not in labels  # nothing to resume from
+    at.button(key=f"relaunch_{run.name}").click().run()
+    assert not at.exception
+    assert at.text_input(key="train_field_name").value == "broken"  # the form holds the run's settings
+    assert at.number_input(key="train_field_optim.lr").value == 0.5
+    assert "widths" in at.text_input(key="train_field_model.kwargs").value
+    assert any("holds the settings of" in i.value for i in at.info)
+
+
+def test_gradcam_page_says_when_face_detection_falls_back_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_MODEL_CACHE", str(tmp_path / "empty"))  # no MediaPipe model and no internet
+    at = open_page("gradcam", timeout=180, runs_dir=tmp_path)
+    at.radio(key="cam_source").set_value("Upload a photo").run()
+    at.file_uploader(key="cam_upload").upload("astronaut.jpg", _jpeg(__import__("skimage").data.astronaut()),
+                                              "image/jpeg").run()
+    assert not at.exception
+    assert any("Haar" in w.value for w in at.warning) and len(at.image) >= 1  # said, and it still works

@@ -18,7 +18,7 @@ def test_cache_serves_second_load_and_notices_changes(small_folder, tmp_path, mo
     shutil.copytree(small_folder, root)
     first = load_fer2013(root)
     calls = []
-    monkeypatch.setattr(cache_module, "read_image_folders", lambda p: calls.append(p) or first)
+    monkeypatch.setattr(cache_module, "read_image_folders", lambda p, **options: calls.append(p) or first)
     second = load_fer2013(root)
     assert calls == []  # served from the cache, not decoded again
     np.testing.assert_array_equal(second.images, first.images)
@@ -30,8 +30,15 @@ def test_cache_serves_second_load_and_notices_changes(small_folder, tmp_path, mo
     assert calls == [root]  # an mtime change invalidates the cache
 
 
+def test_first_decode_reports_its_progress(small_folder, small_csv):
+    for source in (small_folder, small_csv):
+        seen = []
+        load_fer2013(source, use_cache=False, progress=lambda share, message: seen.append((share, message)))
+        assert seen and all(0 <= share <= 1 for share, _ in seen) and seen[0][1]
+
+
 def test_full_dataset_second_load_comes_from_the_cache(fer_root, full_data, monkeypatch):
-    def no_decoding(path):
+    def no_decoding(path, **options):
         raise AssertionError(f"{path} was decoded again instead of read from the cache")
 
     monkeypatch.setattr(cache_module, "read_image_folders", no_decoding)
@@ -111,5 +118,7 @@ def test_splits_publictest_validation_and_test_never_used_for_selection(full_dat
 
 def test_splits_limit_keeps_class_proportions(full_data):
     s = make_splits(full_data, limit=700, seed=0)
-    assert len(s.train) == len(s.val) == len(s.test) == 700
+    assert len(s.train) == len(s.val) == 700
+    assert len(s.test) == 3_589  # the test split stays whole, so runs compare on the same images...
     assert set(np.unique(full_data.labels[s.train])) == set(range(7))
+    assert len(make_splits(full_data, limit=700, test_limit=500, seed=0).test) == 500  # ...unless asked

@@ -28,6 +28,16 @@ def test_split_comes_from_file_prefix(full_data):
         assert source.split("/")[-1].startswith(split + "_")
 
 
+def test_a_csv_becomes_the_test_suites_image_folders(small_csv, small_data, tmp_path):
+    from conftest import csv_as_image_folders
+    folders = read_image_folders(csv_as_image_folders(small_csv, tmp_path / "fer2013"))
+    order = np.lexsort((folders.labels, folders.images.reshape(len(folders), -1).sum(1)))
+    expected = np.lexsort((small_data.labels, small_data.images.reshape(len(small_data), -1).sum(1)))
+    np.testing.assert_array_equal(folders.images[order], small_data.images[expected])  # PNG is lossless
+    np.testing.assert_array_equal(folders.labels[order], small_data.labels[expected])
+    assert set(folders.split_names()) == {"Training", "PublicTest"}
+
+
 def test_csv_reader_matches_folder_reader(small_data, small_csv):
     from_csv = read_fer_csv(small_csv)
     assert len(from_csv) == len(small_data) > 300

@@ -6,6 +6,7 @@ import pytest
 from skimage import data as skdata
 
 from fer.data import load_fer2013
+from conftest import DATA_FROM_CSV
 from fer.classifiers import load_classifier
 from fer.default_model import MAX_BYTES
 from fer.faces import create_detector
@@ -32,7 +33,8 @@ def test_default_model_scores_its_card_on_public_test(fer_root):
     test = data.split_indices("PublicTest")
     probs = predictor.predict_faces(data.images[test])
     accuracy = float((probs.argmax(1) == data.labels[test]).mean())
-    assert accuracy == pytest.approx(recorded["accuracy"], abs=6e-4)  # batching may move a borderline face or two
+    # Batching may move a borderline face or two; the CSV's original pixels are not the release's JPEGs.
+    assert accuracy == pytest.approx(recorded["accuracy"], abs=0.01 if DATA_FROM_CSV else 6e-4)
     assert accuracy >= 0.66  # the bar for a CPU-trained default model
 
 

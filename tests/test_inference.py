@@ -3,10 +3,12 @@ the Predictor (TTA, ensembles), Grad-CAM and `fer predict`."""
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import cv2
+import matplotlib.cbook
 import numpy as np
 import pytest
 import torch
@@ -134,6 +136,38 @@ def test_every_face_largest_first_with_limits(detector, group_photo):
     finally:
         few.close()
         big.close()
+
+
+def _hopper_head(size: int) -> np.ndarray:
+    """Grace Hopper's head from the real portrait matplotlib ships, resized to size×size."""
+    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    hopper = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    return cv2.resize(hopper[90:400, 110:420], (size, size), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("photo", ["chelsea", "coffee", "rocket"])
+def test_tiles_find_no_phantom_faces(photo):
+    # A cat, a coffee cup and a rocket: BlazeFace's tile passes call parts of them faces at 0.5-0.6.
+    with create_detector("mediapipe", DetectorSettings(tiles=PHOTO_TILES), download=False) as tiled:
+        assert tiled.detect(getattr(skdata, photo)()) == []
+
+
+def test_tiles_find_every_face_of_a_portrait_grid():
+    # 18 real faces of two people, 100 px each: the whole-frame pass alone finds only a few.
+    rows = [np.hstack([(_astronaut_head if (r + c) % 2 else _hopper_head)(100) for c in range(6)]) for r in range(3)]
+    grid = np.ascontiguousarray(np.vstack(rows))
+    with create_detector("mediapipe", DetectorSettings(tiles=PHOTO_TILES), download=False) as tiled, \
+            create_detector("mediapipe", download=False) as whole:
+        assert len(tiled.detect(grid)) == 18 and len(whole.detect(grid)) < 18
+
+
+def test_without_the_landmarker_tile_finds_need_more_confidence(tmp_path, monkeypatch):
+    shutil.copy(ensure_model_file("blaze_face_short_range.tflite", download=False), tmp_path)
+    monkeypatch.setenv("FER_MODEL_CACHE", str(tmp_path))  # BlazeFace only: nothing to verify faces with
+    with create_detector("mediapipe", DetectorSettings(tiles=PHOTO_TILES), download=False) as tiled:
+        assert tiled.detect(skdata.chelsea()) == [] and tiled.detect(skdata.coffee()) == []
+        assert len(tiled.detect(skdata.astronaut())) == 1
+        assert "verification is off" in tiled.note
 
 
 def test_dozens_of_faces_do_not_break_anything(predictor):
@@ -294,3 +328,5 @@ def test_fer_predict_cli(trained_run, tmp_path):
     single = subprocess.run([sys.executable, "-m", "fer", "predict", str(photo), "--run", str(trained_run),
                              "--tta", "flip", "--offline"], capture_output=True, text=True, env=env, timeout=300)
     assert single.returncode == 0 and "1 face(s), detector mediapipe" in single.stdout and "#1 box" in single.stdout
+    # MediaPipe's LiteRT log lines (INFO: ..., W0000 ...) stay off the terminal; our own messages do not.
+    assert single.stderr.strip() == "" and "INFO:" not in done.stderr and "W0000" not in done.stderr

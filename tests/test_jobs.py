@@ -5,7 +5,8 @@ import pytest
 
 from conftest import tiny_overrides
 from fer.config import load_config
-from fer.jobs import cancel, ensure_worker, queued_runs, resume, submit, worker_pid
+from fer.jobs import submit
+from fer.queue import cancel, ensure_worker, queued_runs, resume, worker_pid
 from fer.runs import read_status
 
 

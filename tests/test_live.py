@@ -4,10 +4,13 @@ import threading
 import cv2
 import numpy as np
 import pytest
+import torch
 from skimage import data as skdata
 
+from fer.annotate import annotate
 from fer.faces import create_detector
 from fer.live import LiveAnalyzer, Timeline
+from fer.pipeline import ImagePrediction
 from fer.predictor import Predictor
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
@@ -18,33 +21,60 @@ def predictor(trained_run):
     return Predictor.from_run(trained_run)
 
 
-def test_frames_from_several_threads_are_annotated_and_queued(predictor):
+def _frame() -> np.ndarray:
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[:, 80:560] = cv2.resize(skdata.astronaut(), (480, 480))
+    return frame
+
+
+def test_frames_return_at_once_and_inference_takes_the_newest(predictor):
+    frame = _frame()
     with create_detector("mediapipe", download=False) as detector:
         analyzer = LiveAnalyzer(predictor, detector)
         outputs = []
-        threads = [threading.Thread(target=lambda: outputs.append(analyzer.process(frame))) for _ in range(6)]
+        threads = [threading.Thread(target=lambda: outputs.extend(analyzer.process(frame) for _ in range(5)))
+                   for _ in range(6)]  # 30 frames from 6 threads, far faster than the model can follow
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        blank = analyzer.process(np.zeros((480, 640, 3), np.uint8))  # no face: no crash, no labels
-    assert len(outputs) == 6 and all(o.shape == frame.shape and not np.array_equal(o, frame) for o in outputs)
-    assert blank.shape == frame.shape and analyzer.frames == 7
+        assert analyzer.wait_idle()
+        # Every frame came back; the model saw some and dropped the stale rest, never a frame twice.
+        assert len(outputs) == 30 and analyzer.frames == 30 and all(o.shape == frame.shape for o in outputs)
+        assert analyzer.inferences >= 1 and analyzer.inferences + analyzer.dropped == 30
+        assert analyzer.worker_threads == 1 and torch.get_num_threads() >= 1  # one thread for live inference
+        labelled = analyzer.process(frame)  # drawn with the latest result: the face's box is on it
+        assert analyzer.wait_idle()
+        blank = analyzer.process(np.zeros((480, 640, 3), np.uint8))  # no face: no crash
+        assert analyzer.wait_idle()
+        analyzer.close()
+    unlabelled = annotate(frame, ImagePrediction([], 640, 480, "mediapipe"), fps=analyzer.fps())
+    assert np.abs(labelled.astype(int) - unlabelled).sum() > 0
+    assert blank.shape == frame.shape
+    results = []
+    while not analyzer.results.empty():
+        results.append(analyzer.results.get_nowait())
+    assert len(results) == analyzer.inferences and results[-1].labels == []  # the blank frame came last
+    assert all(len(r.labels) == 1 and r.latency_s > 0 for r in results[:-1])
     timeline = Timeline()
-    assert timeline.drain(analyzer.results) == 7
+    for r in results:
+        analyzer.results.put_nowait(r)
+    assert timeline.drain(analyzer.results) == len(results)
     long = timeline.frame()
     assert set(long["emotion"]) == set(predictor.class_names)
     assert np.allclose(long.groupby("second")["probability"].sum(), 1, atol=1e-5)
 
 
-def test_settings_swap_between_frames(predictor):
+def test_settings_swap_between_frames_and_close_the_replaced_detector(predictor):
     frame = cv2.resize(skdata.astronaut(), (480, 480))
     with create_detector("mediapipe", download=False) as mp_detector, create_detector("none") as whole:
         analyzer = LiveAnalyzer(predictor, mp_detector)
         analyzer.process(frame)
+        assert analyzer.wait_idle()
         analyzer.update(detector=whole)
+        assert mp_detector._detector is None  # closed: nothing uses it any more
         analyzer.process(frame)
+        assert analyzer.wait_idle()
+        analyzer.close()
     first, second = analyzer.results.get_nowait(), analyzer.results.get_nowait()
     assert len(first.labels) == 1 and len(second.labels) == 1 and first.probabilities != second.probabilities

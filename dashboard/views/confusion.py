@@ -17,8 +17,9 @@ def heatmap(frame, title: str, diverging: bool = False) -> alt.Chart:
     scale = alt.Scale(scheme="redblue", domainMid=0, reverse=True) if diverging else alt.Scale(scheme="blues")
     base = alt.Chart(long, title=title).encode(x=alt.X("predicted:N", sort=order), y=alt.Y("true:N", sort=order))
     fmt = ".2f" if frame.values.max() <= 1.0 else ".0f"
+    side = 44 * len(order)  # square cells, readable labels: a 7×7 matrix is ~310 px wide
     return (base.mark_rect().encode(color=alt.Color("value:Q", scale=scale), tooltip=["true", "predicted", "value"])
-            + base.mark_text(fontSize=11).encode(text=alt.Text("value:Q", format=fmt)))
+            + base.mark_text(fontSize=11).encode(text=alt.Text("value:Q", format=fmt))).properties(width=side, height=side)
 
 
 st.title("Confusion")
@@ -27,7 +28,8 @@ evaluated = board[board["test_acc"].notna()] if not board.empty else board
 if evaluated.empty:
     st.info("No evaluated runs yet: a run is evaluated on its test split when training completes.")
     st.stop()
-paths = dict(zip(evaluated["run_id"], evaluated["path"]))
+# Widgets show and return labels (the runs' unique names); `paths` maps them to run folders.
+paths = dict(zip(evaluated["label"], evaluated["path"]))
 run_a = st.selectbox("Run", list(paths), key="confusion_run")
 evals_a = evaluations(Path(paths[run_a]))
 splits = list(evals_a)
@@ -48,11 +50,15 @@ run_b = st.selectbox("Compare with", ["(none)", *others], key="confusion_run_b")
 if run_b != "(none)":
     evals_b = evaluations(Path(paths[run_b]))
     if split in evals_b:
+        if evals_b[split]["n"] != evaluation["n"]:
+            st.warning(f"{run_a} was scored on {evaluation['n']:,} {split} images and {run_b} on "
+                       f"{evals_b[split]['n']:,}: the matrices do not compare directly.")
         c1, c2 = st.columns(2)
         c1.altair_chart(heatmap(confusion_frame(evals_b[split], normalize), f"{run_b} on {split}"),
                         key="confusion_b")
-        c2.altair_chart(heatmap(confusion_difference(evaluation, evals_b[split]), f"{run_b} − {run_a} (row-normalised)",
-                                diverging=True), key="confusion_diff")
+        c2.altair_chart(heatmap(confusion_difference(evaluation, evals_b[split]),
+                                f"{run_b} − {run_a} (row-normalised)", diverging=True),
+                        key="confusion_diff")
     else:
         st.warning(f"{run_b} has no evaluation on {split}.")
 

@@ -39,11 +39,12 @@ except DataError as e:
 
 stats = cached_stats(path)
 counts = stats["counts"]
-cols = st.columns(4)
+cols = st.columns(3 + len(stats["imbalance"]))
 cols[0].metric("Images", f"{len(data):,}")
-cols[1].metric("Source", data.origin.rsplit("/", 1)[-1] or data.origin)
-cols[2].metric("Imbalance (largest/smallest)", " · ".join(f"{s} {r:.1f}×" for s, r in stats["imbalance"].items()))
-cols[3].metric("Skipped files", data.report.n_skipped)
+cols[1].metric("Source", data.origin.rsplit("/", 1)[-1] or data.origin, help=data.origin)
+cols[2].metric("Skipped files", data.report.n_skipped)
+for col, (split, ratio) in zip(cols[3:], stats["imbalance"].items()):  # one short figure per split
+    col.metric(f"Imbalance, {split}", f"{ratio:.1f}×", help="largest class / smallest class")
 if data.report.n_skipped or data.report.notes:
     st.info(f"Load report: {data.report.summary()}")
 
@@ -69,7 +70,10 @@ st.subheader("Pixels")
 px = stats["pixels"]
 c1, c2 = st.columns([2, 1])
 hist = pd.DataFrame({"intensity": np.arange(256), "pixels": px["histogram"]})
-c1.altair_chart(alt.Chart(hist).mark_area().encode(x="intensity:Q", y="pixels:Q"), key="data_histogram")
+# A log scale: FER2013 has a spike at 255 (saturated and padded faces) that would flatten everything else.
+c1.altair_chart(alt.Chart(hist[hist["pixels"] > 0]).mark_area().encode(
+    x=alt.X("intensity:Q", scale=alt.Scale(domain=[0, 255])),
+    y=alt.Y("pixels:Q", scale=alt.Scale(type="log"), title="pixels (log scale)")), key="data_histogram")
 c2.metric(f"Mean ({px['split']})", f"{px['mean']:.1f}  ({px['mean_01']:.4f})")
 c2.metric("Std", f"{px['std']:.1f}  ({px['std_01']:.4f})")
 st.caption("Mean faces per class")

@@ -6,7 +6,7 @@ import streamlit as st
 from common import cached_classifier, cached_dataset, data_path, model_choices, runs_dir
 from fer.data import DataError
 from fer.data.stats import sample_faces
-from fer.explain import CAM_METHODS, attention_views, explain_faces, overlay
+from fer.explain import CAM_METHODS, attention_views, cam_caption, cam_methods, explain_faces, is_class_sensitive, overlay
 from fer.faces import PHOTO_TILES, DetectorSettings, create_detector
 from fer.images import ImageError, load_image
 from fer.pipeline import NoFaceFound, predict_image
@@ -14,13 +14,16 @@ from fer.pipeline import NoFaceFound, predict_image
 st.title("Grad-CAM")
 choices = model_choices()
 left, mid, right = st.columns(3)
-name = left.selectbox("Model", choices, key="cam_model")
-predictor = cached_classifier((name,), runs_dir())
+name = left.selectbox("Model", list(choices), key="cam_model")
+predictor = cached_classifier((choices[name],), runs_dir())
 if getattr(predictor, "model", None) is None:
     st.warning(f"{name} is not an image model (MediaPipe features), so it has no class activation maps.")
     st.stop()
-method = mid.selectbox("Method", CAM_METHODS.names(), key="cam_method")
-target = right.selectbox("Explain class", ["(predicted)", *predictor.class_names], key="cam_target")
+method = mid.selectbox("Method", cam_methods(), key="cam_method", format_func=lambda m: CAM_METHODS.info(m)["title"])
+class_sensitive = is_class_sensitive(method)
+target = right.selectbox("Explain class", ["(predicted)", *predictor.class_names], key="cam_target",
+                         disabled=not class_sensitive,
+                         help=None if class_sensitive else "This method shows the same map whatever the class.")
 layer = st.text_input("Layer (empty: the model's declared layer)", value="", key="cam_layer",
                       placeholder=predictor.model.cam_layer)
 source = st.radio("Faces", ["Test images by class", "Upload a photo"], horizontal=True, key="cam_source")
@@ -42,24 +45,29 @@ else:
     if upload is not None:
         try:
             with create_detector("auto", DetectorSettings(tiles=PHOTO_TILES)) as detector:
+                if detector.note:
+                    st.warning(detector.note)
                 result = predict_image(predictor, load_image(upload.getvalue(), upload.name), detector)
             faces = [f.face for f in result.faces]
             captions = [f"face #{i}" for i in range(1, len(faces) + 1)]
-        except (ImageError, NoFaceFound) as e:
+        except ImageError as e:
             st.error(str(e))
+        except NoFaceFound:
+            st.error("No face found in this photo: try another one, or the test images by class.")
 
 if faces:
     stack = np.stack(faces)
     try:
-        heatmaps, classes = explain_faces(predictor, stack, method, None if target == "(predicted)" else target,
+        heatmaps, classes = explain_faces(predictor, stack, method,
+                                          None if target == "(predicted)" or not class_sensitive else target,
                                           layer or None)
     except AttributeError:
         st.error(f"The model has no layer {layer!r}; leave it empty for {predictor.model.cam_layer!r}.")
         st.stop()
     probs = predictor.predict_faces(stack)
     st.image([overlay(f, h) for f, h in zip(faces, heatmaps)], width=160,
-             caption=[f"{c} · pred {predictor.class_names[p.argmax()]} {p.max():.0%} · CAM {predictor.class_names[k]}"
-                      for c, p, k in zip(captions, probs, classes)])
+             caption=[f"{c} · pred {predictor.class_names[p.argmax()]} {p.max():.0%} · "
+                      f"{cam_caption(method, predictor.class_names[k])}" for c, p, k in zip(captions, probs, classes)])
     views = attention_views(predictor, stack)
     for title, maps in views.items():
         st.caption(title)

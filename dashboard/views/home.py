@@ -6,6 +6,7 @@ import streamlit as st
 from common import cached_board, cached_dataset, data_path, runs_dir
 from fer.data import DataError
 from fer.data.stats import class_counts, imbalance_ratio
+from fer.runs import BOARD_COLUMNS
 
 
 @st.cache_data
@@ -42,10 +43,12 @@ else:
     st.dataframe(counts, key="counts_table")
 
 st.header("Runs")
-runs = cached_board(runs_dir(), include_default=False)
-if runs.empty:
-    st.info("No runs yet. Start one with `fer train` (see the README).")
-else:
-    st.dataframe(runs[[c for c in ["run_id", "name", "status", "model", "optimizer", "scheduler", "epochs_done",
-                                   "best_val_acc", "test_acc", "test_macro_f1"] if c in runs.columns]],
-                 key="runs_table", hide_index=True)
+runs = cached_board(runs_dir())  # with the shipped model, as on the Runs page
+if (runs["source"] == "local").sum() == 0 if not runs.empty else True:
+    st.info("No runs of your own yet: start one on the Train page or with `fer train` (see the README)."
+            + (" The model that ships with fer-studio is listed below." if not runs.empty else ""))
+if not runs.empty:
+    st.dataframe(runs[[c for c in BOARD_COLUMNS if c in runs.columns]].rename(columns={"label": "name"}),
+                 key="runs_table", hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="percent")
+                                for c in ("test_acc", "test_macro_f1", "best_val_acc")})

@@ -5,7 +5,7 @@ import streamlit as st
 
 from common import cached_classifier, model_choices, runs_dir
 from fer.annotate import annotate
-from fer.explain import CAM_METHODS, explain_faces, overlay
+from fer.explain import CAM_METHODS, cam_caption, cam_methods, explain_faces, overlay
 from fer.faces import FACE_DETECTORS, PHOTO_TILES, DetectorSettings, FaceDetector, create_detector
 from fer.images import ImageError, load_image
 from fer.pipeline import NoFaceFound, predict_image
@@ -31,40 +31,48 @@ with st.sidebar.expander("Prediction settings", expanded=False):
     align = st.toggle("Level the eye line", key="predict_align")
     whole_image = st.toggle("No face found: classify the whole image", key="predict_whole")
 
-names = st.multiselect("Model (several = an ensemble)", choices, default=choices[:1], key="predict_models")
+names = st.multiselect("Model (several = an ensemble)", list(choices), default=list(choices)[:1],
+                       key="predict_models")
 uploads = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"],
                            accept_multiple_files=True, key="predict_uploads")
 if not names:
     st.info("Choose at least one model.")
     st.stop()
-predictor = cached_classifier(tuple(names), runs_dir(), tta)
+predictor = cached_classifier(tuple(choices[n] for n in names), runs_dir(), tta)
 detector = cached_detector(detector_name, min_confidence, int(min_face_size))
 if detector.note:
     st.warning(detector.note)
 show_cam = st.toggle("Show Grad-CAM for each face", key="predict_cam",
                      disabled=getattr(predictor, "model", None) is None)
-cam_method = st.selectbox("CAM method", CAM_METHODS.names(), key="predict_cam_method") if show_cam else None
+cam_method = st.selectbox("CAM method", cam_methods(), key="predict_cam_method",
+                          format_func=lambda m: CAM_METHODS.info(m)["title"]) if show_cam else None
+NO_FACE_HINT = "Turn on “No face found: classify the whole image” under Prediction settings in the sidebar."
 
 for i, upload in enumerate(uploads or []):
     st.subheader(upload.name)
     try:
         rgb = load_image(upload.getvalue(), upload.name)
         result = predict_image(predictor, rgb, detector, align=align, whole_image=whole_image)
-    except (ImageError, NoFaceFound) as e:
+    except ImageError as e:
         st.error(str(e))
+        continue
+    except NoFaceFound as e:
+        st.error(f"{e}. {NO_FACE_HINT}")
         continue
     if result.note and result.note != detector.note:
         st.info(result.note)
     left, right = st.columns([3, 2])
-    left.image(annotate(rgb, result), caption=f"{len(result.faces)} face(s), model {predictor.name}")
+    left.image(annotate(rgb, result),
+               caption=f"{len(result.faces)} face(s), model {' + '.join(names)}")
     left.markdown(" · ".join(f"#{n}: **{f.label}** ({f.confidence:.0%})" for n, f in enumerate(result.faces, 1)))
-    rows = [{"face": f"#{n}", "emotion": c, "probability": p}
-            for n, face in enumerate(result.faces, 1) for c, p in face.probabilities.items()]
-    chart = alt.Chart(pd.DataFrame(rows)).mark_bar().encode(
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("emotion:N", sort=predictor.class_names),
-        color=alt.Color("emotion:N", legend=None), row="face:N",
-        tooltip=["face", "emotion", alt.Tooltip("probability:Q", format=".1%")]).properties(width=300, height=150)
-    right.altair_chart(chart)
+    for n, face in enumerate(result.faces, 1):  # one chart per face, as wide as the column
+        probs = pd.DataFrame({"emotion": list(face.probabilities), "probability": list(face.probabilities.values())})
+        right.altair_chart(alt.Chart(probs, title=f"#{n}").mark_bar().encode(
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            y=alt.Y("emotion:N", sort=list(predictor.class_names), title=None),
+            color=alt.Color("emotion:N", legend=None),
+            tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")]).properties(height=150),
+            width="stretch", key=f"predict_probs_{i}_{n}")
     right.dataframe(pd.DataFrame([{"face": f"#{n}", "emotion": f.label, "confidence": f.confidence,
                                    "box (x, y, w, h)": str(f.box)} for n, f in enumerate(result.faces, 1)]),
                     hide_index=True, key=f"predict_table_{i}")
@@ -72,4 +80,4 @@ for i, upload in enumerate(uploads or []):
         faces = [f.face for f in result.faces]
         heatmaps, classes = explain_faces(predictor, faces, cam_method)
         st.image([overlay(face, heat) for face, heat in zip(faces, heatmaps)],
-                 caption=[f"#{n}: {predictor.class_names[c]}" for n, c in enumerate(classes, 1)])
+                 caption=[f"#{n}: {cam_caption(cam_method, predictor.class_names[c])}" for n, c in enumerate(classes, 1)])

@@ -1,4 +1,7 @@
-"""Runs: the leaderboard with filters, overlaid curves, config diff, hyperparameters vs accuracy, suites, edits."""
+"""Runs: the leaderboard with filters, overlaid curves, config diff, hyperparameters vs accuracy, suites, edits.
+
+Runs appear by name everywhere (made unique with the end of the id where names repeat), accuracy first,
+with the size of the test set each was scored on, and a warning when a comparison mixes test sets."""
 from pathlib import Path
 
 import altair as alt
@@ -7,10 +10,10 @@ import streamlit as st
 from common import cached_board, runs_dir
 from fer.compare import config_diff, curves, parallel_coordinates
 from fer.run_writer import delete_run, rename_run, set_tags
+from fer.runs import BOARD_COLUMNS, mixed_test_sets
 from fer.suites import SUITES, suite_report
 
-BOARD_COLUMNS = ["run_id", "name", "status", "model", "optimizer", "scheduler", "augmentation", "epochs_done",
-                 "best_val_acc", "test_acc", "test_macro_f1", "train_val_gap", "train_seconds", "tags", "source"]
+SHOWN_COLUMNS = BOARD_COLUMNS[:-1] + ["train_val_gap", "train_seconds", "run_id"]
 HYPERPARAMETERS = ["config.model.name", "config.optim.name", "config.optim.lr", "config.optim.weight_decay",
                    "config.train.batch_size", "config.train.epochs", "config.augmentation", "config.loss.label_smoothing"]
 
@@ -37,30 +40,40 @@ if statuses:
     view = view[view["status"].isin(statuses)]
 if tag_text:
     view = view[view["tags"].fillna("").str.contains(tag_text, regex=False)]
-st.dataframe(view[[c for c in BOARD_COLUMNS if c in view.columns]], hide_index=True, key="runs_board")
+shown = view[[c for c in SHOWN_COLUMNS if c in view.columns]].rename(columns={"label": "name"})
+st.dataframe(shown, hide_index=True, key="runs_board",
+             column_config={c: st.column_config.NumberColumn(format="percent") for c in
+                            ("test_acc", "test_macro_f1", "best_val_acc", "train_val_gap")})
 st.caption(f"{len(view)} of {len(board)} runs; click a column header to sort.")
+if (warning := mixed_test_sets(view)) is not None:
+    st.warning(warning)
+
+labels = dict(zip(board["run_id"], board["label"]))
 
 
+def run_path(label: str) -> Path:
+    """The folder of the run shown as `label` (widgets show and return labels: unique names)."""
+    return Path(board.loc[board["label"] == label, "path"].iloc[0])
 
-def run_path(run_id: str) -> Path:
-    return Path(board.loc[board["run_id"] == run_id, "path"].iloc[0])
 
-
-chosen = st.multiselect("Compare runs", list(view["run_id"]), default=list(view["run_id"][:2]), key="runs_compare")
+chosen = st.multiselect("Compare runs", list(view["label"]), default=list(view["label"][:2]), key="runs_compare")
 if chosen:
     paths = [run_path(r) for r in chosen]
-    long = curves(paths)
+    if (warning := mixed_test_sets(board[board["label"].isin(chosen)])) is not None:
+        st.warning(warning)
+    long = curves(paths, labels)
     if not long.empty:
         metric = st.selectbox("Curve", sorted(long["metric"].unique()), key="runs_curve_metric",
                               index=sorted(long["metric"].unique()).index("val_acc") if "val_acc" in set(long["metric"]) else 0)
         st.altair_chart(alt.Chart(long[long["metric"] == metric]).mark_line(point=True).encode(
-            x="epoch:Q", y=alt.Y("value:Q", title=metric), color="run_id:N", tooltip=["run_id", "epoch", "value"]))
+            x="epoch:Q", y=alt.Y("value:Q", title=metric), color="run:N", tooltip=["run", "epoch", "value"]),
+            key="runs_curve_chart")
         both = long[long["metric"].isin(["train_acc", "val_acc"])]
         st.altair_chart(alt.Chart(both).mark_line().encode(
-            x="epoch:Q", y="value:Q", color="run_id:N", strokeDash="metric:N"), key="runs_train_val_chart")
+            x="epoch:Q", y="value:Q", color="run:N", strokeDash="metric:N"), key="runs_train_val_chart")
     if len(chosen) > 1:
         st.subheader("Config differences")
-        st.dataframe(config_diff(paths), key="runs_config_diff")
+        st.dataframe(config_diff(paths, labels), key="runs_config_diff")
 
 st.subheader("Hyperparameters vs test accuracy")
 coords = parallel_coordinates(view, HYPERPARAMETERS)
@@ -68,7 +81,7 @@ if not coords.empty and view["test_acc"].notna().any():
     st.altair_chart(alt.Chart(coords).mark_line(opacity=0.6).encode(
         x=alt.X("axis:N", sort=HYPERPARAMETERS, title=None), y=alt.Y("scaled:Q", axis=None),
         color=alt.Color("test_acc:Q", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
-        tooltip=["run_id", "axis", "value", "test_acc"]), key="runs_parallel")
+        tooltip=["label", "axis", "value", "test_acc"]), key="runs_parallel")
 
 suites = sorted(s for s in set(suite_of) if s and s in SUITES)
 if suites:
@@ -77,12 +90,13 @@ if suites:
     st.dataframe(suite_report(suite, folder), hide_index=True, key="runs_suite_report")
 
 with st.expander("Rename, tag or delete a run"):
-    local = [r for r in board["run_id"] if r != "default"]
+    local = [label for label, source in zip(board["label"], board["source"]) if source == "local"]
     target = st.selectbox("Run", local, key="runs_edit_target")
     if target:
-        row = board.loc[board["run_id"] == target].iloc[0]
-        new_name = st.text_input("Name", value=row["name"] or "", key=f"runs_edit_name_{target}")
-        new_tags = st.text_input("Tags (comma-separated)", value=row["tags"] or "", key=f"runs_edit_tags_{target}")
+        row = board.loc[board["label"] == target].iloc[0]
+        new_name = st.text_input("Name", value=row["name"] or "", key=f"runs_edit_name_{row['run_id']}")
+        new_tags = st.text_input("Tags (comma-separated)", value=row["tags"] or "",
+                                 key=f"runs_edit_tags_{row['run_id']}")
         cols = st.columns(2)
         if cols[0].button("Save", key="runs_edit_save"):
             rename_run(run_path(target), new_name)

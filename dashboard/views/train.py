@@ -1,18 +1,25 @@
 """Train: a form generated from the run config and the registries; jobs run in the background worker
 (the same queue as `fer train --queue` and `fer suite run`), with live progress, curves, log tail,
-cancel and resume."""
+cancel, resume, and "edit and relaunch" for runs whose settings were wrong.
+
+The whole config is checked when Launch is pressed (fer.validation): an impossible setting is one
+message and no run; a costly one (a huge model, an emulated precision) asks for a confirmation.
+"""
+from pathlib import Path
+
 import altair as alt
 import streamlit as st
 
 from common import data_path, runs_dir
 from fer.compare import curves
-from fer.config import ConfigError, FieldSpec, RunConfig, apply
+from fer.config import ConfigError, FieldSpec, RunConfig, apply, get_field
 from fer.data import DataError
 from fer.device import device_summary
-from fer.jobs import cancel, resume, submit, submit_suite, worker_pid
-from fer.runs import list_runs, log_tail, read_status, run_progress
+from fer.jobs import submit, submit_suite
+from fer.queue import cancel, resume, worker_pid
+from fer.runs import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
 from fer.suites import SUITES
-from fer.train import config_fields
+from fer.validation import check_config, config_fields
 
 MAIN = ["name", "model.name", "optim.name", "sched.name", "augmentation", "train.epochs", "train.batch_size",
         "optim.lr", "train.amp", "train.device", "data.sampler", "loss.class_weights", "loss.label_smoothing"]
@@ -37,12 +44,25 @@ def widget(spec: FieldSpec):
     return st.text_input(f"{label} (YAML)", value=spec.text(spec.default), key=key)
 
 
+def load_into_form(run_dir: str) -> None:
+    """Button callback (edit and relaunch): put a run's settings into the form's widgets."""
+    cfg = read_config(run_dir)
+    for spec in config_fields():
+        if spec.key not in SKIP:
+            value = get_field(cfg, spec.key)
+            st.session_state[f"train_field_{spec.key}"] = spec.text(value) if spec.kind == "yaml" else value
+    st.session_state["train_relaunch_of"] = str(run_dir)
+
+
 st.title("Train")
 folder, source = runs_dir(), data_path()
 st.caption(f"Device: {device_summary()} · runs folder `{folder}` · data `{source}`")
 
 new_run, suite_tab = st.tabs(["New run", "Run a suite"])
 with new_run:
+    if st.session_state.get("train_relaunch_of"):
+        st.info(f"The form holds the settings of {st.session_state['train_relaunch_of'].rsplit('/', 1)[-1]}: "
+                "change what was wrong and launch again.")
     with st.form("train_form"):
         specs = {s.key: s for s in config_fields() if s.key not in SKIP}
         values = {}
@@ -55,14 +75,23 @@ with new_run:
             for i, key in enumerate(k for k in specs if k not in MAIN):
                 with cols[i % 3]:
                     values[key] = widget(specs[key])
+        confirmed = st.checkbox("Launch even if the settings are costly (a very large model, an emulated precision)",
+                                key="train_confirm")
         launched = st.form_submit_button("Launch training", type="primary")
     if launched:
         try:
-            run_dir = submit(apply(RunConfig(), {**values, "data.path": source}), folder)
-        except (ConfigError, DataError, KeyError, ValueError) as e:
-            st.error(f"Not launched: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
-        else:
-            st.success(f"Queued {run_dir.name}; a background worker trains it (it keeps going if you close the page).")
+            cfg = apply(RunConfig(), {**values, "data.path": source})
+            warnings = check_config(cfg)
+            if warnings and not confirmed:
+                for warning in warnings:
+                    st.warning(warning)
+                st.info("Not launched yet: tick the confirmation above the button to launch it anyway.")
+            else:
+                run_dir = submit(cfg, folder)
+                st.session_state.pop("train_relaunch_of", None)
+                st.toast(f"Queued {run_dir.name}: a background worker trains it, even if you close the page.")
+        except (ConfigError, DataError) as e:
+            st.error(f"Not launched: {e}")
 
 with suite_tab:
     with st.form("suite_form"):
@@ -77,10 +106,10 @@ with suite_tab:
         overrides = [f"data.path={source}"] + [line.strip() for line in extra.splitlines() if line.strip()]
         try:
             run_dirs = submit_suite(suite, int(epochs), int(repeats), overrides, folder)
-        except (ConfigError, DataError, KeyError, ValueError) as e:
-            st.error(f"Not queued: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
+        except (ConfigError, DataError) as e:
+            st.error(f"Not queued: {e}")
         else:
-            st.success(f"Queued {len(run_dirs)} runs of the {suite} suite.")
+            st.toast(f"Queued {len(run_dirs)} runs of the {suite} suite.")
 
 
 @st.fragment(run_every=2)
@@ -99,15 +128,26 @@ def jobs() -> None:
         run_dir = row["path"]
         status = read_status(run_dir)
         with st.container(border=True):
-            st.markdown(f"**{row['run_id']}** · {status.get('state')} · {row['model']}")
+            st.markdown(f"**{row['label']}** · {status.get('state')} · {row['model']} · `{row['run_id']}`")
             if status.get("state") == "running":
                 progress = run_progress(run_dir)
                 st.progress(progress.epoch_fraction, text=f"epoch {progress.epoch}/{progress.epochs}")
-                st.progress(progress.batch_fraction, text=f"batch {progress.batch}/{progress.batches}")
+                if progress.phase == "evaluating":
+                    st.info("Evaluating the best checkpoint on the validation and test splits…")
+                else:
+                    st.progress(progress.batch_fraction, text=f"batch {progress.batch}/{progress.batches}"
+                                + (" · validating" if progress.phase == "validating" else ""))
                 if progress.eta_s is not None:
-                    st.caption(f"{progress.images_per_s:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
+                    st.caption(f"{progress.images_per_s or 0:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
             if status.get("error"):
                 st.error(status["error"])
+            for warning in status.get("warnings") or ():
+                st.warning(warning)
+            losses = read_batch_losses(run_dir)
+            if not losses.empty:
+                st.altair_chart(alt.Chart(losses).mark_line().encode(
+                    x=alt.X("progress:Q", title="epoch"), y=alt.Y("loss:Q", title="training loss (smoothed)")),
+                    key=f"train_loss_{row['run_id']}")
             long = curves([run_dir])
             if not long.empty:
                 st.altair_chart(alt.Chart(long[long["metric"].isin(["train_loss", "val_loss", "train_acc", "val_acc"])])
@@ -116,12 +156,18 @@ def jobs() -> None:
             tail = log_tail(run_dir)
             if tail:
                 st.code(tail, language=None)
-            c1, c2 = st.columns(2)
-            if status.get("state") in ("running", "queued") and c1.button("Cancel", key=f"cancel_{row['run_id']}"):
+            c1, c2, c3 = st.columns(3)
+            state = status.get("state")
+            if state in ("running", "queued") and c1.button("Cancel", key=f"cancel_{row['run_id']}"):
                 cancel(run_dir)
-            if status.get("state") in ("cancelled", "interrupted", "failed") and \
-                    c2.button("Resume", key=f"resume_{row['run_id']}"):
+            # A run that failed before finishing an epoch has nothing to resume from: fix its settings instead.
+            resumable = state in ("cancelled", "interrupted") or state == "failed" and (Path(run_dir) / "last.pt").is_file()
+            if resumable and c2.button("Resume", key=f"resume_{row['run_id']}"):
                 resume(run_dir)
+            if state in ("failed", "cancelled", "interrupted") and \
+                    c3.button("Edit and relaunch", key=f"relaunch_{row['run_id']}", on_click=load_into_form,
+                              args=(run_dir,)):
+                st.rerun()  # the whole page, so the form above shows the run's settings
 
 
 jobs()

@@ -1,6 +1,7 @@
 """Webcam: live emotion recognition in the browser through streamlit-webrtc, with the same predictor.
 
-ICE servers come from `FER_ICE_SERVERS` (JSON list) or Streamlit secrets (`ice_servers`); with none, a
+Frames come back at camera rate with the latest labels; the model works on the newest frame on its own
+thread (fer.live), so a busy CPU slows the labels, not the video. ICE servers come from `FER_ICE_SERVERS` (JSON list) or Streamlit secrets (`ice_servers`); with none, a
 localhost connection uses host candidates and never waits on an unreachable STUN server.
 """
 import json
@@ -12,7 +13,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from common import cached_classifier, model_choices, runs_dir
 from fer.faces import FACE_DETECTORS, DetectorSettings, create_detector
-from fer.live import LiveAnalyzer, Timeline
+from fer.live import LIVE_THREADS, LiveAnalyzer, Timeline
 
 
 def ice_servers() -> list:
@@ -28,11 +29,15 @@ def ice_servers() -> list:
 st.title("Webcam")
 choices = model_choices()
 c1, c2, c3 = st.columns(3)
-names = c1.multiselect("Model", choices, default=choices[:1], key="webcam_models") or choices[:1]
+names = c1.multiselect("Model", list(choices), default=list(choices)[:1], key="webcam_models") or list(choices)[:1]
 detector_name = c2.selectbox("Face detector", ["auto", *FACE_DETECTORS.names()], key="webcam_detector")
 min_confidence = c3.slider("Minimum confidence", 0.1, 0.95, 0.5, 0.05, key="webcam_min_conf")
+with st.expander("Live settings"):
+    threads = st.number_input("Threads for live inference", 1, os.cpu_count() or 1, LIVE_THREADS,
+                              key="webcam_threads",
+                              help="One is fastest on a busy CPU (a training job beside the dashboard).")
 
-predictor = cached_classifier(tuple(names), runs_dir())
+predictor = cached_classifier(tuple(choices[n] for n in names), runs_dir())
 settings_key = (tuple(names), detector_name, min_confidence)
 if "webcam_analyzer" not in st.session_state:
     detector = create_detector(detector_name, DetectorSettings(min_confidence=min_confidence))
@@ -44,6 +49,9 @@ if st.session_state["webcam_settings"] != settings_key:
     # Settings reach the video thread through the analyzer's lock; it closes the detector it replaces.
     analyzer.update(predictor, create_detector(detector_name, DetectorSettings(min_confidence=min_confidence)))
     st.session_state["webcam_settings"] = settings_key
+analyzer.threads = int(threads)
+if analyzer.note:
+    st.warning(analyzer.note)
 
 
 def on_frame(frame):
@@ -62,7 +70,8 @@ def timeline() -> None:
     """Drains the result queue every second into a per-second emotion chart."""
     tl: Timeline = st.session_state["webcam_timeline"]
     tl.drain(analyzer.results)
-    st.caption(f"Frames processed: {analyzer.frames} · {analyzer.fps():.1f} FPS")
+    st.caption(f"Frames processed: {analyzer.frames} · {analyzer.fps():.1f} FPS returned · model "
+               f"{analyzer.inference_fps():.1f} frames/s · labels {analyzer.last_latency_s * 1000:.0f} ms old")
     data = tl.frame()
     if not data.empty:
         latest = data[data["second"] == 0].sort_values("probability", ascending=False)

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from fer.data.facedata import FaceData, LoadReport
-from fer.data.readers import read_fer_csv, read_image_folders, resolve_source
+from fer.data.readers import Progress, read_fer_csv, read_image_folders, resolve_source
 from fer.files import atomic_write
 
 READER_VERSION = 1
@@ -46,21 +46,37 @@ def source_fingerprint(kind: str, path: Path) -> str:
     return h.hexdigest()[:20]
 
 
-def load_fer2013(path: str | os.PathLike | None = None, use_cache: bool = True) -> FaceData:
-    """Load FER2013 from a CSV or image folders (default `FER_DATA` or `data/`), through the cache."""
+def _cache_file(kind: str, resolved: Path) -> Path:
+    return cache_dir() / f"fer2013-{source_fingerprint(kind, resolved)}.npz"
+
+
+def load_fer2013(path: str | os.PathLike | None = None, use_cache: bool = True,
+                 progress: Optional[Progress] = None) -> FaceData:
+    """Load FER2013 from a CSV or image folders (default `FER_DATA` or `data/`), through the cache.
+
+    `progress(share, message)` is called while a source is decoded (only the first time, without a cache).
+    """
     kind, resolved = resolve_source(path if path is not None else default_data_path())
     if not use_cache:
-        return _decode(kind, resolved)
-    cache_file = cache_dir() / f"fer2013-{source_fingerprint(kind, resolved)}.npz"
+        return _decode(kind, resolved, progress)
+    cache_file = _cache_file(kind, resolved)
     data = _read_cache(cache_file, str(resolved))
     if data is None:
-        data = _decode(kind, resolved)
+        data = _decode(kind, resolved, progress)
         _write_cache(cache_file, data)
     return data
 
 
-def _decode(kind: str, resolved: Path) -> FaceData:
-    return read_fer_csv(resolved) if kind == "csv" else read_image_folders(resolved)
+def is_cached(path: str | os.PathLike | None = None) -> bool:
+    """Whether loading `path` would read the decoded cache rather than decode the source."""
+    kind, resolved = resolve_source(path if path is not None else default_data_path())
+    return _cache_file(kind, resolved).is_file()
+
+
+def _decode(kind: str, resolved: Path, progress: Optional[Progress]) -> FaceData:
+    if kind == "csv":
+        return read_fer_csv(resolved, progress=progress)
+    return read_image_folders(resolved, progress=progress)
 
 
 def _read_cache(cache_file: Path, origin: str) -> Optional[FaceData]:

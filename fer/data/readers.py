@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -19,6 +20,7 @@ from fer.constants import CLASS_NAMES, IMAGE_SIZE, SPLITS
 from fer.data.facedata import DataError, FaceData, LoadReport
 
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+Progress = Callable[[float, str], None]  # (share done 0..1, what is happening) during a first decode
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv")
 
@@ -37,12 +39,24 @@ def _empty(origin: str, report: LoadReport) -> FaceData:
 
 # ---------------------------------------------------------------- CSV
 
-def read_fer_csv(path: str | os.PathLike) -> FaceData:
+def _counted_lines(fh, size: int, progress: Optional[Progress]) -> Iterable[str]:
+    """The file's lines, reporting the share of bytes read every 2,000 lines."""
+    done = 0
+    for i, line in enumerate(fh):
+        done += len(line)
+        if progress is not None and i % 2000 == 0:
+            progress(min(1.0, done / max(1, size)), f"Reading {size / 1e6:.0f} MB of CSV rows…")
+        yield line
+
+
+def read_fer_csv(path: str | os.PathLike, progress: Optional[Progress] = None) -> FaceData:
     """Read Kaggle's `fer2013.csv` or `icml_face_data.csv` (columns emotion, pixels, Usage)."""
     path = Path(path)
     report = LoadReport()
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
+    with open(path, newline="", encoding="utf-8-sig") as fh, warnings.catch_warnings():
+        # numpy's fast text parser only warns where a row has a bad token: make that an error to catch.
+        warnings.simplefilter("error", DeprecationWarning)
+        reader = csv.reader(_counted_lines(fh, path.stat().st_size, progress))
         header = next(reader, None)
         if header is None:
             raise DataError(f"{path} is empty: expected a header 'emotion,pixels,Usage' and one row per face")
@@ -88,13 +102,18 @@ def _parse_csv_row(row: List[str], i_label: int, i_pixels: int,
         return "non-numeric emotion"
     if not 0 <= label < len(CLASS_NAMES):
         return "emotion out of range 0-6"
-    tokens = row[i_pixels].split()
-    if len(tokens) != N_PIXELS:
-        return f"wrong pixel count (expected {N_PIXELS})"
-    try:
-        values = np.asarray(tokens, dtype=np.int64)
-    except ValueError:
-        return "non-numeric pixels"
+    try:  # the fast path: 5x quicker than converting 2,304 tokens one by one
+        values = np.fromstring(row[i_pixels], dtype=np.int64, sep=" ")
+    except (ValueError, DeprecationWarning):
+        values = None
+    if values is None or len(values) != N_PIXELS:  # find out what is wrong with the row
+        tokens = row[i_pixels].split()
+        if len(tokens) != N_PIXELS:
+            return f"wrong pixel count (expected {N_PIXELS})"
+        try:
+            values = np.asarray(tokens, dtype=np.int64)
+        except ValueError:
+            return "non-numeric pixels"
     if values.min() < 0 or values.max() > 255:
         return "pixel value out of range 0-255"
     split = "Training"
@@ -158,7 +177,7 @@ def _decode_gray48(path: str) -> Tuple[Optional[np.ndarray], bool]:
     return image, False
 
 
-def read_image_folders(root: str | os.PathLike, workers: int = 4) -> FaceData:
+def read_image_folders(root: str | os.PathLike, workers: int = 4, progress: Optional[Progress] = None) -> FaceData:
     """Read the Kaggle image-folder layout: `train/<class>/*.jpg`, `test/<class>/*.jpg`."""
     root = Path(root)
     if not root.is_dir():
@@ -168,8 +187,12 @@ def read_image_folders(root: str | os.PathLike, workers: int = 4) -> FaceData:
         raise DataError(f"{root}: no images found. Expected train/<class>/*.jpg and test/<class>/*.jpg "
                         f"with classes {', '.join(CLASS_NAMES)} ({report.summary()})")
     # OpenCV releases the GIL while decoding, so threads give a real speed-up.
+    decoded = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        decoded = list(pool.map(_decode_gray48, (str(root / rel) for rel, _, _ in entries), chunksize=256))
+        for i, result in enumerate(pool.map(_decode_gray48, (str(root / rel) for rel, _, _ in entries), chunksize=256)):
+            decoded.append(result)
+            if progress is not None and i % 1000 == 0:
+                progress(i / len(entries), f"Decoding {len(entries):,} images…")
     keep = []
     for (rel, _, _), (image, resized) in zip(entries, decoded):
         if image is None:

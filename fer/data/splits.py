@@ -36,7 +36,7 @@ def stratified_sample(index: np.ndarray, labels: np.ndarray, n: int, seed: int) 
 
 
 def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction: float = 0.1,
-                test_split: str = "PublicTest", seed: int = 0, limit: int = 0) -> Splits:
+                test_split: str = "PublicTest", seed: int = 0, limit: int = 0, test_limit: int = 0) -> Splits:
     """Carve validation from Training (stratified, seeded) or take a FER2013 split; test is separate."""
     if val_source not in VAL_SOURCES:
         raise ValueError(f"data.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
@@ -65,14 +65,15 @@ def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction
     if limit:
         train = stratified_sample(train, data.labels, limit, seed)
         val = stratified_sample(val, data.labels, limit, seed)
-        test = stratified_sample(test, data.labels, limit, seed)
+    if test_limit:
+        test = stratified_sample(test, data.labels, test_limit, seed)
     return Splits(train, val, test)
 
 
 def splits_for(cfg: RunConfig, data: FaceData) -> Splits:
     """The train/val/test indices a run's config defines (the same at training and evaluation time)."""
     return make_splits(data, cfg.data.val_source, cfg.data.val_fraction, cfg.data.test_split,
-                       cfg.train.seed, cfg.data.limit)
+                       cfg.train.seed, cfg.data.limit, cfg.data.test_limit)
 
 
 def split_index(cfg: RunConfig, data: FaceData, split: Optional[str]) -> Tuple[np.ndarray, str]:

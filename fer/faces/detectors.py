@@ -5,6 +5,11 @@ and otherwise falls back to OpenCV's bundled Haar cascade, recording why in `det
 UI and CLI can tell the user. Detectors take RGB uint8 images and return faces largest first.
 One detector may serve several threads (dashboard sessions, the webcam's video thread): `detect`
 holds the detector's own lock, because MediaPipe's task objects are not re-entrant.
+
+No phantom faces: BlazeFace on small tiles calls cups, cats and helmets faces at 0.5-0.6 confidence,
+while real faces score 0.7-0.98. So every face found in a tile, and every whole-frame face below
+`VERIFY_BELOW`, must also be found by MediaPipe's FaceLandmarker on a crop around it; when that model
+is unavailable, tile finds need `TILE_MIN_CONFIDENCE` instead (and `note` says so).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ class Face:
     score: float = 1.0
     # (right eye, left eye) as seen in the image, in pixels, when the detector gives them.
     eyes: Optional[Tuple[Tuple[float, float], Tuple[float, float]]] = None
+    tiles: int = 1  # found in the n×n tile pass (1 = the whole frame)
 
     @property
     def area(self) -> int:
@@ -39,9 +45,12 @@ class DetectorSettings:
     # Also search overlapping n×n tiles for each n here (1 = the whole image only). BlazeFace short-range
     # sees the image at 128×128, so small faces in a group photo need tiles; a webcam needs only 1.
     tiles: Tuple[int, ...] = (1,)
+    verify: bool = True  # check tile finds and unsure faces with the FaceLandmarker (see the module doc)
 
 
 PHOTO_TILES = (1, 2, 3)  # photos: worth ~14 detector calls (~30 ms) to find small faces
+VERIFY_BELOW = 0.8  # whole-frame faces at least this confident are not checked again
+TILE_MIN_CONFIDENCE = 0.75  # what a tile find needs when the FaceLandmarker cannot check it
 
 
 def _overlap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> float:
@@ -88,16 +97,23 @@ class FaceDetector:
                     for f in self._detect(np.ascontiguousarray(rgb[ty:ty + th, tx:tx + tw])):
                         x, y, w, h = f.box
                         eyes = tuple((ex + tx, ey + ty) for ex, ey in f.eyes) if f.eyes else None
-                        faces.append(Face((int(x + tx), int(y + ty), w, h), f.score, eyes))
+                        faces.append(Face((int(x + tx), int(y + ty), w, h), f.score, eyes, tiles=n))
         return merge_faces(faces) if len(self.settings.tiles) > 1 or max(self.settings.tiles) > 1 else faces
 
     def detect(self, rgb: np.ndarray) -> List[Face]:
         """Faces in an RGB uint8 image (H×W×3), largest first (thread-safe)."""
         s = self.settings
+        rgb = np.ascontiguousarray(rgb)
         with self._lock:
-            found = self._detect_tiled(np.ascontiguousarray(rgb))
-        faces = [f for f in found if f.score >= s.min_confidence and min(f.box[2], f.box[3]) >= s.min_face_size]
+            found = self._detect_tiled(rgb)
+            faces = [f for f in found if f.score >= s.min_confidence and min(f.box[2], f.box[3]) >= s.min_face_size]
+            if s.verify:
+                faces = self._verified(rgb, faces)
         return sorted(faces, key=lambda f: f.area, reverse=True)[: s.max_faces]
+
+    def _verified(self, rgb: np.ndarray, faces: List[Face]) -> List[Face]:
+        """The faces a second look confirms (detectors without one keep them all)."""
+        return faces
 
     def close(self) -> None:
         """Release native resources."""
@@ -133,6 +149,9 @@ class MediaPipeDetector(FaceDetector):
         options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(path)),
                                              min_detection_confidence=0.2)
         self._detector = vision.FaceDetector.create_from_options(options)
+        self._download = download
+        self._verifier = None  # the FaceLandmarker, created the first time a face needs checking
+        self._verifier_missing = ""
 
     def _detect(self, rgb: np.ndarray) -> List[Face]:
         import mediapipe as mp
@@ -149,11 +168,52 @@ class MediaPipeDetector(FaceDetector):
             faces.append(Face(_clip_box(b.origin_x, b.origin_y, b.width, b.height, width, height), score, eyes))
         return faces
 
+    def _landmarker(self):
+        if self._verifier is None and not self._verifier_missing:
+            from mediapipe.tasks.python import BaseOptions, vision
+
+            try:
+                path = ensure_model_file("face_landmarker.task", download=self._download)
+            except ModelFileUnavailable as e:
+                self._verifier_missing = str(e)
+                self.note = (self.note + " " if self.note else "") + \
+                    f"Face verification is off ({e}); faces found in tiles need confidence {TILE_MIN_CONFIDENCE}."
+                return None
+            self._verifier = vision.FaceLandmarker.create_from_options(vision.FaceLandmarkerOptions(
+                base_options=BaseOptions(model_asset_path=str(path)), num_faces=1,
+                min_face_detection_confidence=0.5, min_face_presence_confidence=0.5))
+        return self._verifier
+
+    def _confirmed(self, landmarker, rgb: np.ndarray, face: Face) -> bool:
+        import mediapipe as mp
+
+        x, y, w, h = face.box
+        half = max(w, h) * 0.8  # the face with context around it, as the landmarker expects
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+        x1, y1 = int(min(rgb.shape[1], cx + half)), int(min(rgb.shape[0], cy + half))
+        crop = np.ascontiguousarray(cv2.resize(rgb[y0:y1, x0:x1], (256, 256), interpolation=cv2.INTER_LINEAR))
+        return bool(landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=crop)).face_landmarks)
+
+    def _verified(self, rgb: np.ndarray, faces: List[Face]) -> List[Face]:
+        def unsure(face: Face) -> bool:
+            return face.tiles > 1 or face.score < VERIFY_BELOW
+
+        if not any(unsure(f) for f in faces):
+            return faces
+        landmarker = self._landmarker()
+        if landmarker is None:
+            return [f for f in faces if f.tiles == 1 or f.score >= TILE_MIN_CONFIDENCE]
+        return [f for f in faces if not unsure(f) or self._confirmed(landmarker, rgb, f)]
+
     def close(self) -> None:
         with self._lock:  # never while another thread is inside detect()
             if getattr(self, "_detector", None) is not None:
                 self._detector.close()
                 self._detector = None
+            if getattr(self, "_verifier", None) is not None:
+                self._verifier.close()
+                self._verifier = None
 
 
 @FACE_DETECTORS.register("haar", title="OpenCV Haar cascade (offline fallback)")

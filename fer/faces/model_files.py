@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict
 
+from fer.errors import UserError
 from fer.files import atomic_write
 
 DOWNLOAD_TIMEOUT_S = 10.0
@@ -37,7 +38,7 @@ MODEL_FILES: Dict[str, ModelFile] = {m.name: m for m in (
 )}
 
 
-class ModelFileUnavailable(RuntimeError):
+class ModelFileUnavailable(UserError, RuntimeError):
     """A model file is neither cached (with the right checksum) nor downloadable."""
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torchvision.models import ResNet18_Weights, ResNet34_Weights
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from fer.errors import UserError
 from fer.models._registry import register_model
 
 
@@ -30,7 +31,7 @@ STEMS = ("small", "imagenet")
 _LEGACY_INPUT_SIZE = {48: "small", 224: "imagenet"}
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(UserError, RuntimeError):
     """ImageNet weights were asked for but could not be found or downloaded."""
 
 
