@@ -16,10 +16,11 @@ from typing import List, Optional
 import pandas as pd
 
 from fer.errors import UserError
-from fer.queue import cancel, run_worker, set_worker_slots
-from fer.runs import BOARD_COLUMNS, list_runs, resolve_run
+from fer.queue import (cancel, describe_job, machine_slots, move, queued_runs, resume, run_worker, set_auto_resume,
+                       set_paused, set_priority, set_worker_slots, settings, worker_pid)
+from fer.runs import BOARD_COLUMNS, list_runs, read_status, resolve_run
 
-LIGHT_COMMANDS = ("runs", "cancel", "worker")
+LIGHT_COMMANDS = ("runs", "cancel", "worker", "queue")
 ACCURACY_COLUMNS = ("test_acc", "test_macro_f1", "best_val_acc")
 # Columns `fer runs` drops, first to last, until the table fits the terminal.
 DROP_TO_FIT = ("run_id", "tags", "augmentation", "scheduler", "optimizer", "source", "epochs_done",
@@ -77,6 +78,41 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_queue(args: argparse.Namespace) -> int:
+    action = args.action
+    if action in ("pause", "go"):
+        set_paused(args.runs_dir, action == "pause")
+    elif action == "auto-resume":
+        if args.run not in ("on", "off"):
+            raise ValueError("fer queue auto-resume takes on or off")
+        set_auto_resume(args.runs_dir, args.run == "on")
+    elif action in ("up", "down", "top", "priority", "retry"):
+        if not args.run:
+            raise ValueError(f"fer queue {action} needs a RUN")
+        run_dir = resolve_run(args.run, args.runs_dir)
+        if action == "priority":
+            set_priority(run_dir, int(args.value))
+        elif action == "retry":
+            resume(run_dir)
+        else:
+            move(run_dir, action)
+    options, board = settings(args.runs_dir), list_runs(args.runs_dir)
+    slots = machine_slots(args.runs_dir)
+    pid = worker_pid(args.runs_dir)
+    print(f"worker: {'running (pid ' + str(pid) + ')' if pid else 'idle'}; slots: {', '.join(slots)}; queue "
+          f"{'paused' if options.get('paused') else 'open'}; auto-resume {'on' if options.get('auto_resume') else 'off'}")
+    if board.empty:
+        return 0
+    labels = dict(zip(board["path"], board["label"]))
+    active = [Path(p) for p, s in zip(board["path"], board["status"]) if s == "running"] + queued_runs(args.runs_dir)
+    for i, run_dir in enumerate(active, 1):
+        status = read_status(run_dir)
+        priority = f" (priority {status['priority']})" if status.get("priority") else ""
+        print(f"{i:3d}. {labels.get(str(run_dir), run_dir.name)}: "
+              f"{describe_job(status, bool(options.get('paused')))}{priority}")
+    return 0
+
+
 def _add_light_parsers(sub) -> None:
     p = sub.add_parser("runs", help="the leaderboard of runs")
     p.add_argument("--runs-dir", type=Path)
@@ -92,9 +128,23 @@ def _add_light_parsers(sub) -> None:
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=_cmd_cancel)
 
+    p = sub.add_parser("queue", help="the job queue: show it, pause it, reorder it, retry a run",
+                       description="fer queue [show]: running and queued jobs, in order, with where they run. "
+                                   "pause / go: stop starting new jobs, or start again. up / down / top RUN: move "
+                                   "a queued run. priority RUN P: higher starts first. retry RUN: queue a failed, "
+                                   "cancelled or interrupted run again. auto-resume on|off: queue interrupted runs "
+                                   "again by itself.")
+    p.add_argument("action", nargs="?", default="show",
+                   choices=["show", "pause", "go", "up", "down", "top", "priority", "retry", "auto-resume"])
+    p.add_argument("run", nargs="?", help="the run (for up, down, top, priority, retry); on|off for auto-resume")
+    p.add_argument("value", nargs="?", help="the priority (for priority)")
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=_cmd_queue)
+
     p = sub.add_parser("worker", help="train queued runs (the dashboard and suites start this)")
     p.add_argument("--runs-dir", type=Path)
-    p.add_argument("--slots", type=int, help="runs at once (default: the runs folder's setting, else 1)")
+    p.add_argument("--slots", type=int, help="slots: jobs at once on a CPU-only machine (default: the runs folder's "
+                                             "setting, FER_SLOTS, else 1); on a GPU machine one per GPU, at most N")
     p.set_defaults(func=_cmd_worker)
 
 

@@ -32,7 +32,7 @@ RESUMABLE = ("cancelled", "interrupted", "failed")
 def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
     """--model/--optimizer/... as the --set items they stand for."""
     shortcuts = {"model.name": args.model, "optim.name": args.optimizer, "sched.name": args.scheduler,
-                 "augmentation": args.augmentation, "train.epochs": args.epochs}
+                 "augmentation": args.augmentation, "train.epochs": args.epochs, "train.gpus": args.nproc}
     return [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
 
 
@@ -169,6 +169,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--scheduler", choices=SCHEDULERS.names(), help="shortcut for --set sched.name=...")
     p.add_argument("--augmentation", choices=AUGMENTATIONS.names(), help="shortcut for --set augmentation=...")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=...")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train on N devices at once (GPUs, or CPU processes): one DistributedDataParallel job "
+                        "through torchrun; shortcut for --set train.gpus=N")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--run", metavar="RUN", help="train a queued run (what the background worker does)")
     start.add_argument("--resume", metavar="RUN", help="continue a cancelled, interrupted or failed run from last.pt")

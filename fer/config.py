@@ -97,7 +97,12 @@ class TransferConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 30
-    batch_size: int = 64
+    batch_size: int = 64  # per process: with gpus > 1 each process takes this many faces per step
+    # Devices (GPUs; processes on a CPU-only machine) the run trains on at once: more than 1 is one
+    # DistributedDataParallel job launched through torchrun, one process per device.
+    gpus: int = 1
+    sync_bn: bool = False  # with gpus > 1: batch-norm statistics over the global batch (SyncBatchNorm)
+    global_batch: int = 0  # faces per optimizer step; 0 = batch_size × gpus, more = gradient accumulation
     device: str = "auto"  # auto: CUDA when present, else CPU
     amp: str = "auto"  # auto: bf16 (or fp16 + GradScaler) on CUDA, off on CPU; or bf16 / fp16 / off
     grad_clip: float = 0.0  # max gradient norm; 0 disables

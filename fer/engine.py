@@ -42,35 +42,47 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                     criterion: nn.Module, device: torch.device, spec: Preprocessing, *,
                     amp_dtype: Optional[torch.dtype] = None, scaler: Optional[torch.amp.GradScaler] = None,
                     grad_clip: float = 0.0, batch_scheduler=None, channels_last: bool = False,
+                    accumulate: int = 1,
                     on_batch: Optional[Callable[[int, int, float], None]] = None) -> EpochResult:
-    """One pass over `loader`; steps `batch_scheduler` after each optimizer step."""
+    """One pass over `loader`: an optimizer step every `accumulate` batches (and after the last one),
+    then `batch_scheduler.step()`. Under DistributedDataParallel the gradients are only averaged across
+    processes on the batch that steps (`no_sync` on the others)."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     n_batches = len(loader)
     # KacıFANN-style optimizers scale their step by the batch loss.
     takes_loss = getattr(optimizer, "takes_loss", False)
+    optimizer.zero_grad(set_to_none=True)
+    step_loss = 0.0
     for i, (x, y) in enumerate(loader):
         x = _inputs(x, device, spec, channels_last)
         y = y.to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            logits = model(x)
-            loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        steps = (i + 1) % accumulate == 0 or i + 1 == n_batches
+        in_cycle = accumulate if i < n_batches - n_batches % accumulate else n_batches % accumulate
+        sync = contextlib.nullcontext() if steps or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with autocast(device, amp_dtype):
+                logits = model(x)
+                loss = criterion(logits.float(), y)
+            scaled = loss / in_cycle  # the step sees the mean gradient over the accumulated batches
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        step_loss += loss.detach() / in_cycle
+        if steps:
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer, **({"loss": loss.detach()} if takes_loss else {}))
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step(**({"loss": loss.detach()} if takes_loss else {}))
-        if batch_scheduler is not None:
-            batch_scheduler.step()  # after optimizer.step(), as PyTorch requires
+            kwargs = {"loss": step_loss} if takes_loss else {}
+            if scaler is not None:
+                scaler.step(optimizer, **kwargs)
+                scaler.update()
+            else:
+                optimizer.step(**kwargs)
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            if batch_scheduler is not None:
+                batch_scheduler.step()  # after optimizer.step(), as PyTorch requires
         n = y.numel()
         total_loss += loss.item() * n
         correct += (logits.argmax(1) == y).sum().item()

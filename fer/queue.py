@@ -1,11 +1,16 @@
 """The job queue: run folders in state `queued`, and one detached worker per runs folder that trains them.
 
 Whatever queues a run (the dashboard, `fer train --queue`, `fer suite run`: see `fer.jobs`), the worker
-starts queued runs in queue order, each as `fer train --run RUN` in its own process, up to `slots` at a
-time (CPU threads are shared out between parallel jobs), and leaves once the queue has been empty for a
-few seconds (a quick next submission reuses it). It runs in its own session, so closing the browser or
-reloading the page does not stop it. This module imports no torch, so `fer worker` and `fer cancel`
-start in a fraction of a second.
+starts it as `fer train --run RUN` in its own process on free **slots**: one per visible GPU (the job
+gets CUDA_VISIBLE_DEVICES pinned to its GPUs), or on a CPU-only machine `slots` CPU slots (each job's
+processes get their share of the cores). A run with `train.gpus = k` waits until k slots are free and
+trains as one DistributedDataParallel job on them. Order: priority (higher first), then queue time;
+the head of the queue is never overtaken, so a large job is not starved. The queue can be paused,
+runs moved up or down, and interrupted runs (whose process died) resumed by hand or automatically.
+
+The worker runs in its own session (closing the browser does not stop it) and leaves once the queue
+has been empty for a few seconds. Jobs outlive a killed worker; a new worker counts the slots they
+hold. This module imports no PyTorch, so `fer worker`, `fer queue` and `fer cancel` start at once.
 """
 from __future__ import annotations
 
@@ -14,30 +19,140 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fer.files import write_json
+from fer.machine import visible_gpus
 from fer.run_writer import request_cancel, write_status
 from fer.runs import FINISHED_STATES, default_runs_dir, pid_alive, read_json, read_status, utc_now
 
 LOCK_NAME = ".worker.lock"
 LOG_NAME = ".worker.log"
-SETTINGS_NAME = ".worker.json"  # {"slots": N}: read by the worker at every poll, so it can change live
+# {"slots": N (CPU slots), "paused": bool, "auto_resume": bool}: read at every poll, so changes apply live.
+SETTINGS_NAME = ".worker.json"
+MAX_AUTO_RESUMES = 3  # an interrupted run is resumed automatically at most this often
 
 
 def _root(runs_dir: Optional[Path]) -> Path:
     return Path(runs_dir or default_runs_dir())
 
 
-def queued_runs(runs_dir: Optional[Path] = None) -> List[Path]:
-    """Queued run folders in queue order: when each was queued (to the nanosecond), so a suite keeps its order."""
-    root = _root(runs_dir)
-    if not root.is_dir():
-        return []
-    statuses = {p: read_status(p) for p in root.glob("*") if (p / "config.json").is_file()}
-    queued = [p for p, status in statuses.items() if status.get("state") == "queued"]
-    return sorted(queued, key=lambda p: (statuses[p].get("queued_ns") or 0, p.name))
+def _statuses(root: Path) -> Dict[Path, Dict[str, Any]]:
+    return {p: read_status(p) for p in root.glob("*") if (p / "config.json").is_file()} if root.is_dir() else {}
 
+
+def _queue_key(status: Dict[str, Any], path: Path) -> tuple:
+    return -int(status.get("priority") or 0), status.get("queued_ns") or 0, path.name
+
+
+def queued_runs(runs_dir: Optional[Path] = None) -> List[Path]:
+    """Queued run folders in queue order: priority (higher first), then when each was queued (to the ns)."""
+    statuses = _statuses(_root(runs_dir))
+    queued = [p for p, status in statuses.items() if status.get("state") == "queued"]
+    return sorted(queued, key=lambda p: _queue_key(statuses[p], p))
+
+
+# --- settings ------------------------------------------------------------------------------------------------------
+
+def settings(runs_dir: Optional[Path] = None) -> Dict[str, Any]:
+    """The worker's settings for this runs folder."""
+    return read_json(_root(runs_dir) / SETTINGS_NAME, {}) or {}
+
+
+def _update_settings(runs_dir: Optional[Path], **changes: Any) -> None:
+    root = _root(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / SETTINGS_NAME, {**settings(root), **changes})
+
+
+def set_worker_slots(runs_dir: Optional[Path], slots: int) -> None:
+    """Run up to `slots` jobs at once on a CPU-only machine (on a GPU machine: one slot per GPU, at most `slots`)."""
+    if slots < 1:
+        raise ValueError(f"slots must be at least 1, got {slots}")
+    _update_settings(runs_dir, slots=int(slots))
+
+
+def set_paused(runs_dir: Optional[Path], paused: bool) -> None:
+    """Pause the queue (running jobs go on; no new one starts) or let it go again."""
+    _update_settings(runs_dir, paused=bool(paused))
+
+
+def set_auto_resume(runs_dir: Optional[Path], enabled: bool) -> None:
+    """Whether the worker queues interrupted runs again by itself."""
+    _update_settings(runs_dir, auto_resume=bool(enabled))
+
+
+def machine_slots(runs_dir: Optional[Path] = None) -> List[str]:
+    """The worker's slots: "gpu:<id>" per visible GPU, else "cpu:<i>" (the setting, FER_SLOTS, or 1)."""
+    chosen = settings(runs_dir).get("slots") or int(os.environ.get("FER_SLOTS") or 0) or None
+    gpus = visible_gpus()
+    if gpus:
+        return [f"gpu:{g}" for g in gpus[:chosen or len(gpus)]]
+    return [f"cpu:{i}" for i in range(max(1, chosen or 1))]
+
+
+# --- the queue -----------------------------------------------------------------------------------------------------
+
+def set_priority(run_dir: Path, priority: int) -> None:
+    """A queued run's priority: higher runs start first (default 0)."""
+    if read_status(run_dir).get("state") != "queued":
+        raise ValueError(f"{Path(run_dir).name} is not queued")
+    write_status(Path(run_dir), "queued", priority=int(priority))
+
+
+def move(run_dir: Path, where: str) -> None:
+    """Move a queued run "up", "down" or to the "top" of the queue."""
+    run_dir = Path(run_dir)
+    order = queued_runs(run_dir.parent)
+    if run_dir not in order:
+        raise ValueError(f"{run_dir.name} is not queued")
+    i = order.index(run_dir)
+    target = {"up": i - 1, "down": i + 1, "top": 0}[where]
+    if target == i or not 0 <= target < len(order):
+        return
+    other = read_status(order[target])
+    # Take the neighbour's place: its priority, and a queue time just before (or after) its own.
+    nudge = -1 if target < i else 1
+    write_status(run_dir, "queued", priority=int(other.get("priority") or 0),
+                 queued_ns=int(other.get("queued_ns") or 0) + nudge)
+
+
+def resume(run_dir: Path) -> None:
+    """Queue a cancelled, interrupted or failed run again (retry); it continues from last.pt when there is one."""
+    state = read_status(run_dir).get("state")
+    if state not in ("cancelled", "interrupted", "failed"):
+        raise ValueError(f"{Path(run_dir).name} is {state}; only cancelled, interrupted or failed runs resume")
+    write_status(Path(run_dir), "queued", requeued_at=utc_now(), queued_ns=time.time_ns(), slots=None, waiting=None)
+    ensure_worker(Path(run_dir).parent)
+
+
+def cancel(run_dir: Path) -> str:
+    """Take a queued run off the queue, or ask a running one to stop after its batch; returns what happened."""
+    if read_status(run_dir).get("state") == "queued":
+        write_status(Path(run_dir), "cancelled", finished_at=utc_now(), waiting=None)
+        return "cancelled (it was queued)"
+    request_cancel(Path(run_dir))
+    return "cancel requested; it stops after the current batch"
+
+
+def describe_job(status: Dict[str, Any], paused: bool = False) -> str:
+    """A job's state in words: queued, waiting for 2 free GPUs, running on GPU 2, ..."""
+    state = status.get("state", "unknown")
+    slots = status.get("slots") or []
+    if state == "queued":
+        if paused:
+            return "queued (the queue is paused)"
+        return status.get("waiting") or "queued"
+    if state == "running" and slots:
+        kinds = {s.split(":")[0] for s in slots}
+        ids = ", ".join(s.split(":")[1] for s in slots)
+        where = ("GPU " if len(slots) == 1 else "GPUs ") if kinds == {"gpu"} else \
+            ("CPU slot " if len(slots) == 1 else "CPU slots ")
+        return f"running on {where}{ids}"
+    return state
+
+
+# --- the worker ----------------------------------------------------------------------------------------------------
 
 def worker_pid(runs_dir: Optional[Path] = None) -> Optional[int]:
     """The live worker's process id, or None."""
@@ -46,21 +161,6 @@ def worker_pid(runs_dir: Optional[Path] = None) -> Optional[int]:
     except (OSError, ValueError, IndexError):
         return None
     return pid if pid_alive(pid) else None
-
-
-def worker_slots(runs_dir: Optional[Path] = None) -> int:
-    """How many jobs the worker runs at once (default 1)."""
-    settings = read_json(_root(runs_dir) / SETTINGS_NAME, {}) or {}
-    return max(1, int(settings.get("slots", 1)))
-
-
-def set_worker_slots(runs_dir: Optional[Path], slots: int) -> None:
-    """Let the worker run `slots` jobs at once (it picks the change up at its next poll)."""
-    if slots < 1:
-        raise ValueError(f"slots must be at least 1, got {slots}")
-    root = _root(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / SETTINGS_NAME, {"slots": int(slots)})
 
 
 def ensure_worker(runs_dir: Optional[Path] = None) -> int:
@@ -88,22 +188,20 @@ def _write_lock(lock: Path, pid: int) -> bool:
     return True
 
 
-def resume(run_dir: Path) -> None:
-    """Queue a cancelled, interrupted or failed run again; it continues from last.pt."""
-    state = read_status(run_dir).get("state")
-    if state not in ("cancelled", "interrupted", "failed"):
-        raise ValueError(f"{Path(run_dir).name} is {state}; only cancelled, interrupted or failed runs resume")
-    write_status(Path(run_dir), "queued", requeued_at=utc_now(), queued_ns=time.time_ns())
-    ensure_worker(Path(run_dir).parent)
-
-
-def cancel(run_dir: Path) -> str:
-    """Take a queued run off the queue, or ask a running one to stop after its batch; returns what happened."""
-    if read_status(run_dir).get("state") == "queued":
-        write_status(Path(run_dir), "cancelled", finished_at=utc_now())
-        return "cancelled (it was queued)"
-    request_cancel(Path(run_dir))
-    return "cancel requested; it stops after the current batch"
+def _acquire(lock: Path) -> bool:
+    """Take the worker lock: free, stale (dead pid), or already written for this process by `ensure_worker`."""
+    if _write_lock(lock, os.getpid()):
+        return True
+    try:
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pid = 0
+    if pid == os.getpid():
+        return True
+    if pid and pid_alive(pid):
+        return False
+    lock.unlink(missing_ok=True)  # stale: its worker died
+    return _write_lock(lock, os.getpid())
 
 
 def wait(run_dirs: Sequence[Path], poll_s: float = 0.5,
@@ -129,53 +227,89 @@ def wait(run_dirs: Sequence[Path], poll_s: float = 0.5,
     return {Path(r): states[Path(r)] for r in run_dirs}
 
 
-def _acquire(lock: Path) -> bool:
-    """Take the worker lock: free, stale (dead pid), or already written for this process by `ensure_worker`."""
-    if _write_lock(lock, os.getpid()):
-        return True
-    try:
-        pid = int(lock.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        pid = 0
-    if pid == os.getpid():
-        return True
-    if pid and pid_alive(pid):
-        return False
-    lock.unlink(missing_ok=True)  # stale: its worker died
-    return _write_lock(lock, os.getpid())
-
-
-def _start_job(run_dir: Path, slots: int) -> subprocess.Popen:
+def _job_env(slots: List[str], all_slots: List[str]) -> Dict[str, str]:
     env = dict(os.environ)
-    if slots > 1:  # parallel CPU jobs would oversubscribe the cores: share them out
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // slots))
-    return subprocess.Popen([sys.executable, "-m", "fer", "train", "--run", str(run_dir), "--quiet"],
-                            stdin=subprocess.DEVNULL, env=env)
+    gpus = [s.split(":")[1] for s in slots if s.startswith("gpu:")]
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    else:  # each process of the job gets the cores of one slot
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(all_slots)))
+    return env
+
+
+class _Worker:
+    """The worker's state between polls: its own jobs and the slots they hold."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.running: Dict[Path, subprocess.Popen] = {}
+        self.done = 0
+
+    def reap(self) -> None:
+        for run_dir, proc in list(self.running.items()):
+            if proc.poll() is None:
+                continue
+            del self.running[run_dir]
+            self.done += 1
+            if read_status(run_dir).get("state") == "queued":  # it could not even start: do not loop on it
+                write_status(run_dir, "failed", error="the training process exited before starting")
+
+    def busy_slots(self, statuses: Dict[Path, Dict[str, Any]]) -> set:
+        """Slots held by this worker's jobs and by live jobs an earlier (killed) worker started."""
+        busy = set()
+        for run_dir, status in statuses.items():
+            if run_dir in self.running or status.get("state") == "running":
+                busy.update(status.get("slots") or [])
+        return busy
+
+    def auto_resume(self, statuses: Dict[Path, Dict[str, Any]]) -> None:
+        for run_dir, status in statuses.items():
+            if status.get("state") == "interrupted" and int(status.get("auto_resumes") or 0) < MAX_AUTO_RESUMES:
+                write_status(run_dir, "queued", requeued_at=utc_now(), queued_ns=time.time_ns(), slots=None,
+                             auto_resumes=int(status.get("auto_resumes") or 0) + 1)
+
+    def start_ready(self, statuses: Dict[Path, Dict[str, Any]], all_slots: List[str]) -> None:
+        free = [s for s in all_slots if s not in self.busy_slots(statuses)]
+        queue = sorted((p for p, s in statuses.items() if s.get("state") == "queued" and p not in self.running),
+                       key=lambda p: _queue_key(statuses[p], p))
+        for run_dir in queue:
+            wanted = int((read_json(run_dir / "config.json", {}) or {}).get("train", {}).get("gpus", 1) or 1)
+            if wanted > len(all_slots):
+                write_status(run_dir, "failed", finished_at=utc_now(),
+                             error=f"train.gpus={wanted}, but the worker has {len(all_slots)} slot(s) on this machine")
+                continue
+            if wanted > len(free):  # the head waits; later runs do not overtake it
+                kind = "GPUs" if all_slots[0].startswith("gpu:") else "slots"
+                waiting = f"waiting for {wanted} free {kind} ({len(free)} free)"
+                if statuses[run_dir].get("waiting") != waiting:
+                    write_status(run_dir, "queued", waiting=waiting)
+                return
+            slots, free = free[:wanted], free[wanted:]
+            write_status(run_dir, "queued", slots=slots, waiting=None)  # the job keeps them in its status
+            self.running[run_dir] = subprocess.Popen(
+                [sys.executable, "-m", "fer", "train", "--run", str(run_dir), "--quiet"],
+                stdin=subprocess.DEVNULL, env=_job_env(slots, all_slots))
 
 
 def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 0.5, idle_exit_s: float = 5.0) -> int:
-    """Train queued runs, up to `worker_slots` at a time, until none is left for `idle_exit_s`; returns the count."""
+    """Train queued runs on the machine's slots until none is left for `idle_exit_s`; returns how many ran."""
     root = _root(runs_dir)
     lock = root / LOCK_NAME
     if not _acquire(lock):
         return 0
-    running: Dict[Path, subprocess.Popen] = {}
-    done, idle_since = 0, None
+    worker, idle_since = _Worker(root), None
     try:
         while True:
-            for run_dir, proc in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[run_dir]
-                done += 1
-                if read_status(run_dir).get("state") == "queued":  # it could not even start: do not loop on it
-                    write_status(run_dir, "failed", error="the training process exited before starting")
-            slots = worker_slots(root)
-            waiting = [q for q in queued_runs(root) if q not in running]
-            while waiting and len(running) < slots:
-                run_dir = waiting.pop(0)
-                running[run_dir] = _start_job(run_dir, slots)
-            if running or waiting:
+            worker.reap()
+            statuses = _statuses(root)
+            options = settings(root)
+            if options.get("auto_resume"):
+                worker.auto_resume(statuses)
+                statuses = _statuses(root)
+            if not options.get("paused"):
+                worker.start_ready(statuses, machine_slots(root))
+            waiting = any(s.get("state") == "queued" for s in statuses.values())
+            if worker.running or waiting:
                 idle_since = None
             elif idle_since is None:
                 idle_since = time.monotonic()
@@ -184,7 +318,7 @@ def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 0.5, idle_exit_s
                 time.sleep(poll_s)
                 # A run submitted while this worker was leaving saw its lock: take it after all.
                 if not queued_runs(root) or not _acquire(lock):
-                    return done
+                    return worker.done
                 idle_since = None
             time.sleep(poll_s)
     finally:

@@ -80,9 +80,13 @@ class RunRecorder:
                                 finished_at=utc_now())
 
     # --- per epoch and per batch -------------------------------------------------------------------------------
+    def cancel_requested(self) -> bool:
+        """Whether someone asked the run to stop (`fer cancel`, the dashboard): a CANCEL file in the folder."""
+        return (self.run_dir / run_writer.CANCEL_FILE).exists()
+
     @contextmanager
     def epoch(self, epoch: int, batches: int, batch_size: int) -> Iterator[Callable[[int, int, float], None]]:
-        """A per-batch callback for one epoch: cancel check, throttled status and loss curve, optional tqdm bar."""
+        """A per-batch callback for one epoch: throttled status and loss curve, optional tqdm bar."""
         bar = None
         if self.progress:
             from tqdm import tqdm  # only when drawing a bar
@@ -95,8 +99,6 @@ class RunRecorder:
 
         def on_batch(batch: int, total: int, loss: float) -> None:
             nonlocal last_write, smoothed
-            if (self.run_dir / run_writer.CANCEL_FILE).exists():
-                raise Cancelled("cancel requested")
             smoothed = loss if smoothed is None else LOSS_SMOOTHING * smoothed + (1 - LOSS_SMOOTHING) * loss
             if bar is not None:
                 bar.update(1)
@@ -134,3 +136,36 @@ class RunRecorder:
         self.log.info("%s (%s, %s epoch %d): accuracy %.4f, macro-F1 %.4f", role, metrics["split"],
                       metrics.get("checkpoint", "best"), metrics.get("epoch", 0), metrics["accuracy"],
                       metrics["macro_f1"])
+
+
+class QuietRecorder:
+    """The recorder of ranks other than 0 in a multi-process run: they train, rank 0 writes the folder."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.log = logging.getLogger(f"fer.rank.{self.run_dir.name}")
+        self.log.addHandler(logging.NullHandler())
+        self.log.propagate = False
+
+    def __enter__(self) -> "QuietRecorder":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def cancel_requested(self) -> bool:
+        """Only rank 0 reads the request; the ranks agree on it together."""
+        return False
+
+    @contextmanager
+    def epoch(self, epoch: int, batches: int, batch_size: int) -> Iterator[Callable[[int, int, float], None]]:
+        """A per-batch callback that reports nothing."""
+        yield lambda batch, total, loss: None
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> None:
+        """Rank 0 records this."""
+
+    started = validating = evaluating = completed = cancelled = epoch_done = checkpoint = evaluation = _nothing
+
+    def failed(self, error: BaseException) -> None:
+        """The exception goes up to torchrun's error file (fer.rank's @record); rank 0 is told by the launcher."""

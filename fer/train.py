@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 from sklearn.metrics import f1_score
+from torch.nn.parallel import DistributedDataParallel
 
 from fer.augment import build_augmentation
 from fer.checkpoint import checkpoint_payload, load_checkpoint
@@ -31,12 +32,15 @@ from fer.engine import train_one_epoch, validate
 from fer.evaluation import score
 from fer.models import count_parameters, create_model
 from fer.optim import build_optimizer, build_scheduler
+from fer.distributed import DistContext, close_process_group, init_process_group, launch
 from fer.predictor import Predictor
-from fer.recorder import Cancelled, RunRecorder
+from fer.recorder import Cancelled, QuietRecorder, RunRecorder
 from fer.run_writer import create_run as create_run_folder
 from fer.runs import default_runs_dir, read_config, utc_now
 from fer.transfer import apply_freeze, parameter_groups
 from fer.validation import check_config
+
+CANCEL_CHECK_EVERY = 10  # batches between cancel checks in a multi-process run (each is a collective)
 
 
 def create_run(cfg: RunConfig, runs_dir: Optional[Path] = None) -> Path:
@@ -74,8 +78,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progress: bool = False) -> Path:
-    """Train a new run from `cfg`, or the existing run at `run_dir` (queued or resumed); returns its folder."""
+def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progress: bool = False,
+          dist_ctx: Optional[DistContext] = None) -> Path:
+    """Train a new run from `cfg`, or the existing run at `run_dir` (queued or resumed); returns its folder.
+
+    A run with `train.gpus` > 1 is launched here as that many processes (torchrun's launcher), each of
+    which comes back into this function with its `dist_ctx`.
+    """
     if run_dir is None:
         if cfg is None:
             raise ValueError("train() needs a config or a run folder")
@@ -83,15 +92,22 @@ def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progr
     else:
         run_dir = Path(run_dir)
         cfg = read_config(run_dir)
-    with RunRecorder(run_dir, cfg.train.epochs, progress) as recorder:
+    if dist_ctx is None and cfg.train.gpus > 1:
+        launch(run_dir, cfg.train.gpus)
+        return run_dir
+    ctx = dist_ctx or DistContext()
+    recorder = RunRecorder(run_dir, cfg.train.epochs, progress) if ctx.main else QuietRecorder(run_dir)
+    with recorder:
         try:
             with _sigterm_cancels():
-                _fit(cfg, recorder)
+                _fit(cfg, recorder, ctx)
         except (Cancelled, KeyboardInterrupt) as e:
             recorder.cancelled(str(e) or "interrupt")
         except Exception as e:
             recorder.failed(e)
             raise
+        finally:
+            close_process_group()
     return run_dir
 
 
@@ -100,14 +116,17 @@ class _Job:
     """Everything one run trains with, built from its config."""
 
     cfg: RunConfig
+    ctx: DistContext
     data: FaceData
     splits: Splits
     device: torch.device
     dtype: Optional[torch.dtype]
-    model: nn.Module
+    module: nn.Module  # the model itself: checkpoints, validation
+    model: nn.Module  # what trains: the module, or DistributedDataParallel around it
     loader: Any
     val_loader: Any
     generator: torch.Generator
+    accumulate: int
     optimizer: torch.optim.Optimizer
     scheduler: Any
     cadence: str
@@ -116,47 +135,54 @@ class _Job:
 
     def payload(self, epoch: int, metrics: Dict[str, Any], state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """A self-describing checkpoint of the model now."""
-        return checkpoint_payload(self.model, self.cfg.to_dict(), self.data.class_names, self.cfg.preprocessing(),
+        return checkpoint_payload(self.module, self.cfg.to_dict(), self.data.class_names, self.cfg.preprocessing(),
                                   epoch, metrics, state)
 
 
-def _build(cfg: RunConfig, recorder: RunRecorder) -> _Job:
-    device = select_device(cfg.train.device)
+def _build(cfg: RunConfig, recorder, ctx: DistContext) -> _Job:
+    device = ctx.device(select_device(cfg.train.device))
+    init_process_group(ctx, device)
     dtype = amp_dtype(cfg.train.amp, device)
     data = load_fer2013(cfg.data.path)
     splits = splits_for(cfg, data)
     recorder.log.info("data %s: %s; load report: %s", data.origin, splits.sizes(), data.report.summary())
     num_classes = len(data.class_names)
 
-    model = create_model(cfg.model.name, num_classes=num_classes, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
+    module = create_model(cfg.model.name, num_classes=num_classes, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
+    if ctx.active and cfg.train.sync_bn:
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory_format)
-    recorder.log.info("model %s (%s parameters) on %s, autocast %s", cfg.model.name,
-                      f"{count_parameters(model):,}", describe_device(device), dtype)
+    module = module.to(device, memory_format=memory_format)
+    recorder.log.info("model %s (%s parameters) on %s, autocast %s%s", cfg.model.name,
+                      f"{count_parameters(module):,}", describe_device(device), dtype,
+                      f", {ctx.world} processes (DistributedDataParallel)" if ctx.active else "")
 
     generator = torch.Generator()
     loader = train_loader(data.images[splits.train], data.labels[splits.train],
                           build_augmentation(cfg.augmentation, 48), cfg.train.batch_size, cfg.data.sampler,
-                          num_classes, generator, cfg.data.num_workers)
+                          num_classes, generator, cfg.data.num_workers, ctx.rank, ctx.world,
+                          pin_memory=device.type == "cuda")
     val_loader = eval_loader(data.images[splits.val], data.labels[splits.val], cfg.train.eval_batch_size)
-    optimizer = build_optimizer(parameter_groups(model, cfg), cfg.optim)
-    scheduler, cadence = build_scheduler(optimizer, cfg.sched, cfg.train.epochs, len(loader))
+    per_step = cfg.train.batch_size * ctx.world
+    accumulate = max(1, cfg.train.global_batch // per_step) if cfg.train.global_batch else 1
+    optimizer = build_optimizer(parameter_groups(module, cfg), cfg.optim)
+    scheduler, cadence = build_scheduler(optimizer, cfg.sched, cfg.train.epochs, -(-len(loader) // accumulate))
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     weights = None
     if cfg.loss.class_weights:
         weights = torch.tensor(inverse_frequency_weights(data.labels[splits.train], num_classes),
                                dtype=torch.float32, device=device)
     criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.loss.label_smoothing)
-    return _Job(cfg, data, splits, device, dtype, model, loader, val_loader, generator, optimizer, scheduler,
-                cadence, scaler, criterion)
+    return _Job(cfg, ctx, data, splits, device, dtype, module, module, loader, val_loader, generator, accumulate,
+                optimizer, scheduler, cadence, scaler, criterion)
 
 
-def _restore(job: _Job, last_path: Path, recorder: RunRecorder) -> tuple:
+def _restore(job: _Job, last_path: Path, recorder) -> tuple:
     """(first epoch, best val accuracy, epochs since best): from last.pt when resuming, else a fresh start."""
     if not last_path.is_file():
         return 1, -1.0, 0
     ckpt = load_checkpoint(last_path, map_location=job.device)
-    job.model.load_state_dict(ckpt["state_dict"])
+    job.module.load_state_dict(ckpt["state_dict"])
     state = ckpt["training_state"]
     job.optimizer.load_state_dict(state["optimizer"])
     if job.scheduler is not None and state.get("scheduler"):
@@ -168,11 +194,26 @@ def _restore(job: _Job, last_path: Path, recorder: RunRecorder) -> tuple:
     return ckpt["epoch"] + 1, state["best_val_acc"], state["epochs_since_best"]
 
 
-def _fit(cfg: RunConfig, recorder: RunRecorder) -> None:
+def _validate(job: _Job) -> tuple:
+    """(val loss, val accuracy, val macro-F1), computed by rank 0 on the whole validation split and shared."""
+    loss = acc = f1 = 0.0
+    if job.ctx.main:  # the plain module: DistributedDataParallel's forward is a collective
+        loss, acc, probs, labels = validate(job.module, job.val_loader, job.device, job.cfg.preprocessing(),
+                                            amp_dtype=job.dtype, channels_last=job.cfg.train.channels_last)
+        f1 = float(f1_score(labels, probs.argmax(1), average="macro", labels=list(range(len(job.data.class_names))),
+                            zero_division=0))
+    return tuple(job.ctx.from_main([loss, acc, f1]))  # every rank steps schedulers and stops on the same numbers
+
+
+def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
     seed_everything(cfg.train.seed)
-    job = _build(cfg, recorder)
+    job = _build(cfg, recorder, ctx)
     start_epoch, best_acc, since_best = _restore(job, recorder.run_dir / "last.pt", recorder)
-    recorder.started(start_epoch, len(job.loader), describe_device(job.device))
+    if ctx.active:  # wrapped after loading, so every rank starts from the same (unwrapped) weights
+        job.model = DistributedDataParallel(job.module, device_ids=[job.device.index] if job.device.type == "cuda"
+                                            else None)
+    recorder.started(start_epoch, len(job.loader),
+                     (f"{ctx.world} × " if ctx.active else "") + describe_device(job.device))
     stopped_early = False
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         # Seeding per epoch makes a resumed run retrace the uninterrupted one exactly.
@@ -180,30 +221,35 @@ def _fit(cfg: RunConfig, recorder: RunRecorder) -> None:
         seed_everything(epoch_seed)
         job.generator.manual_seed(epoch_seed)
         lr = job.optimizer.param_groups[0]["lr"]
-        trainable = apply_freeze(job.model, cfg, epoch)
+        trainable = apply_freeze(job.module, cfg, epoch)
         if cfg.transfer.freeze_epochs > 0:
             recorder.log.info("epoch %d trains %s", epoch, trainable)
-        with recorder.epoch(epoch, len(job.loader), cfg.train.batch_size) as on_batch:
+        with recorder.epoch(epoch, len(job.loader), cfg.train.batch_size * ctx.world) as report:
+            def on_batch(batch: int, batches: int, loss: float) -> None:
+                # Every process stops at the same batch: a cancel seen by rank 0 is agreed on by all.
+                if (not ctx.active or batch % CANCEL_CHECK_EVERY == 0 or batch == batches) and \
+                        ctx.any(recorder.cancel_requested()):
+                    raise Cancelled("cancel requested")
+                report(batch, batches, loss)
+
             result = train_one_epoch(job.model, job.loader, job.optimizer, job.criterion, job.device,
                                      cfg.preprocessing(), amp_dtype=job.dtype, scaler=job.scaler,
                                      grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
                                      batch_scheduler=job.scheduler if job.cadence == "batch" else None,
-                                     on_batch=on_batch)
+                                     accumulate=job.accumulate, on_batch=on_batch)
         recorder.validating(epoch)
-        val_loss, val_acc, probs, labels = validate(job.model, job.val_loader, job.device, cfg.preprocessing(),
-                                                    amp_dtype=job.dtype, channels_last=cfg.train.channels_last)
+        loss_sum, correct, images = ctx.sum([result.loss * result.images, result.accuracy * result.images,
+                                             result.images])  # the epoch over every process's shard
+        val_loss, val_acc, val_f1 = _validate(job)
         if job.cadence == "epoch" and job.scheduler is not None:
             job.scheduler.step()
         elif job.cadence == "plateau":
             job.scheduler.step(val_acc)
         improved = val_acc > best_acc
         best_acc, since_best = (val_acc, 0) if improved else (best_acc, since_best + 1)
-        row = {"epoch": epoch, "train_loss": result.loss, "train_acc": result.accuracy, "val_loss": val_loss,
-               "val_acc": val_acc, "val_macro_f1": float(f1_score(labels, probs.argmax(1), average="macro",
-                                                                   labels=list(range(len(job.data.class_names))),
-                                                                   zero_division=0)),
-               "lr": lr, "seconds": round(result.seconds, 3), "images_per_s": round(result.images_per_s, 1),
-               "best": improved, "time": utc_now()}
+        row = {"epoch": epoch, "train_loss": loss_sum / images, "train_acc": correct / images, "val_loss": val_loss,
+               "val_acc": val_acc, "val_macro_f1": val_f1, "lr": lr, "seconds": round(result.seconds, 3),
+               "images_per_s": round(images / max(result.seconds, 1e-9), 1), "best": improved, "time": utc_now()}
         if hasattr(job.optimizer, "skipped_steps"):
             row["skipped_steps"] = job.optimizer.skipped_steps  # KacıFANN: steps skipped on a non-finite loss
         recorder.epoch_done(row, len(job.loader), best_acc)
@@ -217,9 +263,11 @@ def _fit(cfg: RunConfig, recorder: RunRecorder) -> None:
             recorder.log.info("early stop: no better validation accuracy for %d epochs", since_best)
             stopped_early = True
             break
-    recorder.evaluating()
-    test = _final_evaluation(job, recorder)
-    recorder.completed(best_val_acc=best_acc, stopped_early=stopped_early, test_acc=test.get("accuracy"))
+    ctx.barrier()  # every rank has finished training before rank 0 scores the best checkpoint
+    if ctx.main:
+        recorder.evaluating()
+        test = _final_evaluation(job, recorder)
+        recorder.completed(best_val_acc=best_acc, stopped_early=stopped_early, test_acc=test.get("accuracy"))
 
 
 def _final_evaluation(job: _Job, recorder: RunRecorder) -> Dict[str, Any]:

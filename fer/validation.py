@@ -28,6 +28,8 @@ _RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("train.epochs", lambda v: v >= 1, "at least 1"),
     ("train.batch_size", lambda v: v >= 1, "at least 1"),
     ("train.eval_batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.gpus", lambda v: v >= 1, "at least 1"),
+    ("train.global_batch", lambda v: v >= 0, "0 (batch_size × gpus) or more"),
     ("train.grad_clip", lambda v: v >= 0, "0 (off) or more"),
     ("train.early_stop_patience", lambda v: v >= 0, "0 (off) or more"),
     ("optim.lr", lambda v: v >= 0, "0 or more"),
@@ -84,6 +86,12 @@ def _check_numbers(cfg: RunConfig) -> None:
         value = get_field(cfg, key)
         if isinstance(value, float) and not math.isfinite(value) or not ok(value):
             raise ConfigError(f"{key} must be {expected}; got {value!r}")
+    if cfg.train.sync_bn and cfg.train.gpus > 1 and select_device(cfg.train.device).type != "cuda":
+        raise ConfigError("train.sync_bn needs CUDA: PyTorch's SyncBatchNorm works with GPU modules only")
+    per_step = cfg.train.batch_size * cfg.train.gpus
+    if cfg.train.global_batch and cfg.train.global_batch % per_step:
+        raise ConfigError(f"train.global_batch ({cfg.train.global_batch}) must be a multiple of train.batch_size × "
+                          f"train.gpus ({per_step}): the difference is made up by gradient accumulation")
     if cfg.data.val_source == cfg.data.test_split:
         raise ConfigError(f"data.val_source and data.test_split are both {cfg.data.test_split}: a test split is "
                           "never used for model selection; validate on train_fraction or the other test split")

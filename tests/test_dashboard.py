@@ -282,3 +282,24 @@ def test_gradcam_page_says_when_face_detection_falls_back_offline(tmp_path, monk
                                               "image/jpeg").run()
     assert not at.exception
     assert any("Haar" in w.value for w in at.warning) and len(at.image) >= 1  # said, and it still works
+
+
+def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_path):
+    from fer.queue import cancel, queued_runs, set_paused, settings
+    from fer.train import create_run
+
+    set_paused(tmp_path, True)  # nothing starts: the queue's order is what is shown
+    first, second = (create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={n}")), tmp_path)
+                     for n in ("first", "second"))
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
+    assert not at.exception
+    assert any("CPU:" in c.value and "cores" in c.value for c in at.caption)
+    assert any("queued (the queue is paused)" in m.value for m in at.markdown)
+    at.button(key=f"up_{second.name}").click().run()
+    assert queued_runs(tmp_path) == [second, first]  # moved up
+    at.number_input(key="train_slots").set_value(2).run()
+    at.toggle(key="train_paused").set_value(False).run()
+    at.toggle(key="train_auto").set_value(True).run()
+    assert settings(tmp_path) == {"paused": False, "slots": 2, "auto_resume": True}
+    for run in (first, second):  # leave nothing queued behind
+        cancel(run)

@@ -63,9 +63,12 @@ def test_forced_bf16_on_a_cpu_without_it_warns_in_the_log(small_folder, tmp_path
     ("data.test_split=PrivateTest", "no images for data.test_split=PrivateTest"),  # image folders: Public only
     ("train.amp=fast", "train.amp must be one of"),
     ("model.name=nope", "unknown model 'nope'"),
+    ("train.gpus=0", "train.gpus must be at least 1"),
+    ("train.global_batch=100", "must be a multiple of train.batch_size × train.gpus (32)"),
+    ("train.sync_bn=true && train.gpus=2", "train.sync_bn needs CUDA"),
 ])
 def test_impossible_settings_fail_before_a_run_folder_exists(override, message, small_folder, tmp_path):
-    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 1, override))
+    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 1, *override.split(" && ")))
     with pytest.raises((ConfigError, DataError), match=re.escape(message)):
         create_run(cfg)
     assert not any(tmp_path.iterdir())

@@ -71,7 +71,7 @@ for i, upload in enumerate(uploads or []):
             x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
             y=alt.Y("emotion:N", sort=list(predictor.class_names), title=None),
             color=alt.Color("emotion:N", legend=None),
-            tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")]).properties(height=150),
+            tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")]).properties(height=alt.Step(20)),
             width="stretch", key=f"predict_probs_{i}_{n}")
     right.dataframe(pd.DataFrame([{"face": f"#{n}", "emotion": f.label, "confidence": f.confidence,
                                    "box (x, y, w, h)": str(f.box)} for n, f in enumerate(result.faces, 1)]),

@@ -1,6 +1,7 @@
 """Train: a form generated from the run config and the registries; jobs run in the background worker
-(the same queue as `fer train --queue` and `fer suite run`), with live progress, curves, log tail,
-cancel, resume, and "edit and relaunch" for runs whose settings were wrong.
+(the same queue as `fer train --queue` and `fer suite run`) on the machine's slots (GPUs or CPU slots),
+with the machine's load, the queue's order and controls (pause, move, retry), live progress, curves,
+log tail, cancel, resume, and "edit and relaunch" for runs whose settings were wrong.
 
 The whole config is checked when Launch is pressed (fer.validation): an impossible setting is one
 message and no run; a costly one (a huge model, an emulated precision) asks for a confirmation.
@@ -16,13 +17,16 @@ from fer.config import ConfigError, FieldSpec, RunConfig, apply, get_field
 from fer.data import DataError
 from fer.device import device_summary
 from fer.jobs import submit, submit_suite
-from fer.queue import cancel, resume, worker_pid
+from fer.machine import cpu_stats, gpu_stats
+from fer.queue import (cancel, describe_job, machine_slots, move, queued_runs, resume, set_auto_resume, set_paused,
+                       set_worker_slots, settings, worker_pid)
 from fer.runs import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
 from fer.suites import SUITES
 from fer.validation import check_config, config_fields
 
 MAIN = ["name", "model.name", "optim.name", "sched.name", "augmentation", "train.epochs", "train.batch_size",
-        "optim.lr", "train.amp", "train.device", "data.sampler", "loss.class_weights", "loss.label_smoothing"]
+        "optim.lr", "train.amp", "train.device", "train.gpus", "data.sampler", "loss.class_weights",
+        "loss.label_smoothing"]
 SKIP = {"runs_dir", "data.path"}  # both come from the sidebar
 
 
@@ -112,62 +116,99 @@ with suite_tab:
             st.toast(f"Queued {len(run_dirs)} runs of the {suite} suite.")
 
 
+def machine() -> None:
+    """The machine: GPUs or CPU slots, what runs where, and the queue's settings."""
+    st.subheader("Machine")
+    cpu, gpus = cpu_stats(), gpu_stats()
+    st.caption(f"CPU: {cpu.cores} cores, {cpu.utilisation_pct:.0f}% busy · memory {cpu.memory_used_gib:.1f} of "
+               f"{cpu.memory_total_gib:.1f} GiB")
+    for gpu in gpus:
+        st.caption(f"GPU {gpu.index}: {gpu.name} · {gpu.memory_used_mib / 1024:.1f} of "
+                   f"{gpu.memory_total_mib / 1024:.1f} GiB · {gpu.utilisation_pct:.0f}% busy")
+    options = settings(folder)
+    c1, c2, c3 = st.columns(3)
+    if not gpus:  # on a GPU machine there is one slot per GPU
+        c1.number_input("CPU slots (jobs at once)", 1, cpu.cores, int(options.get("slots") or 1), key="train_slots",
+                        on_change=lambda: set_worker_slots(folder, int(st.session_state["train_slots"])),
+                        help="Each job's processes get an equal share of the cores.")
+    c2.toggle("Pause the queue", value=bool(options.get("paused")), key="train_paused",
+              on_change=lambda: set_paused(folder, st.session_state["train_paused"]),
+              help="Running jobs go on; no new one starts.")
+    c3.toggle("Resume interrupted runs automatically", value=bool(options.get("auto_resume")), key="train_auto",
+              on_change=lambda: set_auto_resume(folder, st.session_state["train_auto"]))
+
+
+def job_card(row, status: dict, paused: bool, queue: list) -> None:
+    """One run: where it stands, its curves and log, and what can be done with it."""
+    run_dir, run_id, state = row["path"], row["run_id"], status.get("state")
+    with st.container(border=True):
+        st.markdown(f"**{row['label']}** · {describe_job(status, paused)} · {row['model']} · `{run_id}`")
+        if state == "running":
+            progress = run_progress(run_dir)
+            st.progress(progress.epoch_fraction, text=f"epoch {progress.epoch}/{progress.epochs}")
+            if progress.phase == "evaluating":
+                st.info("Evaluating the best checkpoint on the validation and test splits…")
+            else:
+                st.progress(progress.batch_fraction, text=f"batch {progress.batch}/{progress.batches}"
+                            + (" · validating" if progress.phase == "validating" else ""))
+            if progress.eta_s is not None:
+                st.caption(f"{progress.images_per_s or 0:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
+        if status.get("error"):
+            st.error(status["error"])
+        for warning in status.get("warnings") or ():
+            st.warning(warning)
+        losses = read_batch_losses(run_dir)
+        if not losses.empty:
+            st.altair_chart(alt.Chart(losses).mark_line().encode(
+                x=alt.X("progress:Q", title="epoch"), y=alt.Y("loss:Q", title="training loss (smoothed)")),
+                key=f"train_loss_{run_id}")
+        long = curves([run_dir])
+        if not long.empty:
+            st.altair_chart(alt.Chart(long[long["metric"].isin(["train_loss", "val_loss", "train_acc", "val_acc"])])
+                            .mark_line(point=True).encode(x="epoch:Q", y="value:Q", color="metric:N"),
+                            key=f"train_curve_{run_id}")
+        tail = log_tail(run_dir)
+        if tail:
+            st.code(tail, language=None)
+        buttons = st.columns(5)
+        if state in ("running", "queued") and buttons[0].button("Cancel", key=f"cancel_{run_id}"):
+            cancel(run_dir)
+        if state == "queued" and Path(run_dir) in queue:
+            position = queue.index(Path(run_dir))
+            if buttons[1].button("Move up", key=f"up_{run_id}", disabled=position == 0):
+                move(run_dir, "up")
+            if buttons[2].button("Move down", key=f"down_{run_id}", disabled=position == len(queue) - 1):
+                move(run_dir, "down")
+        # A run that failed before finishing an epoch has nothing to resume from: fix its settings instead.
+        resumable = state in ("cancelled", "interrupted") or state == "failed" and (Path(run_dir) / "last.pt").is_file()
+        if resumable and buttons[3].button("Retry" if state == "failed" else "Resume", key=f"resume_{run_id}"):
+            resume(run_dir)
+        if state in ("failed", "cancelled", "interrupted") and \
+                buttons[4].button("Edit and relaunch", key=f"relaunch_{run_id}", on_click=load_into_form,
+                                  args=(run_dir,)):
+            st.rerun()  # the whole page, so the form above shows the run's settings
+
+
 @st.fragment(run_every=2)
 def jobs() -> None:
-    """Live view of queued, running and recent runs (refreshes every 2 s)."""
+    """Live view of the machine, running and queued jobs in order, and recent runs (refreshes every 2 s)."""
+    machine()
     board = list_runs(folder)
     pid = worker_pid(folder)
+    paused = bool(settings(folder).get("paused"))
     st.subheader("Jobs")
-    st.caption(f"Worker: {'running (pid ' + str(pid) + ')' if pid else 'idle'}")
+    st.caption(f"Worker: {'running (pid ' + str(pid) + ')' if pid else 'idle'} · slots: "
+               f"{', '.join(machine_slots(folder))}")
     if board.empty:
         st.info("No runs yet.")
         return
-    active = board[board["status"].isin(["running", "queued"])]
-    recent = board[~board["status"].isin(["running", "queued"])].sort_values("run_id", ascending=False).head(5)
-    for _, row in list(active.sort_values("run_id").iterrows()) + list(recent.iterrows()):
-        run_dir = row["path"]
-        status = read_status(run_dir)
-        with st.container(border=True):
-            st.markdown(f"**{row['label']}** · {status.get('state')} · {row['model']} · `{row['run_id']}`")
-            if status.get("state") == "running":
-                progress = run_progress(run_dir)
-                st.progress(progress.epoch_fraction, text=f"epoch {progress.epoch}/{progress.epochs}")
-                if progress.phase == "evaluating":
-                    st.info("Evaluating the best checkpoint on the validation and test splits…")
-                else:
-                    st.progress(progress.batch_fraction, text=f"batch {progress.batch}/{progress.batches}"
-                                + (" · validating" if progress.phase == "validating" else ""))
-                if progress.eta_s is not None:
-                    st.caption(f"{progress.images_per_s or 0:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
-            if status.get("error"):
-                st.error(status["error"])
-            for warning in status.get("warnings") or ():
-                st.warning(warning)
-            losses = read_batch_losses(run_dir)
-            if not losses.empty:
-                st.altair_chart(alt.Chart(losses).mark_line().encode(
-                    x=alt.X("progress:Q", title="epoch"), y=alt.Y("loss:Q", title="training loss (smoothed)")),
-                    key=f"train_loss_{row['run_id']}")
-            long = curves([run_dir])
-            if not long.empty:
-                st.altair_chart(alt.Chart(long[long["metric"].isin(["train_loss", "val_loss", "train_acc", "val_acc"])])
-                                .mark_line(point=True).encode(x="epoch:Q", y="value:Q", color="metric:N"),
-                                key=f"train_curve_{row['run_id']}")
-            tail = log_tail(run_dir)
-            if tail:
-                st.code(tail, language=None)
-            c1, c2, c3 = st.columns(3)
-            state = status.get("state")
-            if state in ("running", "queued") and c1.button("Cancel", key=f"cancel_{row['run_id']}"):
-                cancel(run_dir)
-            # A run that failed before finishing an epoch has nothing to resume from: fix its settings instead.
-            resumable = state in ("cancelled", "interrupted") or state == "failed" and (Path(run_dir) / "last.pt").is_file()
-            if resumable and c2.button("Resume", key=f"resume_{row['run_id']}"):
-                resume(run_dir)
-            if state in ("failed", "cancelled", "interrupted") and \
-                    c3.button("Edit and relaunch", key=f"relaunch_{row['run_id']}", on_click=load_into_form,
-                              args=(run_dir,)):
-                st.rerun()  # the whole page, so the form above shows the run's settings
+    queue = queued_runs(folder)
+    rows = {Path(p): row for p, row in zip(board["path"], board.to_dict("records"))}
+    running = sorted(p for p, row in rows.items() if row["status"] == "running")
+    recent = [Path(p) for p in board[~board["status"].isin(["running", "queued"])]
+              .sort_values("run_id", ascending=False).head(5)["path"]]
+    for run_dir in running + [q for q in queue if q in rows] + recent:
+        job_card(rows[run_dir], read_status(run_dir), paused, queue)
 
 
 jobs()

@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 from fer.augment import Augment
 
@@ -35,22 +35,45 @@ def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarra
     return weights
 
 
+class ShardSampler(Sampler):
+    """One process's share of a sampler's order, for DistributedDataParallel (a distributed sampler).
+
+    Every process draws the same order (the generator is seeded identically per epoch, so a resumed run
+    retraces it), pads it to a multiple of `world` and takes every `world`-th index from `rank`: disjoint
+    shards of equal length, so every process takes the same number of steps.
+    """
+
+    def __init__(self, base: Sampler, rank: int, world: int) -> None:
+        self.base, self.rank, self.world = base, rank, world
+
+    def __len__(self) -> int:
+        return -(-len(self.base) // self.world)
+
+    def __iter__(self):
+        order = list(self.base)
+        order += order[: len(self) * self.world - len(order)]
+        return iter(order[self.rank::self.world])
+
+
 def train_loader(images: np.ndarray, labels: np.ndarray, augment: Optional[Augment], batch_size: int,
-                 sampler: str, num_classes: int, generator: torch.Generator, num_workers: int = 0) -> DataLoader:
-    """Shuffled (or class-balanced with sampler='weighted') training batches."""
+                 sampler: str, num_classes: int, generator: torch.Generator, num_workers: int = 0,
+                 rank: int = 0, world: int = 1, pin_memory: bool = False) -> DataLoader:
+    """Shuffled (or class-balanced with sampler='weighted') training batches; process `rank`'s shard of them."""
     if sampler == "weighted":
         per_sample = inverse_frequency_weights(labels, num_classes)[labels]
-        sampling = WeightedRandomSampler(torch.as_tensor(per_sample), num_samples=len(labels), replacement=True,
-                                         generator=generator)
+        order: Sampler = WeightedRandomSampler(torch.as_tensor(per_sample), num_samples=len(labels), replacement=True,
+                                               generator=generator)
     elif sampler == "none":
-        sampling = None
+        order = RandomSampler(range(len(labels)), generator=generator)
     else:
         raise ValueError(f"data.sampler must be 'none' or 'weighted', got {sampler!r}")
+    if world > 1:
+        order = ShardSampler(order, rank, world)
     # A last batch of one image breaks BatchNorm in train mode; drop it only then.
-    return DataLoader(FaceDataset(images, labels, augment), batch_size=batch_size, shuffle=sampling is None,
-                      sampler=sampling, generator=generator if sampling is None else None,
-                      num_workers=num_workers, drop_last=len(labels) % batch_size == 1,
-                      persistent_workers=num_workers > 0)
+    shard = len(order)
+    return DataLoader(FaceDataset(images, labels, augment), batch_size=batch_size, sampler=order,
+                      num_workers=num_workers, drop_last=shard % batch_size == 1,
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
 
 
 def eval_loader(images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> DataLoader:
