@@ -37,6 +37,7 @@ st.navigation({
     "Data": [page("home.py", "Overview", "home", default=True), page("data.py", "Data", "dataset", url_path="data")],
     "Experiments": [page("train.py", "Train", "rocket_launch", url_path="train"),
                     page("runs.py", "Runs", "leaderboard", url_path="runs"),
+                    page("studies.py", "Studies", "menu_book", url_path="studies"),
                     page("confusion.py", "Confusion", "grid_on", url_path="confusion"),
                     page("gradcam.py", "Grad-CAM", "local_fire_department", url_path="gradcam")],
     "Inference": [page("predict.py", "Predict", "photo_camera", url_path="predict"),

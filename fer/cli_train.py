@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pandas as pd
 
@@ -22,8 +22,8 @@ from fer.jobs import run_suite, submit
 from fer.models import MODELS
 from fer.optim import OPTIMIZERS, SCHEDULERS
 from fer.quiet import native_stderr_silenced
-from fer.runs import read_status, resolve_run
-from fer.suites import SUITES, suite_report
+from fer.runs import read_config, read_status, resolve_run
+from fer.suites import STUDIES, SUITES, study_table, suite_report
 from fer.train import train
 
 RESUMABLE = ("cancelled", "interrupted", "failed")
@@ -86,9 +86,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_suite_list(args: argparse.Namespace) -> int:
+    width = max(map(len, SUITES.names())) + 1
     for name in SUITES.names():
+        info = SUITES.info(name)
         variants = ", ".join(v.name for v in SUITES.get(name)(30))
-        print(f"{name:15s} {SUITES.info(name)['title']}\n{'':15s} variants: {variants}")
+        print(f"{name:{width}s} {info['title']}\n{'':{width}s} variants: {variants}")
+        if info.get("reported"):
+            print(f"{'':{width}s} reported: {info['reported']}")
     return 0
 
 
@@ -106,6 +110,10 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     failed = [run_dir for run_dir, state in states.items() if state != "completed"]
     for run_dir in failed:
         print(f"{run_dir}: {states[run_dir]} (see its train.log)", file=sys.stderr)
+    adapted = {tag for run_dir in states for tag in read_config(run_dir).tags if tag.startswith("adapted:")}
+    for tag in sorted(adapted):
+        print(f"note: {tag[len('adapted:'):]}: the data lacks the suite's test split (PrivateTest), so these runs "
+              "test on PublicTest (and PublicTest left the training pool)")
     print(f"suite {args.name}: {len(states) - len(failed)} of {len(states)} runs completed\n")
     _print_report(suite_report(args.name, args.runs_dir), "table")
     return 1 if failed else 0
@@ -124,7 +132,18 @@ def _print_report(report: pd.DataFrame, fmt: str) -> None:
 
 def _cmd_suite_report(args: argparse.Namespace) -> int:
     _print_report(suite_report(args.name, args.runs_dir), args.format)
+    study = SUITES.info(args.name).get("study")
+    if study and args.format == "table":
+        print(f"\nStudy {study.upper()} ({STUDIES.get(study).title}): reported vs ours")
+        _print_study_table(study, args.runs_dir)
     return 0
+
+
+def _print_study_table(key: str, runs_dir: Optional[Path]) -> None:
+    reports = {name: suite_report(name, runs_dir) for name in STUDIES.get(key).suites}
+    table = study_table(key, reports)
+    table = table.drop(columns=["suite"]).astype(object)
+    print(table.where(table.notna(), "–").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def _cmd_blendshapes_train(args: argparse.Namespace) -> int:

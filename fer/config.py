@@ -24,9 +24,10 @@ VAL_SOURCES = ("train_fraction",) + TEST_SPLITS
 SAMPLERS = ("none", "weighted")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
+CROPS = ("none", "pad", "resized")
 FIXED_CHOICES: Dict[str, Sequence[str]] = {
     "data.val_source": VAL_SOURCES, "data.test_split": TEST_SPLITS, "data.sampler": SAMPLERS,
-    "train.amp": AMP_MODES, "train.device": DEVICES,
+    "train.amp": AMP_MODES, "train.device": DEVICES, "aug.crop": CROPS,
 }
 
 
@@ -36,12 +37,31 @@ class DataConfig:
     val_source: str = "train_fraction"  # or PublicTest / PrivateTest
     val_fraction: float = 0.1
     test_split: str = "PublicTest"
+    # FER2013 splits pooled before validation is carved out (Study D trains on Training + PublicTest).
+    train_splits: List[str] = field(default_factory=lambda: ["Training"])
+    val_stratify: bool = True  # train_fraction: keep class shares in both parts (false: a plain random split)
     limit: int = 0  # cap train and val at this many images each (stratified); 0 = all
     test_limit: int = 0  # cap the test split too; 0 = all of it, so test scores of all runs stay comparable
     sampler: str = "none"  # "weighted": WeightedRandomSampler with inverse class frequency
     num_workers: int = 0
     mean: float = FER2013_MEAN
     std: float = FER2013_STD
+
+
+@dataclass
+class AugmentConfig:
+    """The `custom` augmentation preset's transforms (applied to 48×48 faces in this order)."""
+
+    crop: str = "none"  # none, pad (random crop of the padded face) or resized (RandomResizedCrop)
+    crop_scale: List[float] = field(default_factory=lambda: [0.8, 1.0])  # resized: share of the area kept
+    crop_ratio: List[float] = field(default_factory=lambda: [0.75, 1.3333])  # resized: aspect ratio range
+    crop_padding: int = 4  # pad: pixels of reflection padding
+    flip: bool = False  # horizontal flip with probability 0.5
+    rotation: float = 0.0  # uniform angle in ±rotation degrees (180: any angle)
+    translate: float = 0.0  # shift by up to this share of the size
+    jitter: float = 0.0  # brightness and contrast ± this share
+    erasing: float = 0.0  # probability of erasing one random rectangle
+    erasing_scale: List[float] = field(default_factory=lambda: [0.02, 0.1])  # its share of the area
 
 
 @dataclass
@@ -113,11 +133,24 @@ class TrainConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Experiment trackers a run also reports to; the run folder stays the record (see fer.tracking)."""
+
+    wandb: bool = False  # Weights & Biases (pip install 'fer-studio[wandb]'; WANDB_MODE=offline works)
+    wandb_project: str = "fer-studio"
+    mlflow: bool = False  # MLflow (pip install 'fer-studio[mlflow]')
+    mlflow_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else a file store in the runs folder's mlruns/
+    mlflow_experiment: str = "fer-studio"
+    tensorboard: bool = False  # event files in the run folder's tensorboard/ (pip install 'fer-studio[tensorboard]')
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     tags: List[str] = field(default_factory=list)
     runs_dir: str = ""  # empty: FER_RUNS_DIR, else checkpoints/
-    augmentation: str = "standard"
+    augmentation: str = "standard"  # a preset; "custom" builds it from aug.*
+    aug: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -125,6 +158,7 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def preprocessing(self) -> Preprocessing:
         """The preprocessing spec this run trains with (stored in its checkpoints)."""

@@ -10,7 +10,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from fer.config import RunConfig
 from fer.queue import ensure_worker, set_worker_slots, wait
-from fer.suites import suite_configs
+from fer.constants import SPLITS
+from fer.data import DataError, default_data_path, load_fer2013
+from fer.suites import fit_to_data, suite_configs
 from fer.train import create_run
 
 
@@ -27,10 +29,25 @@ def submit_all(configs: Sequence[RunConfig], runs_dir: Optional[Path] = None) ->
     return run_dirs
 
 
+def fitted_to_data(configs: Sequence[RunConfig]) -> List[RunConfig]:
+    """The configs, each moved to PublicTest where its data lacks its test split (see `fit_to_data`)."""
+    splits: Dict[str, set] = {}
+    out = []
+    for cfg in configs:
+        path = cfg.data.path or str(default_data_path())
+        if path not in splits:
+            try:
+                splits[path] = set(load_fer2013(path).split_names())
+            except DataError:  # no data there: check_config will say so when the run is created
+                splits[path] = set(SPLITS)
+        out.append(fit_to_data(cfg, splits[path]))
+    return out
+
+
 def submit_suite(name: str, epochs: int = 0, repeats: int = 1, overrides: Sequence[str] = (),
                  runs_dir: Optional[Path] = None, config_path: Optional[str | Path] = None) -> List[Path]:
-    """Queue every run of a suite (variants × repeats)."""
-    return submit_all(suite_configs(name, repeats, epochs, overrides, config_path), runs_dir)
+    """Queue every run of a suite (variants × repeats), fitted to the data's splits."""
+    return submit_all(fitted_to_data(suite_configs(name, repeats, epochs, overrides, config_path)), runs_dir)
 
 
 def run_suite(name: str, repeats: int = 1, epochs: int = 0, overrides: Sequence[str] = (),

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Mapping
 
 from fer import run_writer
-from fer.runs import read_status, utc_now
+from fer.runs import read_config, read_status, utc_now
+from fer.tracking import Trackers
 
 STATUS_EVERY_S = 1.0  # throttle status.json (and batches.jsonl) writes during an epoch
 LOSS_SMOOTHING = 0.9  # exponential moving average of the batch loss for the live curve
@@ -31,9 +32,11 @@ class RunRecorder:
         self.run_dir, self.epochs, self.progress = Path(run_dir), epochs, progress
         self.log: logging.Logger = run_writer.open_log(self.run_dir, echo=progress)
         run_writer.clear_cancel(self.run_dir)  # a stale request must not stop a fresh start
+        self.trackers = Trackers([], self.log)
 
     def close(self) -> None:
-        """Release the log file; drop a cancel request that arrived too late to matter."""
+        """Release the log file and any tracker; drop a cancel request that arrived too late to matter."""
+        self.trackers.finish(read_status(self.run_dir).get("state", "failed"))
         run_writer.clear_cancel(self.run_dir)
         run_writer.close_log(self.log)
 
@@ -50,6 +53,9 @@ class RunRecorder:
         for warning in status.get("warnings") or ():  # found when the run was created (fer.validation)
             self.log.warning("warning: %s", warning)
         first_start = status.get("started_at")
+        cfg = read_config(self.run_dir)
+        if any(vars(cfg.tracking)[name] for name in ("wandb", "mlflow", "tensorboard")):
+            self.trackers = Trackers.start(cfg, self.run_dir, run_writer.tracker_dir(self.run_dir), self.log)
         run_writer.truncate_metrics(self.run_dir, start_epoch - 1)  # rows newer than the checkpoint are redone
         run_writer.write_status(self.run_dir, "running", epoch=start_epoch, epochs=self.epochs, batch=0,
                                 batches=batches, device=device, started_at=first_start or utc_now(),
@@ -67,17 +73,20 @@ class RunRecorder:
     def completed(self, **fields: Any) -> None:
         """Training and the final evaluation are done."""
         run_writer.write_status(self.run_dir, "completed", finished_at=utc_now(), phase=None, **fields)
+        self.trackers.finish("completed", [self.run_dir / "best.pt", self.run_dir / "config.json"])
 
     def cancelled(self, reason: str) -> None:
         """The run stopped on request; `fer train --resume` continues it."""
         self.log.info("cancelled (%s); resume with: fer train --resume %s", reason, self.run_dir)
         run_writer.write_status(self.run_dir, "cancelled", finished_at=utc_now())
+        self.trackers.finish("cancelled")
 
     def failed(self, error: BaseException) -> None:
         """The run raised: the traceback goes to the log, the message to the status."""
         self.log.exception("training failed")
         run_writer.write_status(self.run_dir, "failed", error=f"{type(error).__name__}: {error}",
                                 finished_at=utc_now())
+        self.trackers.finish("failed")
 
     # --- per epoch and per batch -------------------------------------------------------------------------------
     def cancel_requested(self) -> bool:
@@ -121,6 +130,7 @@ class RunRecorder:
     def epoch_done(self, row: Mapping[str, Any], batches: int, best_val_acc: float) -> None:
         """One finished epoch: its metrics row, the status and a log line."""
         run_writer.append_metrics(self.run_dir, row)
+        self.trackers.log_epoch(row)
         run_writer.write_status(self.run_dir, "running", epoch=row["epoch"], batch=batches, best_val_acc=best_val_acc)
         self.log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f%s | lr %.2e | %.1fs %.0f img/s",
                       row["epoch"], self.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
@@ -133,6 +143,7 @@ class RunRecorder:
     def evaluation(self, role: str, metrics: Dict[str, Any], predictions: Any) -> None:
         """A scored split of the final evaluation (role: val or test)."""
         run_writer.record_evaluation(self.run_dir, metrics, predictions)
+        self.trackers.log_evaluation(role, metrics)
         self.log.info("%s (%s, %s epoch %d): accuracy %.4f, macro-F1 %.4f", role, metrics["split"],
                       metrics.get("checkpoint", "best"), metrics.get("epoch", 0), metrics["accuracy"],
                       metrics["macro_f1"])

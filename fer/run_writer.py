@@ -159,6 +159,13 @@ def export_run(run_dir: Path, dest: Path, files: Iterable[str], extra_texts: Map
 
 # --- requests and the user's edits -------------------------------------------------------------------------------
 
+def tracker_dir(run_dir: Path) -> Path:
+    """The run's folder for experiment trackers' own files (W&B offline runs, TensorBoard events)."""
+    folder = Path(run_dir) / "trackers"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 def request_cancel(run_dir: Path) -> None:
     """Ask a running job to stop after its current batch (it saves state and marks itself cancelled)."""
     write_text(Path(run_dir) / CANCEL_FILE, utc_now())

@@ -145,6 +145,8 @@ def _build(cfg: RunConfig, recorder, ctx: DistContext) -> _Job:
     dtype = amp_dtype(cfg.train.amp, device)
     data = load_fer2013(cfg.data.path)
     splits = splits_for(cfg, data)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels once
     recorder.log.info("data %s: %s; load report: %s", data.origin, splits.sizes(), data.report.summary())
     num_classes = len(data.class_names)
 
@@ -159,7 +161,7 @@ def _build(cfg: RunConfig, recorder, ctx: DistContext) -> _Job:
 
     generator = torch.Generator()
     loader = train_loader(data.images[splits.train], data.labels[splits.train],
-                          build_augmentation(cfg.augmentation, 48), cfg.train.batch_size, cfg.data.sampler,
+                          build_augmentation(cfg.augmentation, 48, cfg.aug), cfg.train.batch_size, cfg.data.sampler,
                           num_classes, generator, cfg.data.num_workers, ctx.rank, ctx.world,
                           pin_memory=device.type == "cuda")
     val_loader = eval_loader(data.images[splits.val], data.labels[splits.val], cfg.train.eval_batch_size)

@@ -58,7 +58,22 @@ _RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("model.input_size", lambda v: v >= 8, "at least 8"),
     ("model.in_chans", lambda v: v >= 1, "at least 1"),
     ("transfer.freeze_epochs", lambda v: v >= 0, "0 or more"),
+    ("aug.crop_padding", lambda v: v >= 0, "0 or more"),
+    ("aug.rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"),
+    ("aug.translate", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("aug.jitter", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("aug.erasing", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("aug.crop_scale", lambda v: _is_range(v, 0, 1), "two numbers 0 < low ≤ high ≤ 1"),
+    ("aug.crop_ratio", lambda v: _is_range(v, 0, math.inf), "two numbers 0 < low ≤ high"),
+    ("aug.erasing_scale", lambda v: _is_range(v, 0, 1), "two numbers 0 < low ≤ high ≤ 1"),
 ]
+
+
+def _is_range(value: Any, low: float, high: float) -> bool:
+    """A [lo, hi] pair of numbers with low < lo ≤ hi ≤ high."""
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
+            and low < value[0] <= value[1] <= high)
 
 
 def config_fields() -> List[FieldSpec]:

@@ -303,3 +303,29 @@ def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_pat
     assert settings(tmp_path) == {"paused": False, "slots": 2, "auto_resume": True}
     for run in (first, second):  # leave nothing queued behind
         cancel(run)
+
+
+def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(small_folder, tmp_path):
+    from fer.queue import cancel, queued_runs, set_paused
+    from fer.runs import read_config
+
+    set_paused(tmp_path, True)  # queued, not trained: the queued config is what is checked
+    at = open_page("studies", runs_dir=tmp_path, data_path=small_folder)
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == ["adamw", "sgd", "kacifann", "momentum-kaci"]
+    assert table.loc[0, "reported acc"] == pytest.approx(0.688) and (table["runs"] == 0).all()
+    at.selectbox(key="studies_study").set_value("Study D: Kaggle basic → complex CNN").run()
+    table = at.dataframe[0].value
+    assert table.set_index("variant").loc["complex", "reported acc"] == pytest.approx(0.6275)
+    assert any("Training + PublicTest" in m.value for m in at.markdown)
+    at.number_input(key="studies_recipe_epochs_d").set_value(3)
+    at.button(key="FormSubmitter:studies_recipe_form-Queue the best-model recipe").click().run()
+    assert not at.exception and not at.error
+    [run] = queued_runs(tmp_path)
+    cfg = read_config(run)
+    assert cfg.name == "study-d-complex" and cfg.train.epochs == 3 and cfg.model.kwargs["hidden"] == [512, 256]
+    # The image folders have no PrivateTest: the run tests on PublicTest, which leaves the training pool.
+    assert cfg.data.test_split == "PublicTest" and cfg.data.train_splits == ["Training"]
+    assert "adapted:test_split=PublicTest" in cfg.tags
+    cancel(run)

@@ -30,7 +30,7 @@ SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("FER_SCREENSHOTS") else 
     Path(os.environ.get("TMPDIR", "/tmp")) / "fer-e2e-screenshots"
 # page -> (url path, its title)
 PAGES = {"overview": ("", "fer-studio"), "data": ("data", "Data"), "train": ("train", "Train"),
-         "runs": ("runs", "Runs"), "confusion": ("confusion", "Confusion"), "gradcam": ("gradcam", "Grad-CAM"),
+         "runs": ("runs", "Runs"), "studies": ("studies", "Studies"), "confusion": ("confusion", "Confusion"), "gradcam": ("gradcam", "Grad-CAM"),
          "predict": ("predict", "Predict"), "webcam": ("webcam", "Webcam")}
 
 # CI installs chromium (.ci/run), so there a missing browser fails instead of skipping.

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from fer.augment import AUGMENTATIONS, build_augmentation
+from fer.config import AugmentConfig
 from fer.models import MODELS, count_parameters, create_model
 from fer.registry import Registry
 
@@ -86,7 +87,8 @@ def test_model_three_channel_variant(name):
 def test_augmentation_presets_keep_uint8_shape(name):
     torch.manual_seed(0)
     x = torch.randint(0, 256, (1, 48, 48), dtype=torch.uint8)
-    aug = build_augmentation(name)
+    # 'custom' is built from aug.* settings (none by default): give it some, as a study config would.
+    aug = build_augmentation(name, 48, AugmentConfig(crop="resized", flip=True, rotation=10.0, erasing=0.5))
     y = x if aug is None else aug(x)
     assert y.dtype == torch.uint8 and y.shape == (1, 48, 48)
     if name != "none":

@@ -10,8 +10,8 @@ from fer.checkpoint import load_checkpoint
 from fer.config import load_config
 from fer.models import create_model
 from fer.jobs import run_suite
-from fer.runs import read_status
-from fer.suites import SUITES, suite_configs, suite_report, suite_runs
+from fer.runs import read_config, read_status
+from fer.suites import SUITES, study_table, suite_configs, suite_report, suite_runs
 from fer.train import train
 from fer.transfer import apply_freeze, parameter_groups
 
@@ -105,6 +105,15 @@ def test_every_suite_runs_on_a_small_sample(name, small_folder, suite_folder, im
     report = suite_report(name, suite_folder)
     assert sorted(report["variant"]) == sorted(v.name for v in SUITES.get(name)(1))
     assert (report["runs"] == 1).all() and report["train_val_gap_mean"].notna().all()
+    study = SUITES.info(name).get("study")
+    if study:  # the study's own table, beside ours
+        table = study_table(study, {name: report})
+        mine = table[table["suite"] == name]
+        assert (mine["runs"] == 1).all() and mine["ours acc"].between(0, 1).all()
+        # The sample has no PrivateTest: studies B and D then test on PublicTest, and say so in a tag.
+        assert {read_config(p).data.test_split for p in runs["path"]} == {"PublicTest"}
+        adapted = runs["tags"].str.contains("adapted:test_split=PublicTest")
+        assert adapted.all() if study in ("b", "d") else not adapted.any()
 
 
 @pytest.mark.slow

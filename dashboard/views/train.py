@@ -26,7 +26,7 @@ from fer.validation import check_config, config_fields
 
 MAIN = ["name", "model.name", "optim.name", "sched.name", "augmentation", "train.epochs", "train.batch_size",
         "optim.lr", "train.amp", "train.device", "train.gpus", "data.sampler", "loss.class_weights",
-        "loss.label_smoothing"]
+        "loss.label_smoothing", "tracking.wandb", "tracking.mlflow", "tracking.tensorboard"]
 SKIP = {"runs_dir", "data.path"}  # both come from the sidebar
 
 

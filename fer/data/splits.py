@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from fer.config import TEST_SPLITS, VAL_SOURCES, RunConfig
+from fer.constants import SPLITS
 from fer.data.facedata import DataError, FaceData
 
 
@@ -36,8 +37,9 @@ def stratified_sample(index: np.ndarray, labels: np.ndarray, n: int, seed: int) 
 
 
 def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction: float = 0.1,
-                test_split: str = "PublicTest", seed: int = 0, limit: int = 0, test_limit: int = 0) -> Splits:
-    """Carve validation from Training (stratified, seeded) or take a FER2013 split; test is separate."""
+                test_split: str = "PublicTest", seed: int = 0, limit: int = 0, test_limit: int = 0,
+                train_splits: Sequence[str] = ("Training",), val_stratify: bool = True) -> Splits:
+    """Carve validation from the pooled `train_splits` (seeded) or take a FER2013 split; test is separate."""
     if val_source not in VAL_SOURCES:
         raise ValueError(f"data.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
     if test_split not in TEST_SPLITS:
@@ -45,15 +47,22 @@ def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction
     if val_source == test_split:
         raise ValueError(f"validation and test are both {test_split}: a test split is never used for "
                          "model selection; set data.test_split to the other test split")
-    training = data.split_indices("Training")
+    unknown = [s for s in train_splits if s not in SPLITS]
+    if not train_splits or unknown:
+        raise ValueError(f"data.train_splits must be FER2013 splits {SPLITS}, got {list(train_splits)}")
+    for role, split in (("test", test_split), ("validation", val_source)):
+        if split in train_splits:
+            raise ValueError(f"{split} is both in data.train_splits and the {role} split: a split used for "
+                             "training can not also measure it")
+    training = np.sort(np.concatenate([data.split_indices(s) for s in train_splits]))
     if len(training) == 0:
-        raise DataError(f"{data.origin}: no Training images to train on")
+        raise DataError(f"{data.origin}: no {' + '.join(train_splits)} images to train on")
     if val_source == "train_fraction":
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         try:
-            train, val = train_test_split(training, test_size=val_fraction, stratify=data.labels[training],
-                                          random_state=seed)
+            train, val = train_test_split(training, test_size=val_fraction, random_state=seed,
+                                          stratify=data.labels[training] if val_stratify else None)
         except ValueError:
             train, val = train_test_split(training, test_size=val_fraction, random_state=seed)
         train, val = np.sort(train), np.sort(val)
@@ -73,7 +82,7 @@ def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction
 def splits_for(cfg: RunConfig, data: FaceData) -> Splits:
     """The train/val/test indices a run's config defines (the same at training and evaluation time)."""
     return make_splits(data, cfg.data.val_source, cfg.data.val_fraction, cfg.data.test_split,
-                       cfg.train.seed, cfg.data.limit, cfg.data.test_limit)
+                       cfg.train.seed, cfg.data.limit, cfg.data.test_limit, cfg.data.train_splits, cfg.data.val_stratify)
 
 
 def split_index(cfg: RunConfig, data: FaceData, split: Optional[str]) -> Tuple[np.ndarray, str]:

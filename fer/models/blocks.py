@@ -64,11 +64,11 @@ class ResidualBlock(nn.Module):
     """Conv block with an optional identity/1×1 shortcut and optional SE, then pool and dropout."""
 
     def __init__(self, in_ch: int, out_ch: int, convs: int, batchnorm: bool, dropout: float, pool: bool,
-                 residual: bool, attention: str) -> None:
+                 residual: bool, attention: str, reduction: int = 8) -> None:
         super().__init__()
         # The last ReLU comes after the sum, as in ResNet.
         self.body = nn.Sequential(*conv_bn_relu(in_ch, out_ch, convs, batchnorm, last_relu=not residual))
-        self.attention = {"none": nn.Identity, "se": SqueezeExcite, "cbam": CBAM}[attention](out_ch) \
+        self.attention = {"none": nn.Identity, "se": SqueezeExcite, "cbam": CBAM}[attention](out_ch, reduction) \
             if attention != "none" else nn.Identity()
         self.shortcut: Optional[nn.Module] = None
         if residual:

@@ -24,10 +24,10 @@ def default_widths(depth: int, base: Sequence[int] = BASE_WIDTHS) -> List[int]:
 
 
 def conv_block(in_ch: int, out_ch: int, convs: int, batchnorm: bool, dropout: float, pool: bool = True,
-               residual: bool = False, attention: str = "none") -> nn.Module:
+               residual: bool = False, attention: str = "none", reduction: int = 8) -> nn.Module:
     """One block. Without skip/attention it is a flat Sequential (the original checkpoint layout)."""
     if residual or attention != "none":
-        return ResidualBlock(in_ch, out_ch, convs, batchnorm, dropout, pool, residual, attention)
+        return ResidualBlock(in_ch, out_ch, convs, batchnorm, dropout, pool, residual, attention, reduction)
     return nn.Sequential(*conv_bn_relu(in_ch, out_ch, convs, batchnorm), *pool_and_dropout(pool, dropout))
 
 
@@ -37,7 +37,8 @@ class PlainCNN(nn.Module):
     def __init__(self, num_classes: int = 7, in_chans: int = 1, widths: Optional[Sequence[int]] = None,
                  depth: int = 0, convs_per_block: int = 2, batchnorm: bool = True, dropout: float = 0.1,
                  fc_dropout: float = 0.5, hidden: int | Sequence[int] = 256, residual: bool = False,
-                 attention: str = "none", kaiming_init: bool = True) -> None:
+                 attention: str = "none", kaiming_init: bool = True, attention_reduction: int = 8,
+                 head_pool: int = 3) -> None:
         super().__init__()
         if attention not in ("none", "se", "cbam"):
             raise ValueError(f"attention must be 'none', 'se' or 'cbam', got {attention!r}")
@@ -45,14 +46,15 @@ class PlainCNN(nn.Module):
         blocks, ch = [], in_chans
         for i, w in enumerate(widths):
             blocks.append(conv_block(ch, w, convs_per_block, batchnorm, dropout, pool=i < MAX_POOLS,
-                                     residual=residual, attention=attention))
+                                     residual=residual, attention=attention, reduction=attention_reduction))
             ch = w
         self.features = nn.Sequential(*blocks)
-        # Pool to 3×3 so the head fits any input size and depth (48×48 after 4 pools is exactly 3×3).
-        self.pool = nn.AdaptiveAvgPool2d(3)
+        # Pool to head_pool × head_pool (3: 48×48 after 4 pools, exactly) so the head fits any input size
+        # and depth; 6 flattens a 3-block net's map as it is, 1 is global average pooling.
+        self.pool = nn.AdaptiveAvgPool2d(head_pool)
         hidden = [hidden] if isinstance(hidden, int) else list(hidden)
         head: List[nn.Module] = [nn.Flatten()]
-        width = ch * 9
+        width = ch * head_pool * head_pool
         drop = [nn.Dropout(fc_dropout)] if fc_dropout > 0 else []
         for h in hidden:
             head += [*drop, nn.Linear(width, h), nn.ReLU(inplace=True)]

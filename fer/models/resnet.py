@@ -8,6 +8,7 @@ Two stems (`stem`; the preprocessing's `model.input_size` stays 48 for both):
 - "small": the 7×7 stride-2 stem and max-pool would shrink a 48×48 face to 12×12 before `layer1`,
   so `conv1` becomes 3×3 stride 1 (pretrained 7×7 filters resized to 3×3) and the max-pool goes;
 - "imagenet": faces are upsampled to 224×224 inside `forward` and the ImageNet stem is kept.
+`head_dropout` > 0 puts a dropout before the classifier (`fc` becomes dropout + linear).
 Pretrained weights come from torchvision's weights API (downloaded once into the torch hub cache)
 or from `weights_path`. Without either, the builder raises: never a silent random init.
 """
@@ -39,7 +40,7 @@ class FaceResNet(ResNet):
     """A torchvision ResNet that takes gray faces; layer names match torchvision's (conv1 … layer4, fc)."""
 
     def __init__(self, layers: list, num_classes: int = 7, in_chans: int = 1, channels: str = "sum",
-                 stem: str = "small") -> None:
+                 stem: str = "small", head_dropout: float = 0.0) -> None:
         if channels not in ("sum", "repeat"):
             raise ValueError(f"channels must be 'sum' or 'repeat', got {channels!r}")
         if stem not in STEMS:
@@ -54,6 +55,8 @@ class FaceResNet(ResNet):
             self.maxpool = nn.Identity()
         elif stem_in != 3:
             self.conv1 = nn.Conv2d(stem_in, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        if head_dropout > 0:  # Study A's head: dropout, then the linear classifier
+            self.fc = nn.Sequential(nn.Dropout(head_dropout), nn.Linear(self.fc.in_features, num_classes))
         self.cam_layer = "layer4"
         self.head_name = "fc"  # the classifier, trained alone in a frozen-backbone phase
 
@@ -76,7 +79,7 @@ class FaceResNet(ResNet):
             conv1 = F.interpolate(conv1, size=(k, k), mode="bilinear", align_corners=False) * (conv1.shape[-1] / k) ** 2
         state["conv1.weight"] = conv1
         missing, unexpected = self.load_state_dict(state, strict=False)
-        if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
+        if unexpected or not missing or any(not k.startswith("fc.") for k in missing):
             raise PretrainedWeightsError(f"ImageNet weights do not fit: missing {missing}, unexpected {unexpected}")
 
 

@@ -1,0 +1,71 @@
+"""Studies: each FER2013 study's own results beside the runs of its suites, and one click to rerun it.
+
+A study's table lists what it reported (accuracy, where it measured it, parameter counts) next to our
+runs of the same variant (mean ± std over seeds) and the gap. Launching queues a study suite, or the
+study's best model as one run, on the same job queue as the Train page and `fer suite run`."""
+import pandas as pd
+import streamlit as st
+
+from common import data_path, runs_dir
+from fer.errors import UserError
+from fer.jobs import fitted_to_data, submit_all, submit_suite
+from fer.suites import STUDIES, study_recipe, study_table, suite_report
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def cached_study_table(key: str, folder: str) -> pd.DataFrame:
+    """Reported vs ours for one study (re-read at most every 5 s while its runs train)."""
+    return study_table(key, {name: suite_report(name, folder or None) for name in STUDIES.get(key).suites})
+
+
+st.title("Studies")
+st.caption("The five FER2013 studies this workbench reproduces: their reported numbers beside your runs of the "
+           "same models. Where a study's text is ambiguous, the reading chosen is stated below its table.")
+labels = {f"Study {k.upper()}: {STUDIES.get(k).title}": k for k in STUDIES.names()}
+key = labels[st.selectbox("Study", list(labels), key="studies_study")]
+study = STUDIES.get(key)
+folder = runs_dir()
+
+st.markdown(f"**What it did.** {study.did}\n\n**Splits (train · test).** {study.protocol}")
+table = cached_study_table(key, folder)
+percent = st.column_config.NumberColumn(format="percent")
+st.dataframe(table, hide_index=True, key="studies_table",
+             column_config={"reported acc": percent, "ours acc": percent, "ours ± std": percent, "gap": percent,
+                            "reported params": st.column_config.NumberColumn(format="localized"),
+                            "ours params": st.column_config.NumberColumn(format="localized")})
+if (table["runs"] == 0).all():
+    st.info("No completed runs of this study's suites yet: queue one below.")
+if table["epochs"].gt(0).any():
+    st.caption(f"Our runs trained {int(table['epochs'].max())} epochs at most; the study's best model trained "
+               f"{study.recipe_epochs}. A gap at fewer epochs says little about the recipe.")
+st.markdown(f"**Readings chosen.** {study.readings}")
+
+st.subheader("Rerun it")
+suite_col, recipe_col = st.columns(2)
+with suite_col.form("studies_suite_form"):
+    suite = st.selectbox("Suite", list(study.suites), key="studies_suite")
+    c1, c2 = st.columns(2)
+    epochs = c1.number_input("Epochs per run", 1, 500, 5, key="studies_suite_epochs")
+    repeats = c2.number_input("Seeds per variant", 1, 10, 1, key="studies_suite_repeats")
+    if st.form_submit_button("Queue the suite"):
+        try:
+            run_dirs = submit_suite(suite, int(epochs), int(repeats), [f"data.path={data_path()}"], folder)
+        except (UserError, ValueError) as e:
+            st.error(str(e))
+        else:
+            st.toast(f"Queued {len(run_dirs)} runs of {suite}; follow them on the Train page.")
+with recipe_col.form("studies_recipe_form"):
+    suite_name, variant = study.best
+    st.markdown(f"The best model: **{variant}** of `{suite_name}`, as the study trained it "
+                f"({study.recipe_epochs} epochs).")
+    recipe_epochs = st.number_input("Epochs", 1, 500, study.recipe_epochs, key=f"studies_recipe_epochs_{key}")
+    if st.form_submit_button("Queue the best-model recipe"):
+        try:
+            cfg = fitted_to_data([study_recipe(key, int(recipe_epochs), [f"data.path={data_path()}"])])[0]
+            run_dir = submit_all([cfg], folder)[0]
+        except (UserError, ValueError) as e:
+            st.error(str(e))
+        else:
+            st.toast(f"Queued {run_dir.name}; follow it on the Train page.")
+st.caption("Data without PrivateTest (the Kaggle image folders) tests on PublicTest instead, and PublicTest then "
+           "leaves the training pool; such runs carry the tag adapted:test_split=PublicTest.")
