@@ -36,7 +36,8 @@ class RunRecorder:
 
     def close(self) -> None:
         """Release the log file and any tracker; drop a cancel request that arrived too late to matter."""
-        self.trackers.finish(read_status(self.run_dir).get("state", "failed"))
+        if self.trackers.active:  # the run ended without a final state (e.g. killed mid-epoch)
+            self.trackers.finish(read_status(self.run_dir).get("state", "failed"))
         run_writer.clear_cancel(self.run_dir)
         run_writer.close_log(self.log)
 
@@ -53,9 +54,7 @@ class RunRecorder:
         for warning in status.get("warnings") or ():  # found when the run was created (fer.validation)
             self.log.warning("warning: %s", warning)
         first_start = status.get("started_at")
-        cfg = read_config(self.run_dir)
-        if any(vars(cfg.tracking)[name] for name in ("wandb", "mlflow", "tensorboard")):
-            self.trackers = Trackers.start(cfg, self.run_dir, run_writer.tracker_dir(self.run_dir), self.log)
+        self.trackers = Trackers.start(read_config(self.run_dir), self.run_dir, self.log)
         run_writer.truncate_metrics(self.run_dir, start_epoch - 1)  # rows newer than the checkpoint are redone
         run_writer.write_status(self.run_dir, "running", epoch=start_epoch, epochs=self.epochs, batch=0,
                                 batches=batches, device=device, started_at=first_start or utc_now(),

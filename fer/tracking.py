@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from fer import run_writer
 from fer.config import RunConfig
 from fer.registry import Registry
 
@@ -186,20 +187,26 @@ class Trackers:
     def __init__(self, trackers: List[Tracker], log: logging.Logger) -> None:
         self.trackers, self.log = trackers, log
 
+    @property
+    def active(self) -> bool:
+        """Whether any tracker is still reporting."""
+        return bool(self.trackers)
+
     @classmethod
-    def start(cls, cfg: RunConfig, run_dir: Path, folder: Path, log: logging.Logger) -> "Trackers":
+    def start(cls, cfg: RunConfig, run_dir: Path, log: logging.Logger) -> "Trackers":
         """Start each tracker `cfg.tracking` turns on (warning, not failing, on any that cannot start)."""
         started = []
-        for name in TRACKERS.names():
-            if getattr(cfg.tracking, name):
-                try:
-                    started.append(TRACKERS.get(name)(cfg, run_dir, folder))
-                    log.info("tracking with %s", name)
-                except ImportError:
-                    log.warning("warning: tracker %s is off for this run: not installed (pip install "
-                                "'fer-studio[%s]')", name, name)
-                except Exception as e:  # offline, refused, misconfigured: the run goes on without it
-                    log.warning("warning: tracker %s is off for this run: %s: %s", name, type(e).__name__, e)
+        wanted = [name for name in TRACKERS.names() if getattr(cfg.tracking, name)]
+        folder = run_writer.tracker_dir(run_dir) if wanted else run_dir
+        for name in wanted:
+            try:
+                started.append(TRACKERS.get(name)(cfg, run_dir, folder))
+                log.info("tracking with %s", name)
+            except ImportError:
+                log.warning("warning: tracker %s is off for this run: not installed (pip install "
+                            "'fer-studio[%s]')", name, name)
+            except Exception as e:  # offline, refused, misconfigured: the run goes on without it
+                log.warning("warning: tracker %s is off for this run: %s: %s", name, type(e).__name__, e)
         return cls(started, log)
 
     def _each(self, method: str, *args: Any) -> None:

@@ -338,28 +338,35 @@ def model_parameters(cfg: RunConfig) -> int:
 
 
 def study_table(key: str, report: Dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The study's reported rows beside our suite reports (`report`: suite name → `suite_report` frame)."""
+    """Every variant of the study's suites, with what the study reported for it beside our suite reports.
+
+    `report` maps a suite name to its `suite_report` frame; a variant the study gave no figure for
+    still gets a row (our number, the parameter count), so a ladder reads whole.
+    """
     study = STUDIES.get(key)
+    reported = {(r.suite, r.variant): r for r in study.reported}
     rows = []
-    for r in study.reported:
-        ours = report.get(r.suite, pd.DataFrame())
-        mine = ours[ours["variant"] == r.variant] if not ours.empty else ours
-        configs = dict(_variant_configs(r.suite))
-        params = model_parameters(configs[r.variant])
-        if r.extra_over:
-            params -= model_parameters(configs[r.extra_over])
-        acc = float(mine["test_acc_mean"].iloc[0]) if len(mine) else math.nan
-        rows.append({
-            "suite": r.suite, "variant": r.variant, "study's model": r.what,
-            "reported acc": r.accuracy if r.accuracy is not None else math.nan,
-            "reported on": r.split, "ours acc": acc,
-            "ours ± std": float(mine["test_acc_std"].iloc[0]) if len(mine) else math.nan,
-            "gap": acc - r.accuracy if r.accuracy is not None else math.nan,
-            "runs": int(mine["runs"].iloc[0]) if len(mine) else 0,
-            "epochs": int(mine["epochs"].iloc[0]) if len(mine) and not pd.isna(mine["epochs"].iloc[0]) else 0,
-            "reported params": r.parameters if r.parameters is not None else math.nan,
-            "ours params": params,
-        })
+    for suite in study.suites:
+        configs = dict(_variant_configs(suite))
+        ours = report.get(suite, pd.DataFrame())
+        for variant, cfg in configs.items():
+            r = reported.get((suite, variant), Reported(suite, variant, variant))
+            mine = ours[ours["variant"] == variant] if not ours.empty else ours
+            params = model_parameters(cfg)
+            if r.extra_over:
+                params -= model_parameters(configs[r.extra_over])
+            acc = float(mine["test_acc_mean"].iloc[0]) if len(mine) else math.nan
+            rows.append({
+                "suite": suite, "variant": variant, "study's model": r.what,
+                "reported acc": r.accuracy if r.accuracy is not None else math.nan,
+                "reported on": r.split, "ours acc": acc,
+                "ours ± std": float(mine["test_acc_std"].iloc[0]) if len(mine) else math.nan,
+                "gap": acc - r.accuracy if r.accuracy is not None else math.nan,
+                "runs": int(mine["runs"].iloc[0]) if len(mine) else 0,
+                "epochs": int(mine["epochs"].iloc[0]) if len(mine) and not pd.isna(mine["epochs"].iloc[0]) else 0,
+                "reported params": r.parameters if r.parameters is not None else math.nan,
+                "ours params": params,
+            })
     table = pd.DataFrame(rows)
     return table.astype({"reported params": "Int64", "ours params": "Int64"})
 

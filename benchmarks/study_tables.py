@@ -1,0 +1,56 @@
+"""Reported vs ours for the five studies, as Markdown tables, from the runs of their suites in a runs folder.
+
+    FER_DATA=../shared/fer2013 fer suite run study-b-architecture --epochs 1 --jobs 2   # … one per suite
+    python benchmarks/study_tables.py --runs-dir checkpoints > tables.md
+
+A study whose suites have no completed run is listed as not measured.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from fer.suites import STUDIES, study_table, suite_report
+
+
+def _pct(value: float) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+
+
+def _count(value) -> str:
+    return "–" if value is None or str(value) == "<NA>" else f"{int(value):,}"
+
+
+def markdown(key: str, runs_dir: Path) -> str:
+    """One study's table: the study's rows, its reported figures, ours (mean ± std over seeds), the gap."""
+    study = STUDIES.get(key)
+    table = study_table(key, {name: suite_report(name, runs_dir) for name in study.suites})
+    lines = [f"Study {key.upper()} ({study.title}):", "",
+             "| suite | variant | study's model | reported | ours (PublicTest) | gap | runs × epochs | params: reported / ours |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in table.itertuples(index=False):
+        ours = _pct(row[table.columns.get_loc("ours acc")])
+        std = row[table.columns.get_loc("ours ± std")]
+        if isinstance(std, float) and not math.isnan(std):
+            ours += f" ± {100 * std:.1f}"
+        reported = _pct(row[table.columns.get_loc("reported acc")])
+        where = row[table.columns.get_loc("reported on")]
+        lines.append(f"| `{row.suite}` | {row.variant} | {row[2]} | {reported}{f' ({where})' if where else ''} | "
+                     f"{ours} | {_pct(row.gap)} | {row.runs} × {row.epochs} | "
+                     f"{_count(row[table.columns.get_loc('reported params')])} / "
+                     f"{_count(row[table.columns.get_loc('ours params')])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs-dir", type=Path, required=True)
+    parser.add_argument("--study", action="append", choices=STUDIES.names(), help="default: all five")
+    args = parser.parse_args()
+    for key in args.study or STUDIES.names():
+        print(markdown(key, args.runs_dir))
+
+
+if __name__ == "__main__":
+    main()
