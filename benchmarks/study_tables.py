@@ -3,7 +3,8 @@
     FER_DATA=../shared/fer2013 fer suite run study-b-architecture --epochs 1 --jobs 2   # … one per suite
     python benchmarks/study_tables.py --runs-dir checkpoints > tables.md
 
-A study whose suites have no completed run is listed as not measured.
+A study whose suites have no completed run is listed as not measured. The last column lists each run's
+`adapted:` tags: a `--set` on a study suite, or a test split moved to PublicTest for lack of PrivateTest.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ def markdown(key: str, runs_dir: Path) -> str:
     study = STUDIES.get(key)
     table = study_table(key, {name: suite_report(name, runs_dir) for name in study.suites})
     lines = [f"Study {key.upper()} ({study.title}):", "",
-             "| suite | variant | study's model | reported | ours (PublicTest) | gap | runs × epochs | params: reported / ours |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| suite | variant | study's model | reported | ours (PublicTest) | gap | runs × epochs | params: reported / ours | ours departs from the study |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in table.itertuples(index=False):
         ours = _pct(row[table.columns.get_loc("ours acc")])
         std = row[table.columns.get_loc("ours ± std")]
@@ -39,7 +40,7 @@ def markdown(key: str, runs_dir: Path) -> str:
         lines.append(f"| `{row.suite}` | {row.variant} | {row[2]} | {reported}{f' ({where})' if where else ''} | "
                      f"{ours} | {_pct(row.gap)} | {row.runs} × {row.epochs} | "
                      f"{_count(row[table.columns.get_loc('reported params')])} / "
-                     f"{_count(row[table.columns.get_loc('ours params')])} |")
+                     f"{_count(row[table.columns.get_loc('ours params')])} | {row.adapted or '–'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -169,6 +169,15 @@ def test_study_e_runs_carry_the_tags_it_used_in_wandb():
     assert user[0] == "mine" and "model_type:baseline_v1" in user  # the user's tags and the study's, both kept
 
 
+def test_a_study_suite_tags_each_departure_from_the_study():
+    cfg = suite_configs("study-a-optimizers", overrides=["model.kwargs.pretrained=false", "data.path=/x",
+                                                         "tracking.wandb=true", "transfer.freeze_epochs=0"])[0]
+    assert [t for t in cfg.tags if t.startswith("adapted:")] == [
+        "adapted:model.kwargs.pretrained=false", "adapted:transfer.freeze_epochs=0"]
+    plain = suite_configs("depth", overrides=["data.limit=10"])[0]  # the workbench's own ladders: nothing to depart from
+    assert not any(t.startswith("adapted:") for t in plain.tags)
+
+
 def test_study_table_without_runs_lists_what_the_study_reported():
     table = study_table("b", {})
     skip = table[table["variant"] == "skip"].iloc[0]

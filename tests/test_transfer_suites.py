@@ -114,6 +114,10 @@ def test_every_suite_runs_on_a_small_sample(name, small_folder, suite_folder, im
         assert {read_config(p).data.test_split for p in runs["path"]} == {"PublicTest"}
         adapted = runs["tags"].str.contains("adapted:test_split=PublicTest")
         assert adapted.all() if study in ("b", "d") else not adapted.any()
+        # Every --set that changes what a study's run learns is listed beside its number; data.path is not.
+        departures = set(mine["adapted"].str.split("; ").explode())
+        assert {"data.limit=70", "train.batch_size=16"} <= departures
+        assert not any(d.startswith(("data.path", "train.eval_batch_size")) for d in departures)
 
 
 @pytest.mark.slow

@@ -13,11 +13,16 @@ from fer.suites._registry import SUITES
 
 def suite_configs(name: str, repeats: int = 1, epochs: int = 0, overrides: Sequence[str] = (),
                   config_path: Optional[str | Path] = None) -> List[RunConfig]:
-    """One RunConfig per variant × repeat: defaults → config file → variant → `overrides` → `epochs`."""
+    """One RunConfig per variant × repeat: defaults → config file → variant → `overrides` → `epochs`.
+
+    A study's suite reruns a published ladder, so every `--set` on it is a departure from the study:
+    each is tagged `adapted:KEY=VALUE`, and the study tables show it beside the number.
+    """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     base = load_config(config_path, overrides)
     epochs = epochs or base.train.epochs
+    adapted = [f"adapted:{o.strip()}" for o in overrides if _departs(o)] if SUITES.info(name).get("study") else []
     configs = []
     for variant in SUITES.get(name)(epochs):
         for r in range(repeats):
@@ -25,10 +30,20 @@ def suite_configs(name: str, repeats: int = 1, epochs: int = 0, overrides: Seque
             cfg = load_config(config_path, overrides, layers=[variant.layer, {"train": {"epochs": epochs, "seed": seed}}])
             cfg.name = f"{name}-{variant.name}-s{seed}"
             tags = [*base.tags, *variant.layer.get("tags", []), f"suite:{name}", f"variant:{variant.name}",
-                    f"seed:{seed}"]
+                    f"seed:{seed}", *adapted]
             cfg.tags = list(dict.fromkeys(tags))  # the user's tags, the variant's own, then the suite's
             configs.append(cfg)
     return configs
+
+
+# Settings that change where or how visibly a run happens, never what it learns.
+_NOT_DEPARTURES = ("name", "tags", "runs_dir", "data.path", "data.num_workers", "train.device",
+                   "train.eval_batch_size", "tracking.")
+
+
+def _departs(override: str) -> bool:
+    key = override.split("=", 1)[0].strip()
+    return not any(key == k or (k.endswith(".") and key.startswith(k)) for k in _NOT_DEPARTURES)
 
 
 def _tag(tags: str, key: str) -> Optional[str]:
@@ -36,6 +51,12 @@ def _tag(tags: str, key: str) -> Optional[str]:
         if tag.startswith(key + ":"):
             return tag[len(key) + 1:]
     return None
+
+
+def _adaptations(tags: pd.Series) -> str:
+    """The `adapted:` tags of a variant's runs (how they depart from the study), joined; '' when none."""
+    found = {t[len("adapted:"):] for ts in tags for t in str(ts or "").split(",") if t.startswith("adapted:")}
+    return "; ".join(sorted(found))
 
 
 def suite_runs(name: str, runs_dir: Optional[Path] = None) -> pd.DataFrame:
@@ -54,7 +75,7 @@ def suite_report(name: str, runs_dir: Optional[Path] = None) -> pd.DataFrame:
     SUITES.get(name)
     df = suite_runs(name, runs_dir)
     columns = ["variant", "runs", "test_acc_mean", "test_acc_std", "test_macro_f1_mean", "best_val_acc_mean",
-               "best_val_acc_std", "train_val_gap_mean", "epochs", "train_minutes_mean"]
+               "best_val_acc_std", "train_val_gap_mean", "epochs", "train_minutes_mean", "adapted"]
     if df.empty:
         return pd.DataFrame(columns=columns)
     df = df[df["status"] == "completed"]
@@ -69,6 +90,7 @@ def suite_report(name: str, runs_dir: Optional[Path] = None) -> pd.DataFrame:
         "train_val_gap_mean": grouped["train_val_gap"].mean(),
         "epochs": grouped["epochs_done"].max(),
         "train_minutes_mean": grouped["train_seconds"].mean() / 60,
+        "adapted": grouped["tags"].agg(_adaptations),
     }).reset_index()
     order = SUITES.get(name)(1)
     rank = {v.name: i for i, v in enumerate(order)}

@@ -366,6 +366,7 @@ def study_table(key: str, report: Dict[str, pd.DataFrame]) -> pd.DataFrame:
                 "epochs": int(mine["epochs"].iloc[0]) if len(mine) and not pd.isna(mine["epochs"].iloc[0]) else 0,
                 "reported params": r.parameters if r.parameters is not None else math.nan,
                 "ours params": params,
+                "adapted": str(mine["adapted"].iloc[0]) if len(mine) and "adapted" in mine else "",
             })
     table = pd.DataFrame(rows)
     return table.astype({"reported params": "Int64", "ours params": "Int64"})
