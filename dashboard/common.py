@@ -9,11 +9,16 @@ from typing import Dict
 import pandas as pd
 import streamlit as st
 
-from fer.classifiers import available_models, load_ensemble
+from fer.classifiers import available_models, load_ensemble, unusable_models
 from fer.data import FaceData, default_data_path, load_fer2013
 from fer.data.cache import is_cached
 from fer.pipeline import Classifier
 from fer.runs import default_runs_dir, list_runs
+
+
+def upload_limit_bytes() -> int:
+    """The upload size cap of `.streamlit/config.toml` (server.maxUploadSize, MB), checked again by pages."""
+    return int(st.get_option("server.maxUploadSize")) * 1024 * 1024
 
 
 def data_path() -> str:
@@ -56,9 +61,21 @@ def cached_board(folder: str, include_default: bool = True) -> pd.DataFrame:
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def cached_classifier(names: tuple, folder: str, tta: str = "none") -> Classifier:
-    """One model, or the ensemble of several, by their UI names ("default" = the shipped model)."""
+def _cached_classifier(names: tuple, folder: str, tta: str = "none") -> Classifier:
     return load_ensemble(list(names), folder or None, tta)
+
+
+def cached_classifier(names: tuple, folder: str, tta: str = "none") -> Classifier:
+    """One model, or the ensemble of several, by their UI names ("default" = the shipped model).
+
+    A model file that turns out unreadable stops the page with one line saying why (the other pages
+    and runs are unaffected); nothing from it is cached.
+    """
+    try:
+        return _cached_classifier(names, folder, tta)
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+        st.error(f"This model cannot be loaded: {e}")
+        st.stop()
 
 
 def run_labels() -> Dict[str, str]:
@@ -73,6 +90,11 @@ def model_choices() -> Dict[str, str]:
     Widgets show and return the labels (unique names), and pages map them back to run ids.
     """
     ids = available_models(runs_dir())
+    broken = unusable_models(runs_dir())
+    if broken:
+        labels = run_labels()
+        st.warning("Not offered, their model files cannot load: " +
+                   "; ".join(f"{labels.get(run_id, run_id)} ({why})" for run_id, why in broken.items()))
     if not ids:
         st.error("No model is available: the shipped default model is missing and there are no runs.")
         st.stop()

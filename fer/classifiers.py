@@ -7,13 +7,13 @@ how to load it; callers never branch on the kind. Today: CNN checkpoints (`best.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fer import blendshapes
 from fer.pipeline import Classifier
 from fer.predictor import Ensemble, Predictor
 from fer.registry import Registry
-from fer.runs import SHIPPED_RUN_DIR, default_runs_dir, resolve_run
+from fer.runs import SHIPPED_RUN_DIR, checkpoint_problem, default_runs_dir, resolve_run
 
 # kind -> loader(run_dir, name, checkpoint, **options); `marker` is the file that makes a folder that kind.
 RUN_KINDS: Registry[Callable[..., Classifier]] = Registry("run kind")
@@ -47,7 +47,7 @@ def load_classifier(run: str | Path | None = None, runs_dir: Optional[Path] = No
     if run is None or str(run) == "default":
         run_dir, name = SHIPPED_RUN_DIR, "default"
     else:
-        run_dir = Path(run) if Path(run).is_dir() else resolve_run(str(run), runs_dir)
+        run_dir = resolve_run(run, runs_dir)
         name = run_dir.name
     kind = run_kind(run_dir)
     if kind is None:
@@ -56,11 +56,20 @@ def load_classifier(run: str | Path | None = None, runs_dir: Optional[Path] = No
 
 
 def available_models(runs_dir: Optional[Path] = None) -> List[str]:
-    """Model choices for the UI: "default" (when shipped), then local runs with a trained model, newest first."""
+    """Model choices for the UI: "default" (when shipped), then local runs with a usable model, newest first."""
     root = Path(runs_dir or default_runs_dir())
-    runs = sorted((p.name for p in root.glob("*") if p.is_dir() and run_kind(p)), reverse=True) \
-        if root.is_dir() else []
+    runs = sorted((p.name for p in _model_runs(root) if not checkpoint_problem(p / "best.pt")), reverse=True)
     return (["default"] if run_kind(SHIPPED_RUN_DIR) else []) + runs
+
+
+def unusable_models(runs_dir: Optional[Path] = None) -> Dict[str, str]:
+    """Runs whose model file cannot load, run id -> why (pages list them instead of offering them)."""
+    root = Path(runs_dir or default_runs_dir())
+    return {p.name: problem for p in _model_runs(root) if (problem := checkpoint_problem(p / "best.pt"))}
+
+
+def _model_runs(root: Path) -> List[Path]:
+    return [p for p in root.glob("*") if p.is_dir() and not p.is_symlink() and run_kind(p)] if root.is_dir() else []
 
 
 def load_ensemble(names: Sequence[str], runs_dir: Optional[Path] = None, tta: str = "none") -> Classifier:

@@ -62,6 +62,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {args.runs_dir or 'checkpoints/'}")
     else:
         print(fit_table(df, shutil.get_terminal_size(fallback=(120, 24)).columns))
+        for row in df.dropna(subset=["problem"]).itertuples() if "problem" in df else ():
+            print(f"damaged: {row.label}: {row.problem}", file=sys.stderr)
     return 0
 
 
@@ -169,8 +171,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ValueError, KeyError, FileNotFoundError) as e:
+    except (UserError, ValueError, KeyError, OSError) as e:  # OSError: a folder given as a file, no permission …
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        message = " ".join(str(message).split())  # one line, whatever the error held
         print(f"fer {args.command}: error: {message}", file=sys.stderr)
         return 2
 

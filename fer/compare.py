@@ -5,7 +5,6 @@ Read-only helpers over run folders; the dashboard's Runs and Confusion pages are
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from fer.config import flatten
-from fer.runs import read_json, read_metrics
+from fer.runs import evaluation_dir, evaluation_file, read_json, read_metrics
 
 CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_macro_f1", "lr")
 
@@ -45,8 +44,14 @@ def config_diff(run_dirs: Sequence[Path], labels: Optional[Mapping[str, str]] = 
 
 
 def evaluations(run_dir: Path) -> Dict[str, dict]:
-    """The run's stored evaluations by split name (eval_<split>.json)."""
-    return {p.stem[len("eval_"):]: json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("eval_*.json"))}
+    """The run's stored evaluations by split name (eval_<split>.json); unreadable ones are left out."""
+    found: Dict[str, dict] = {}
+    for folder in dict.fromkeys([Path(run_dir), evaluation_dir(run_dir)]):  # later (newer) ones win
+        for path in sorted(folder.glob("eval_*.json")):
+            evaluation = read_json(path)
+            if isinstance(evaluation, dict) and {"class_names", "confusion_matrix", "per_class"} <= set(evaluation):
+                found[path.stem[len("eval_"):]] = evaluation
+    return found
 
 
 def confusion_frame(evaluation: dict, normalize: bool = False) -> pd.DataFrame:
@@ -74,10 +79,13 @@ def confusion_difference(a: dict, b: dict) -> pd.DataFrame:
 def confident_mistakes(run_dir: Path, split: str, true: Optional[str] = None, pred: Optional[str] = None,
                        k: int = 12) -> pd.DataFrame:
     """The most confident wrong predictions on `split` (optionally for one true/predicted pair)."""
-    path = Path(run_dir) / f"predictions_{split}.csv"
-    if not path.is_file():
+    path = evaluation_file(run_dir, f"predictions_{split}.csv")
+    try:
+        df = pd.read_csv(path)
+        df["correct"] = df["correct"].astype(bool)
+        df["confidence"] = pd.to_numeric(df["confidence"])
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):  # missing or damaged: no examples to show
         return pd.DataFrame()
-    df = pd.read_csv(path)
     wrong = df[~df["correct"]]
     if true:
         wrong = wrong[wrong["true"] == true]

@@ -27,7 +27,7 @@ DEVICES = ("auto", "cpu", "cuda")
 CROPS = ("none", "pad", "resized")
 FIXED_CHOICES: Dict[str, Sequence[str]] = {
     "data.val_source": VAL_SOURCES, "data.test_split": TEST_SPLITS, "data.sampler": SAMPLERS,
-    "train.amp": AMP_MODES, "train.device": DEVICES, "aug.crop": CROPS,
+    "train.amp": AMP_MODES, "train.device": DEVICES, "aug.crop": CROPS, "train.nonfinite": ("stop", "skip"),
 }
 
 
@@ -127,6 +127,9 @@ class TrainConfig:
     amp: str = "auto"  # auto: bf16 (or fp16 + GradScaler) on CUDA, off on CPU; or bf16 / fp16 / off
     grad_clip: float = 0.0  # max gradient norm; 0 disables
     early_stop_patience: int = 0  # epochs without a better val accuracy; 0 disables
+    # A batch whose loss is NaN or infinite: "stop" fails the run saying where; "skip" drops that
+    # batch's step and counts it (metrics' nonfinite_batches); an epoch of nothing but such batches stops.
+    nonfinite: str = "stop"
     channels_last: bool = True
     seed: int = 0
     eval_batch_size: int = 256
@@ -386,11 +389,19 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
     """
     merged = RunConfig().to_dict()
     if path:
-        text = Path(path).read_text()
         try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the config file ({type(e).__name__}: "
+                              f"{getattr(e, 'strerror', None) or e})") from None
+        try:
+            # A safe loader: tags such as !!python/object are refused, never constructed.
             loaded = read_yaml(text) or {}  # YAML is a superset of JSON
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
+            first = " ".join(str(e).split())[:200]
+            raise ConfigError(f"{path}: not valid YAML/JSON: {first}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config file holds a mapping of settings, got {type(loaded).__name__}")
         merged = _merge(merged, loaded)
     for layer in layers:
         _check_override_path(layer)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -14,12 +15,17 @@ from torch.utils.data import DataLoader
 from fer.preprocess import Preprocessing, to_model_input
 
 
+class NonFiniteLoss(RuntimeError):
+    """A training loss was NaN or infinite (train.nonfinite=stop), or every batch's was (skip)."""
+
+
 @dataclass
 class EpochResult:
     loss: float
     accuracy: float
     images: int
     seconds: float
+    nonfinite_batches: int = 0  # batches skipped for a NaN/inf loss (train.nonfinite=skip)
 
     @property
     def images_per_s(self) -> float:
@@ -42,11 +48,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                     criterion: nn.Module, device: torch.device, spec: Preprocessing, *,
                     amp_dtype: Optional[torch.dtype] = None, scaler: Optional[torch.amp.GradScaler] = None,
                     grad_clip: float = 0.0, batch_scheduler=None, channels_last: bool = False,
-                    accumulate: int = 1,
+                    accumulate: int = 1, nonfinite: str = "stop",
                     on_batch: Optional[Callable[[int, int, float], None]] = None) -> EpochResult:
     """One pass over `loader`: an optimizer step every `accumulate` batches (and after the last one),
     then `batch_scheduler.step()`. Under DistributedDataParallel the gradients are only averaged across
-    processes on the batch that steps (`no_sync` on the others)."""
+    processes on the batch that steps (`no_sync` on the others).
+
+    A NaN or infinite batch loss raises NonFiniteLoss (`nonfinite="stop"`) or drops the gradients
+    gathered for that step and goes on (`"skip"`), so NaNs never reach the weights."""
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
@@ -55,6 +64,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     takes_loss = getattr(optimizer, "takes_loss", False)
     optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
+    skipped, poisoned = 0, False  # poisoned: this step's accumulated gradients hold a non-finite batch
     for i, (x, y) in enumerate(loader):
         x = _inputs(x, device, spec, channels_last)
         y = y.to(device, non_blocking=True)
@@ -67,8 +77,21 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                 loss = criterion(logits.float(), y)
             scaled = loss / in_cycle  # the step sees the mean gradient over the accumulated batches
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        step_loss += loss.detach() / in_cycle
-        if steps:
+        value = loss.item()
+        if not math.isfinite(value):
+            if nonfinite != "skip":
+                raise NonFiniteLoss(f"non-finite training loss ({value}) at batch {i + 1} of {n_batches}: lower "
+                                    "optim.lr, set train.grad_clip, or train.nonfinite=skip to drop such batches")
+            skipped += 1
+            poisoned = True
+        else:
+            step_loss += loss.detach() / in_cycle
+        if steps and poisoned:  # the step would carry NaN/inf gradients into the weights: drop it
+            optimizer.zero_grad(set_to_none=True)
+            step_loss, poisoned = 0.0, False
+            if batch_scheduler is not None:
+                batch_scheduler.step()  # the schedule keeps time with the batches
+        elif steps:
             if scaler is not None:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             if grad_clip > 0:
@@ -83,13 +106,18 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             step_loss = 0.0
             if batch_scheduler is not None:
                 batch_scheduler.step()  # after optimizer.step(), as PyTorch requires
-        n = y.numel()
-        total_loss += loss.item() * n
-        correct += (logits.argmax(1) == y).sum().item()
-        seen += n
+        if math.isfinite(value):
+            n = y.numel()
+            total_loss += value * n
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += n
         if on_batch is not None:
-            on_batch(i + 1, n_batches, loss.item())
-    return EpochResult(total_loss / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start)
+            on_batch(i + 1, n_batches, value)
+    if n_batches and skipped == n_batches:
+        raise NonFiniteLoss(f"every one of the epoch's {n_batches} batches had a non-finite loss: the weights have "
+                            "diverged; lower optim.lr or set train.grad_clip")
+    return EpochResult(total_loss / max(seen, 1), correct / max(seen, 1), seen, time.perf_counter() - start,
+                       skipped)
 
 
 @torch.no_grad()

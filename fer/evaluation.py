@@ -19,7 +19,7 @@ from fer.data import FaceData, load_fer2013, split_index
 from fer.device import select_device
 from fer.pipeline import Classifier
 from fer.run_writer import record_evaluation
-from fer.runs import read_config
+from fer.runs import evaluation_dir, read_config
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Dict[str, Any]:
@@ -83,5 +83,5 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     data = load_fer2013(data_path or cfg.data.path or None)
     index, split_name = split_index(cfg, data, split)
     result = score(classifier, data, index, split_name)
-    record_evaluation(run_dir, result.metrics, result.predictions)
+    record_evaluation(evaluation_dir(run_dir), result.metrics, result.predictions)
     return result.metrics

@@ -5,6 +5,7 @@ model-file cache all write this way: a temp file in the same folder, fsync, rena
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -13,8 +14,33 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # how every torch.save file (a zip, since PyTorch 1.6) begins
+
+# Below this many free bytes a failed write is taken for a full disk, whatever the writer's error says
+# (torch.save reports ENOSPC as a RuntimeError from its zip writer).
+FULL_BELOW_BYTES = 64 * 1024
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes an unprivileged process may still write in `folder`'s file system."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` (or one it was raised from) says the disk is full."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write `path` through `write(binary file)` into a temp file, fsync it, then rename it into place."""
+    """Write `path` through `write(binary file)` into a temp file, fsync it, then rename it into place.
+
+    Whatever fails, `path` keeps its old content: a full disk or a kill only ever loses the temp file.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -23,6 +49,11 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except Exception as e:
+        if not is_disk_full(e) and free_bytes(path.parent) < FULL_BELOW_BYTES:
+            raise OSError(errno.ENOSPC, f"No space left on device writing {path.name} "
+                                        f"({free_bytes(path.parent):,} bytes free in {path.parent})") from e
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

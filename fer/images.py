@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 50_000_000  # ~50 MP: above any phone photo, far below a decompression bomb
+MAX_BYTES = 200 * 1024 * 1024  # a file larger than this is refused before it is read into memory
 
 ImageSource = Union[str, Path, bytes, BinaryIO]
 
@@ -22,15 +23,27 @@ class ImageError(ValueError):
     """The input is not an image this project can read; the message says why."""
 
 
-def _read_bytes(source: ImageSource) -> bytes:
+def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
     if isinstance(source, (bytes, bytearray)):
-        return bytes(source)
-    if isinstance(source, (str, Path)):
+        data = bytes(source)
+    elif isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.is_file():
+        if path.is_dir():
+            raise ImageError(f"{path}: is a folder, not an image file")
+        if not path.is_file():  # missing, vanished, or a FIFO/device that a read would hang on
             raise ImageError(f"{path}: no such file")
-        return path.read_bytes()
-    return source.read()
+        try:
+            if path.stat().st_size > max_bytes:
+                raise ImageError(f"{path}: {path.stat().st_size / 2**20:.0f} MB, over the "
+                                 f"{max_bytes / 2**20:.0f} MB limit for an image")
+            return path.read_bytes()
+        except OSError as e:  # vanished since the check, or not readable
+            raise ImageError(f"{path}: cannot be read ({e.strerror or e})") from None
+    else:
+        data = source.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ImageError(f"{len(data) / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit for an image")
+    return data
 
 
 def _to_rgb(image: Image.Image) -> np.ndarray:
@@ -53,16 +66,27 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
-def load_image(source: ImageSource, name: str = "", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """An image file, path or bytes as an upright RGB uint8 array (H×W×3)."""
+def load_image(source: ImageSource, name: str = "", max_pixels: int = MAX_PIXELS,
+               max_bytes: int = MAX_BYTES) -> np.ndarray:
+    """An image file, path or bytes as an upright RGB uint8 array (H×W×3); the first frame of an animation.
+
+    Refused with an ImageError, before decoding: more than `max_bytes`, more than `max_pixels`, not an image.
+    """
     label = name or (str(source) if isinstance(source, (str, Path)) else "image")
-    data = _read_bytes(source)
+    try:
+        data = _read_bytes(source, max_bytes)
+    except ImageError as e:
+        raise ImageError(f"{label}: {str(e).split(': ', 1)[-1]}" if name else str(e)) from None
     if not data:
         raise ImageError(f"{label}: the file is empty (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError(f"{label}: not an image file (or a format Pillow cannot read)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{label}: over the {max_pixels / 1e6:.0f} MP limit (a decompression bomb)") from None
+    except Exception as e:  # a header crafted to break a format plugin: any error is "damaged", never a crash
+        raise ImageError(f"{label}: not a readable image ({type(e).__name__})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(f"{label}: {width}×{height} is {width * height / 1e6:.0f} MP, over the "
@@ -73,5 +97,8 @@ def load_image(source: ImageSource, name: str = "", max_pixels: int = MAX_PIXELS
         image.load()
         image = ImageOps.exif_transpose(image)  # phone photos store rotation in EXIF
         return _to_rgb(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{label}: the image data is damaged or truncated ({e})") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # truncated data, a broken plugin state: Pillow raises many kinds
+        raise ImageError(f"{label}: the image data is damaged or truncated ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]})") from None

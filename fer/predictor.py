@@ -71,7 +71,7 @@ class Predictor:
     def from_run(cls, run: str | Path, runs_dir: Optional[Path] = None, checkpoint: str = "best",
                  **kwargs) -> "Predictor":
         """The best (or last) checkpoint of a run, by id, unique part of one, or folder."""
-        run_dir = Path(run) if Path(run).is_dir() else resolve_run(str(run), runs_dir)
+        run_dir = resolve_run(run, runs_dir)
         return cls.from_checkpoint(run_dir / f"{checkpoint}.pt", name=run_dir.name, **kwargs)
 
     @classmethod

@@ -14,19 +14,21 @@ hold. This module imports no PyTorch, so `fer worker`, `fer queue` and `fer canc
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence
 
-from fer.files import write_json
+from fer.files import write_json, write_text
 from fer.machine import visible_gpus
 from fer.run_writer import request_cancel, write_status
 from fer.runs import FINISHED_STATES, default_runs_dir, pid_alive, read_json, read_status, utc_now
 
-LOCK_NAME = ".worker.lock"
+LOCK_NAME = ".worker.lock"  # the worker's pid, for `worker_pid`
+FLOCK_NAME = ".worker.flock"  # held (flock) by the one live worker
 LOG_NAME = ".worker.log"
 # {"slots": N (CPU slots), "paused": bool, "auto_resume": bool}: read at every poll, so changes apply live.
 SETTINGS_NAME = ".worker.json"
@@ -42,7 +44,15 @@ def _statuses(root: Path) -> Dict[Path, Dict[str, Any]]:
 
 
 def _queue_key(status: Dict[str, Any], path: Path) -> tuple:
-    return -int(status.get("priority") or 0), status.get("queued_ns") or 0, path.name
+    return -_int(status.get("priority")), _int(status.get("queued_ns")), path.name
+
+
+def _int(value: Any) -> int:
+    """A status number; a hand-edited or damaged value counts as 0 rather than stopping the queue."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def queued_runs(runs_dir: Optional[Path] = None) -> List[Path]:
@@ -188,20 +198,28 @@ def _write_lock(lock: Path, pid: int) -> bool:
     return True
 
 
-def _acquire(lock: Path) -> bool:
-    """Take the worker lock: free, stale (dead pid), or already written for this process by `ensure_worker`."""
-    if _write_lock(lock, os.getpid()):
-        return True
-    try:
-        pid = int(lock.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        pid = 0
-    if pid == os.getpid():
-        return True
-    if pid and pid_alive(pid):
-        return False
-    lock.unlink(missing_ok=True)  # stale: its worker died
-    return _write_lock(lock, os.getpid())
+def _claim(root: Path, wait_s: float = 3.0) -> Optional[IO[str]]:
+    """The worker's exclusive lock on the runs folder, or None when another worker holds it.
+
+    An flock, so the OS releases it when the worker dies, even by kill -9, and two workers starting
+    at once cannot both win. It waits a little: a worker that is just leaving still holds it.
+    """
+    fh = open(root / FLOCK_NAME, "a+")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fh
+        except OSError:
+            if time.monotonic() >= deadline:
+                fh.close()
+                return None
+            time.sleep(0.1)
+
+
+def _announce(lock: Path) -> None:
+    """Name this process as the worker (what `worker_pid` reads)."""
+    write_text(lock, f"{os.getpid()} {utc_now()}\n")
 
 
 def wait(run_dirs: Sequence[Path], poll_s: float = 0.5,
@@ -264,16 +282,18 @@ class _Worker:
 
     def auto_resume(self, statuses: Dict[Path, Dict[str, Any]]) -> None:
         for run_dir, status in statuses.items():
-            if status.get("state") == "interrupted" and int(status.get("auto_resumes") or 0) < MAX_AUTO_RESUMES:
+            if status.get("state") == "interrupted" and _int(status.get("auto_resumes")) < MAX_AUTO_RESUMES:
                 write_status(run_dir, "queued", requeued_at=utc_now(), queued_ns=time.time_ns(), slots=None,
-                             auto_resumes=int(status.get("auto_resumes") or 0) + 1)
+                             auto_resumes=_int(status.get("auto_resumes")) + 1)
 
     def start_ready(self, statuses: Dict[Path, Dict[str, Any]], all_slots: List[str]) -> None:
         free = [s for s in all_slots if s not in self.busy_slots(statuses)]
         queue = sorted((p for p, s in statuses.items() if s.get("state") == "queued" and p not in self.running),
                        key=lambda p: _queue_key(statuses[p], p))
         for run_dir in queue:
-            wanted = int((read_json(run_dir / "config.json", {}) or {}).get("train", {}).get("gpus", 1) or 1)
+            config = read_json(run_dir / "config.json", {})
+            train = config.get("train") if isinstance(config, dict) else None
+            wanted = max(1, _int(train.get("gpus") if isinstance(train, dict) else 1))
             if wanted > len(all_slots):
                 write_status(run_dir, "failed", finished_at=utc_now(),
                              error=f"train.gpus={wanted}, but the worker has {len(all_slots)} slot(s) on this machine")
@@ -294,9 +314,12 @@ class _Worker:
 def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 0.5, idle_exit_s: float = 5.0) -> int:
     """Train queued runs on the machine's slots until none is left for `idle_exit_s`; returns how many ran."""
     root = _root(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
     lock = root / LOCK_NAME
-    if not _acquire(lock):
+    claim = _claim(root)
+    if claim is None:
         return 0
+    _announce(lock)
     worker, idle_since = _Worker(root), None
     try:
         while True:
@@ -316,11 +339,14 @@ def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 0.5, idle_exit_s
             elif time.monotonic() - idle_since >= idle_exit_s:
                 lock.unlink(missing_ok=True)
                 time.sleep(poll_s)
-                # A run submitted while this worker was leaving saw its lock: take it after all.
-                if not queued_runs(root) or not _acquire(lock):
+                # A run submitted while this worker was leaving saw no worker: stay for it (a worker
+                # started for it waits on the flock, then finds it held and leaves).
+                if not queued_runs(root):
                     return worker.done
+                _announce(lock)
                 idle_since = None
             time.sleep(poll_s)
     finally:
         if lock.is_file() and lock.read_text().split()[:1] == [str(os.getpid())]:
             lock.unlink(missing_ok=True)
+        claim.close()

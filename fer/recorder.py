@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Mapping
 
 from fer import run_writer
+from fer.files import is_disk_full
 from fer.runs import read_config, read_status, utc_now
 from fer.tracking import Trackers
 
@@ -32,6 +33,7 @@ class RunRecorder:
         self.run_dir, self.epochs, self.progress = Path(run_dir), epochs, progress
         self.log: logging.Logger = run_writer.open_log(self.run_dir, echo=progress)
         run_writer.clear_cancel(self.run_dir)  # a stale request must not stop a fresh start
+        run_writer.reserve_space(self.run_dir)
         self.trackers = Trackers([], self.log)
 
     def close(self) -> None:
@@ -40,6 +42,7 @@ class RunRecorder:
             self.trackers.finish(read_status(self.run_dir).get("state", "failed"))
         run_writer.clear_cancel(self.run_dir)
         run_writer.close_log(self.log)
+        run_writer.release_space(self.run_dir)
 
     def __enter__(self) -> "RunRecorder":
         return self
@@ -82,9 +85,15 @@ class RunRecorder:
 
     def failed(self, error: BaseException) -> None:
         """The run raised: the traceback goes to the log, the message to the status."""
-        self.log.exception("training failed")
-        run_writer.write_status(self.run_dir, "failed", error=f"{type(error).__name__}: {error}",
-                                finished_at=utc_now())
+        message = f"{type(error).__name__}: {error}"
+        if is_disk_full(error):
+            run_writer.release_space(self.run_dir)  # room for these last lines
+            message = (f"no space left on device in {self.run_dir.parent} ({error}); the last finished epoch's "
+                       f"checkpoints are intact: free space, then fer train --resume {self.run_dir.name}")
+            self.log.error("training failed: %s", message)
+        else:
+            self.log.exception("training failed")
+        run_writer.write_status(self.run_dir, "failed", error=message, finished_at=utc_now())
         self.trackers.finish("failed")
 
     # --- per epoch and per batch -------------------------------------------------------------------------------
@@ -135,6 +144,13 @@ class RunRecorder:
                       row["epoch"], self.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
                       row["val_acc"], " *" if row["best"] else "", row["lr"], row["seconds"], row["images_per_s"])
 
+    def nonfinite(self, epoch: int, skipped: int, batches: int) -> None:
+        """Batches of the epoch were skipped for a NaN/inf loss: a warning in the log and the status."""
+        warning = f"epoch {epoch}: {skipped} of {batches} batches had a non-finite loss and were skipped"
+        self.log.warning("warning: %s", warning)
+        warnings = [w for w in read_status(self.run_dir).get("warnings") or [] if not w.startswith(f"epoch {epoch}:")]
+        run_writer.write_status(self.run_dir, "running", warnings=[*warnings, warning])
+
     def checkpoint(self, name: str, payload: Dict[str, Any]) -> None:
         """Save a checkpoint payload (best.pt, last.pt) atomically."""
         run_writer.save_checkpoint(self.run_dir, name, payload)
@@ -176,6 +192,7 @@ class QuietRecorder:
         """Rank 0 records this."""
 
     started = validating = evaluating = completed = cancelled = epoch_done = checkpoint = evaluation = _nothing
+    nonfinite = _nothing
 
     def failed(self, error: BaseException) -> None:
         """The exception goes up to torchrun's error file (fer.rank's @record); rank 0 is told by the launcher."""

@@ -7,6 +7,7 @@ crash never sees half of one; metrics and the log grow by appended lines.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -15,18 +16,66 @@ import shutil
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Sequence
+from typing import Any, Dict, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from fer.config import RunConfig
+from fer.errors import UserError
 from fer.files import atomic_write, write_json, write_text
-from fer.runs import STATES, read_json, read_jsonl, read_status, utc_now
+from fer.runs import STATES, inside_package, read_json, read_jsonl, read_status, utc_now
 
 CANCEL_FILE = "CANCEL"
+RESERVE_FILE = ".space-reserve"  # ballast freed on a full disk, so the failure itself can still be written
+RESERVE_BYTES = 256 * 1024
+TRAIN_LOCK = ".train.lock"  # flock held by the process training the run (the OS drops it when that dies)
+
+
+class RunBusy(UserError):
+    """The run is being trained by another process right now."""
+
+
+# --- who trains a run ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's training lock for the block; RunBusy when another process holds it.
+
+    Two `fer train --resume` of one run, or a resume racing the worker, would write one folder at
+    once: the second is refused before it touches anything.
+    """
+    fh = open(Path(run_dir) / TRAIN_LOCK, "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        status = read_status(run_dir)
+        raise RunBusy(f"{Path(run_dir).name} is being trained by another process "
+                      f"(pid {status.get('pid', '?')} on {status.get('host', '?')}); it cannot be trained twice at once")
+    try:
+        yield
+    finally:
+        fh.close()
+
+
+def is_training(run_dir: Path) -> bool:
+    """Whether a live process holds the run's training lock (or its status says it runs)."""
+    if read_status(run_dir).get("state") == "running":
+        return True
+    try:
+        fh = open(Path(run_dir) / TRAIN_LOCK, "r")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except OSError:
+            return True
 
 
 # --- creating a run ----------------------------------------------------------------------------------------------
@@ -34,7 +83,8 @@ CANCEL_FILE = "CANCEL"
 def new_run_id(name: str) -> str:
     """Sortable and unique: UTC time to the second, the run name, and a random suffix."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40].strip("-") or "run"
+    # ASCII letters and digits only: the id is a folder name on any OS and in any shell.
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in name)[:40].strip("-") or "run"
     return f"{stamp}-{safe}-{secrets.token_hex(2)}"
 
 
@@ -48,6 +98,20 @@ def create_run(cfg: RunConfig, root: Path, state: str = "queued", **status: Any)
     # queued_ns orders the queue: runs created within one second keep the order they were created in.
     write_status(run_dir, state, created_at=utc_now(), queued_ns=time.time_ns(), epochs=cfg.train.epochs, **status)
     return run_dir
+
+
+def reserve_space(run_dir: Path) -> None:
+    """Set aside a little disk for the run's last words (status, log line) should the disk fill up."""
+    try:
+        with open(Path(run_dir) / RESERVE_FILE, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+    except OSError:
+        release_space(run_dir)  # no room even for this: the run will say so when it fails
+
+
+def release_space(run_dir: Path) -> None:
+    """Give the reserved space back (on a full disk, or when the run stops)."""
+    (Path(run_dir) / RESERVE_FILE).unlink(missing_ok=True)
 
 
 # --- status, metrics, log ----------------------------------------------------------------------------------------
@@ -137,7 +201,13 @@ def save_arrays(run_dir: Path, name: str, arrays: Mapping[str, np.ndarray]) -> N
 
 def record_evaluation(run_dir: Path, metrics: Dict[str, Any], predictions: pd.DataFrame) -> None:
     """eval_<split>.json and predictions_<split>.csv for one evaluated split."""
+    if inside_package(run_dir):
+        raise PermissionError(f"{run_dir} is inside the installed package, which fer never writes to "
+                              "(evaluations of the shipped model go to fer.runs.evaluation_dir)")
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     split = metrics["split"]
+    if not str(split).replace("_", "").isalnum():
+        raise ValueError(f"not a split name: {split!r}")
     write_json(Path(run_dir) / f"eval_{split}.json", metrics)
     atomic_write(Path(run_dir) / f"predictions_{split}.csv",
                  lambda fh: fh.write(predictions.to_csv(index=False).encode("utf-8")))
@@ -177,16 +247,26 @@ def clear_cancel(run_dir: Path) -> None:
 
 
 def _edit_config(run_dir: Path, **changes: Any) -> None:
+    if is_training(run_dir):
+        raise ValueError(f"{run_dir.name} is training: edit it once it has stopped")
     config = read_json(run_dir / "config.json")
+    if not isinstance(config, dict):
+        raise ValueError(f"{run_dir.name}: config.json is unreadable, so the run cannot be edited")
     config.update(changes)
     write_json(run_dir / "config.json", config)
 
 
+MAX_NAME_CHARS = 200
+
+
 def rename_run(run_dir: Path, name: str) -> None:
     """Change a run's display name (its folder and id stay)."""
-    if not name.strip():
+    name = name.strip()
+    if not name:
         raise ValueError("a run name cannot be empty")
-    _edit_config(Path(run_dir), name=name.strip())
+    if len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
+        raise ValueError(f"a run name is at most {MAX_NAME_CHARS} printable characters")
+    _edit_config(Path(run_dir), name=name)
 
 
 def set_tags(run_dir: Path, tags: Sequence[str]) -> None:
@@ -198,9 +278,9 @@ def delete_run(run_dir: Path) -> None:
     """Delete a run folder; a running or queued run must be cancelled first."""
     run_dir = Path(run_dir)
     state = read_status(run_dir).get("state")
-    if state in ("running", "queued"):
-        raise ValueError(f"{run_dir.name} is {state}: cancel it before deleting")
-    if not (run_dir / "config.json").is_file():
+    if state in ("running", "queued") or is_training(run_dir):
+        raise ValueError(f"{run_dir.name} is {state if state in ('running', 'queued') else 'training'}: "
+                         "cancel it before deleting")
+    if not (run_dir / "config.json").is_file() or run_dir.is_symlink():
         raise ValueError(f"{run_dir} is not a run folder")
     shutil.rmtree(run_dir)
-

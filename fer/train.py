@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import signal
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -35,7 +35,7 @@ from fer.optim import build_optimizer, build_scheduler
 from fer.distributed import DistContext, close_process_group, init_process_group, launch
 from fer.predictor import Predictor
 from fer.recorder import Cancelled, QuietRecorder, RunRecorder
-from fer.run_writer import create_run as create_run_folder
+from fer.run_writer import create_run as create_run_folder, training_lock
 from fer.runs import default_runs_dir, read_config, utc_now
 from fer.transfer import apply_freeze, parameter_groups
 from fer.validation import check_config
@@ -92,10 +92,16 @@ def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progr
     else:
         run_dir = Path(run_dir)
         cfg = read_config(run_dir)
-    if dist_ctx is None and cfg.train.gpus > 1:
-        launch(run_dir, cfg.train.gpus)
-        return run_dir
-    ctx = dist_ctx or DistContext()
+    # One process trains a run at a time; ranks of a multi-process run share their launcher's lock.
+    with training_lock(run_dir) if dist_ctx is None else nullcontext():
+        if dist_ctx is None and cfg.train.gpus > 1:
+            launch(run_dir, cfg.train.gpus)
+            return run_dir
+        _train_here(cfg, run_dir, progress, dist_ctx or DistContext())
+    return run_dir
+
+
+def _train_here(cfg: RunConfig, run_dir: Path, progress: bool, ctx: DistContext) -> None:
     recorder = RunRecorder(run_dir, cfg.train.epochs, progress) if ctx.main else QuietRecorder(run_dir)
     with recorder:
         try:
@@ -108,7 +114,6 @@ def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progr
             raise
         finally:
             close_process_group()
-    return run_dir
 
 
 @dataclass
@@ -238,7 +243,8 @@ def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
                                      cfg.preprocessing(), amp_dtype=job.dtype, scaler=job.scaler,
                                      grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
                                      batch_scheduler=job.scheduler if job.cadence == "batch" else None,
-                                     accumulate=job.accumulate, on_batch=on_batch)
+                                     accumulate=job.accumulate, nonfinite=cfg.train.nonfinite,
+                                     on_batch=on_batch)
         recorder.validating(epoch)
         loss_sum, correct, images = ctx.sum([result.loss * result.images, result.accuracy * result.images,
                                              result.images])  # the epoch over every process's shard
@@ -252,6 +258,9 @@ def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
         row = {"epoch": epoch, "train_loss": loss_sum / images, "train_acc": correct / images, "val_loss": val_loss,
                "val_acc": val_acc, "val_macro_f1": val_f1, "lr": lr, "seconds": round(result.seconds, 3),
                "images_per_s": round(images / max(result.seconds, 1e-9), 1), "best": improved, "time": utc_now()}
+        if result.nonfinite_batches:
+            row["nonfinite_batches"] = result.nonfinite_batches
+            recorder.nonfinite(epoch, result.nonfinite_batches, len(job.loader))
         if hasattr(job.optimizer, "skipped_steps"):
             row["skipped_steps"] = job.optimizer.skipped_steps  # KacıFANN: steps skipped on a non-finite loss
         recorder.epoch_done(row, len(job.loader), best_acc)

@@ -32,7 +32,7 @@ _RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("train.global_batch", lambda v: v >= 0, "0 (batch_size × gpus) or more"),
     ("train.grad_clip", lambda v: v >= 0, "0 (off) or more"),
     ("train.early_stop_patience", lambda v: v >= 0, "0 (off) or more"),
-    ("optim.lr", lambda v: v >= 0, "0 or more"),
+    ("optim.lr", lambda v: v > 0, "more than 0"),
     ("optim.weight_decay", lambda v: v >= 0, "0 or more"),
     ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("optim.backbone_lr", lambda v: v >= 0, "0 (same as lr) or more"),

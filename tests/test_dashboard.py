@@ -236,7 +236,7 @@ def test_train_page_rejects_a_bad_setting(small_folder, tmp_path):
 
 @pytest.mark.parametrize("field, value, message", [
     ("model.kwargs", "{widths: [8, 16", "model.kwargs: not valid YAML"),  # a typo: one message, no traceback
-    ("optim.lr", -0.1, "optim.lr must be 0 or more"),
+    ("optim.lr", -0.1, "optim.lr must be more than 0"),
     ("data.val_source", "PublicTest", "a test split is never used for model selection"),
 ])
 def test_train_page_refuses_bad_settings_at_once(field, value, message, small_folder, tmp_path):

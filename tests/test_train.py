@@ -151,7 +151,7 @@ def test_failure_is_recorded_in_status(small_folder, tmp_path, monkeypatch):
 
 
 def test_early_stopping_when_validation_stalls(small_folder, tmp_path):
-    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 10, "optim.lr=0", "sched.name=none",
+    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 10, "optim.lr=1e-12", "sched.name=none",
                                            "train.early_stop_patience=2", "augmentation=none"))
     run = train(cfg)
     status = read_status(run)

@@ -51,8 +51,14 @@ def test_forced_bf16_on_a_cpu_without_it_warns_in_the_log(small_folder, tmp_path
 
 
 @pytest.mark.parametrize("override, message", [
-    ("optim.lr=-0.1", "optim.lr must be 0 or more"),
-    ("optim.lr=nan", "optim.lr must be 0 or more"),
+    ("optim.lr=-0.1", "optim.lr must be more than 0"),
+    ("optim.lr=nan", "optim.lr must be more than 0"),
+    ("optim.lr=0", "optim.lr must be more than 0"),
+    ("optim.lr=inf", "optim.lr must be more than 0"),
+    ("train.epochs=0", "train.epochs must be at least 1"),
+    ("train.epochs=-3", "train.epochs must be at least 1"),
+    ("train.nonfinite=ignore", "train.nonfinite must be one of stop, skip"),
+    ("model.kwargs={widths: [-8, 16]}", "cannot be built"),
     ("train.batch_size=0", "train.batch_size must be at least 1"),
     ("data.val_source=PublicTest", "both PublicTest"),
     ("data.val_fraction=1.5", "data.val_fraction must be in (0, 1)"),

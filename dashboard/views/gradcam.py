@@ -3,7 +3,8 @@ plus CBAM attention maps and Deep-Emotion's spatial-transformer output for those
 import numpy as np
 import streamlit as st
 
-from common import cached_classifier, cached_dataset, data_path, model_choices, runs_dir
+from common import (cached_classifier, cached_dataset, data_path, model_choices, runs_dir,
+                    upload_limit_bytes)
 from fer.data import DataError
 from fer.data.stats import sample_faces
 from fer.explain import CAM_METHODS, attention_views, cam_caption, cam_methods, explain_faces, is_class_sensitive, overlay
@@ -47,7 +48,8 @@ else:
             with create_detector("auto", DetectorSettings(tiles=PHOTO_TILES)) as detector:
                 if detector.note:
                     st.warning(detector.note)
-                result = predict_image(predictor, load_image(upload.getvalue(), upload.name), detector)
+                rgb = load_image(upload.getvalue(), upload.name, max_bytes=upload_limit_bytes())
+                result = predict_image(predictor, rgb, detector)
             faces = [f.face for f in result.faces]
             captions = [f"face #{i}" for i in range(1, len(faces) + 1)]
         except ImageError as e:

@@ -3,7 +3,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from common import cached_classifier, model_choices, runs_dir
+from common import cached_classifier, model_choices, runs_dir, upload_limit_bytes
 from fer.annotate import annotate
 from fer.explain import CAM_METHODS, cam_caption, cam_methods, explain_faces, overlay
 from fer.faces import FACE_DETECTORS, PHOTO_TILES, DetectorSettings, FaceDetector, create_detector
@@ -51,7 +51,7 @@ NO_FACE_HINT = "Turn on “No face found: classify the whole image” under Pred
 for i, upload in enumerate(uploads or []):
     st.subheader(upload.name)
     try:
-        rgb = load_image(upload.getvalue(), upload.name)
+        rgb = load_image(upload.getvalue(), upload.name, max_bytes=upload_limit_bytes())
         result = predict_image(predictor, rgb, detector, align=align, whole_image=whole_image)
     except ImageError as e:
         st.error(str(e))

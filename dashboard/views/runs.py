@@ -47,6 +47,10 @@ st.dataframe(shown, hide_index=True, key="runs_board",
 st.caption(f"{len(view)} of {len(board)} runs; click a column header to sort.")
 if (warning := mixed_test_sets(view)) is not None:
     st.warning(warning)
+if "problem" in board and board["problem"].notna().any():
+    broken = board[board["problem"].notna()]
+    st.warning(f"{len(broken)} run folder{'s' if len(broken) > 1 else ''} with damaged files: " +
+               "; ".join(f"{r.label}: {r.problem}" for r in broken.itertuples()))
 
 labels = dict(zip(board["run_id"], board["label"]))
 
@@ -99,10 +103,14 @@ with st.expander("Rename, tag or delete a run"):
                                  key=f"runs_edit_tags_{row['run_id']}")
         cols = st.columns(2)
         if cols[0].button("Save", key="runs_edit_save"):
-            rename_run(run_path(target), new_name)
-            set_tags(run_path(target), new_tags.split(","))
-            cached_board.clear()
-            st.rerun()
+            try:
+                rename_run(run_path(target), new_name)
+                set_tags(run_path(target), new_tags.split(","))
+            except ValueError as e:  # a running run, an unreadable config, a name too long
+                st.error(str(e))
+            else:
+                cached_board.clear()
+                st.rerun()
         confirm = cols[1].checkbox("I really want to delete it", key="runs_edit_confirm")
         if cols[1].button("Delete", key="runs_edit_delete", disabled=not confirm):
             try:

@@ -53,7 +53,8 @@ def read_fer_csv(path: str | os.PathLike, progress: Optional[Progress] = None) -
     """Read Kaggle's `fer2013.csv` or `icml_face_data.csv` (columns emotion, pixels, Usage)."""
     path = Path(path)
     report = LoadReport()
-    with open(path, newline="", encoding="utf-8-sig") as fh, warnings.catch_warnings():
+    # utf-8-sig drops a BOM; bytes that are not UTF-8 become U+FFFD, so such a row is skipped, not fatal.
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh, warnings.catch_warnings():
         # numpy's fast text parser only warns where a row has a bad token: make that an error to catch.
         warnings.simplefilter("error", DeprecationWarning)
         reader = csv.reader(_counted_lines(fh, path.stat().st_size, progress))
@@ -70,7 +71,9 @@ def read_fer_csv(path: str | os.PathLike, progress: Optional[Progress] = None) -
         if i_usage is None:
             report.notes.append("no Usage column: every row is treated as Training")
         images, labels, splits, sources = [], [], [], []
-        for row_no, row in enumerate(reader, start=2):  # row 1 is the header
+        for row_no, row in enumerate(_rows(reader, report), start=2):  # row 1 is the header
+            if row is None:
+                continue  # a row the csv module could not split (counted by _rows)
             source = f"csv:{row_no}"
             if not row or all(not cell.strip() for cell in row):
                 continue
@@ -89,6 +92,18 @@ def read_fer_csv(path: str | os.PathLike, progress: Optional[Progress] = None) -
         raise DataError(f"{path} has a header but no rows")
     return FaceData(np.stack(images), np.asarray(labels, np.int64), np.asarray(splits, np.int8),
                     np.asarray(sources), str(path), report)
+
+
+def _rows(reader, report: LoadReport) -> Iterable[Optional[List[str]]]:
+    """The reader's rows; None for one it cannot split (an unclosed quote, a field over the size limit)."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            report.skip(f"csv:{reader.line_num}", "malformed CSV row")
+            yield None
 
 
 def _parse_csv_row(row: List[str], i_label: int, i_pixels: int,
@@ -112,7 +127,7 @@ def _parse_csv_row(row: List[str], i_label: int, i_pixels: int,
             return f"wrong pixel count (expected {N_PIXELS})"
         try:
             values = np.asarray(tokens, dtype=np.int64)
-        except ValueError:
+        except (ValueError, OverflowError):
             return "non-numeric pixels"
     if values.min() < 0 or values.max() > 255:
         return "pixel value out of range 0-255"
@@ -126,13 +141,28 @@ def _parse_csv_row(row: List[str], i_label: int, i_pixels: int,
 
 # ---------------------------------------------------------------- image folders
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a symlink loop, a vanished entry
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """A regular file (following links); symlink loops, dangling links, FIFOs and devices are not."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
 def list_image_files(root: str | os.PathLike) -> Tuple[List[Tuple[str, int, int]], LoadReport]:
     """Walk `root/<split>/<class>/*` and return (relative path, label, split code) per image file."""
     root = Path(root)
     report = LoadReport()
     class_index = {name: i for i, name in enumerate(CLASS_NAMES)}
     entries: List[Tuple[str, int, int]] = []
-    top = sorted(p for p in root.iterdir() if p.is_dir())
+    top = sorted(p for p in root.iterdir() if _is_dir(p))
     if any(p.name.lower() in class_index for p in top):
         # Class folders straight under the root: one split, read from prefixes (else Training).
         split_dirs = [(root, "Training")]
@@ -145,9 +175,9 @@ def list_image_files(root: str | os.PathLike) -> Tuple[List[Tuple[str, int, int]
             else:
                 split_dirs.append((p, split))
     for split_dir, folder_split in split_dirs:
-        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        for class_dir in sorted(p for p in split_dir.iterdir() if _is_dir(p)):
             label = class_index.get(class_dir.name.lower())
-            files = [f for f in sorted(os.scandir(class_dir), key=lambda e: e.name) if f.is_file()]
+            files = [f for f in sorted(os.scandir(class_dir), key=lambda e: e.name) if _is_file(f)]
             if label is None:
                 for f in files:
                     report.skip(f"{class_dir.relative_to(root)}/{f.name}", f"unknown class folder {class_dir.name!r}")
@@ -163,9 +193,28 @@ def list_image_files(root: str | os.PathLike) -> Tuple[List[Tuple[str, int, int]
     return entries, report
 
 
+# FER2013's files are ~2 KB; a bigger one gets its header read first, so a decompression bomb
+# (a small file that decodes to gigabytes) is refused before OpenCV allocates it.
+BIG_FILE_BYTES = 64 * 1024
+MAX_SOURCE_PIXELS = 50_000_000
+
+
+def _too_many_pixels(path: str) -> bool:
+    from PIL import Image  # only for the rare big file
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # not something Pillow reads: OpenCV decides below
+        return False
+    return width * height > MAX_SOURCE_PIXELS
+
+
 def _decode_gray48(path: str) -> Tuple[Optional[np.ndarray], bool]:
     """Decode one image file to 48×48 uint8 gray; (None, _) when unreadable, flag when resized."""
     try:
+        if os.path.getsize(path) > BIG_FILE_BYTES and _too_many_pixels(path):
+            return None, False
         buf = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None, False

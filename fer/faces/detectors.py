@@ -70,6 +70,9 @@ def merge_faces(faces: List["Face"], threshold: float = 0.5) -> List["Face"]:
     return kept
 
 
+MIN_IMAGE_SIDE = 8  # pixels: smaller images (and tiles) hold no detectable face
+
+
 class FaceDetector:
     """Base class: `detect(rgb)` → faces largest first, filtered by the settings."""
 
@@ -86,7 +89,11 @@ class FaceDetector:
     def _detect_tiled(self, rgb: np.ndarray) -> List[Face]:
         height, width = rgb.shape[:2]
         faces: List[Face] = []
+        if min(height, width) < MIN_IMAGE_SIDE:  # no face fits, and MediaPipe rejects such inputs
+            return faces
         for n in self.settings.tiles:
+            if n > 1 and min(height, width) * 1.5 / n < MIN_IMAGE_SIDE:
+                continue
             if n <= 1:
                 faces += self._detect(rgb)
                 continue
