@@ -110,10 +110,14 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     failed = [run_dir for run_dir, state in states.items() if state != "completed"]
     for run_dir in failed:
         print(f"{run_dir}: {states[run_dir]} (see its train.log)", file=sys.stderr)
-    adapted = {tag for run_dir in states for tag in read_config(run_dir).tags if tag.startswith("adapted:")}
-    for tag in sorted(adapted):
-        print(f"note: {tag[len('adapted:'):]}: the data lacks the suite's test split (PrivateTest), so these runs "
-              "test on PublicTest (and PublicTest left the training pool)")
+    adapted = {tag[len("adapted:"):] for run_dir in states for tag in read_config(run_dir).tags
+               if tag.startswith("adapted:")}
+    if "test_split=PublicTest" in adapted:
+        print("note: the data lacks the suite's test split (PrivateTest), so these runs test on PublicTest (and "
+              "PublicTest left the training pool); tagged adapted:test_split=PublicTest")
+    departures = sorted(adapted - {"test_split=PublicTest"})
+    if departures:
+        print(f"note: these runs depart from the study by {'; '.join(departures)} (tagged adapted:…)")
     print(f"suite {args.name}: {len(states) - len(failed)} of {len(states)} runs completed\n")
     _print_report(suite_report(args.name, args.runs_dir), "table")
     return 1 if failed else 0
