@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from fer.files import ZIP_MAGIC
+from fer.files import checkpoint_file_problem
 from fer.models import create_model
 from fer.preprocess import Preprocessing
 
@@ -66,11 +66,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
     try:
-        if path.stat().st_size == 0:
-            raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
-        with open(path, "rb") as fh:
-            if fh.read(4) != ZIP_MAGIC:  # torch.save has written zip files since PyTorch 1.6
-                raise CheckpointError(f"{path}: unreadable checkpoint (not a PyTorch checkpoint file)")
+        if (problem := checkpoint_file_problem(path)) is not None:  # empty, or not torch.save's zip
+            raise CheckpointError(f"{path}: unreadable checkpoint ({problem})")
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except CheckpointError:
         raise

@@ -11,10 +11,32 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 
 ZIP_MAGIC = b"PK\x03\x04"  # how every torch.save file (a zip, since PyTorch 1.6) begins
+
+
+def cache_dir() -> Path:
+    """`FER_CACHE_DIR` when set, else `~/.cache/fer-studio`."""
+    return Path(os.environ.get("FER_CACHE_DIR") or Path.home() / ".cache" / "fer-studio")
+
+
+def checkpoint_file_problem(path: Path) -> Optional[str]:
+    """Why a checkpoint file cannot load, from its first bytes alone; None when it may (or is missing)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"{path.name} unreadable ({e.strerror})"
+    if not head:
+        return f"{path.name} is empty (0 bytes)"
+    if head != ZIP_MAGIC:
+        return f"{path.name} is not a PyTorch checkpoint"
+    return None
 
 # Below this many free bytes a failed write is taken for a full disk, whatever the writer's error says
 # (torch.save reports ENOSPC as a RuntimeError from its zip writer).

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 import pandas as pd
 
 from fer.config import RunConfig, flatten, from_dict
-from fer.files import ZIP_MAGIC
+from fer.files import cache_dir, checkpoint_file_problem
 
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
 FINISHED_STATES = ("completed", "failed", "cancelled", "interrupted")
@@ -37,7 +37,7 @@ SHIPPED_RUN_DIR = Path(__file__).parent / "assets" / "default_run"
 
 def shipped_evaluations_dir() -> Path:
     """Where evaluations of the shipped model go: the installed package is never written to."""
-    return Path(os.environ.get("FER_CACHE_DIR") or Path.home() / ".cache" / "fer-studio") / "default_run"
+    return cache_dir() / "default_run"
 
 
 def inside_package(path: Path) -> bool:
@@ -100,18 +100,28 @@ def read_status(run_dir: Path) -> Dict[str, Any]:
 
 def read_jsonl(path: Path) -> List[Dict[str, Any]]:
     """The JSON lines of a file as dicts (empty when missing); a torn or foreign line is ignored."""
+    return _read_jsonl_counted(path)[0]
+
+
+def _read_jsonl_counted(path: Path) -> tuple:
+    """(the JSON lines that are dicts, how many non-blank lines were not), in one read."""
     rows: List[Dict[str, Any]] = []
+    bad = 0
     try:
-        for line in Path(path).read_text(errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
+        lines = Path(path).read_text(errors="replace").splitlines()
     except OSError:
-        pass
-    return rows
+        return rows, bad
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            bad += bool(line.strip())
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
 
 
 # Files whose presence makes a folder in the runs folder a run, even a broken one.
@@ -123,20 +133,7 @@ def is_run_folder(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink() and any((path / name).is_file() for name in RUN_FILES)
 
 
-def checkpoint_problem(path: Path) -> Optional[str]:
-    """Why a checkpoint file cannot load, from a cheap look at it; None when it may."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        return f"{path.name} unreadable ({e.strerror})"
-    if not head:
-        return f"{path.name} is empty (0 bytes)"
-    if head != ZIP_MAGIC:
-        return f"{path.name} is not a PyTorch checkpoint"
-    return None
+checkpoint_problem = checkpoint_file_problem  # the leaderboard's cheap look at best.pt / last.pt
 
 
 def run_problems(run_dir: Path) -> List[str]:
@@ -147,11 +144,7 @@ def run_problems(run_dir: Path) -> List[str]:
             problems.append(f"no {name}")
         elif not isinstance(read_json(run_dir / name, default), dict):
             problems.append(f"{name} is unreadable")
-    try:
-        lines = [line for line in (run_dir / "metrics.jsonl").read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        lines = []
-    bad = len(lines) - len(read_jsonl(run_dir / "metrics.jsonl"))
+    bad = _read_jsonl_counted(run_dir / "metrics.jsonl")[1]
     if bad:
         problems.append(f"metrics.jsonl has {bad} unreadable line{'s' if bad > 1 else ''}")
     for name in ("best.pt", "last.pt"):

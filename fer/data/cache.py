@@ -15,7 +15,7 @@ import numpy as np
 
 from fer.data.facedata import FaceData, LoadReport
 from fer.data.readers import Progress, read_fer_csv, read_image_folders, resolve_source
-from fer.files import atomic_write
+from fer.files import atomic_write, cache_dir
 
 READER_VERSION = 1
 
@@ -25,9 +25,6 @@ def default_data_path() -> Path:
     return Path(os.environ.get("FER_DATA") or "data")
 
 
-def cache_dir() -> Path:
-    """`FER_CACHE_DIR` when set, else `~/.cache/fer-studio`."""
-    return Path(os.environ.get("FER_CACHE_DIR") or Path.home() / ".cache" / "fer-studio")
 
 
 def source_fingerprint(kind: str, path: Path) -> str:
