@@ -11,7 +11,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Mapping
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional
 
 from fer import run_writer
 from fer.files import is_disk_full
@@ -31,6 +31,7 @@ class RunRecorder:
 
     def __init__(self, run_dir: Path, epochs: int, progress: bool = False) -> None:
         self.run_dir, self.epochs, self.progress = Path(run_dir), epochs, progress
+        self.stop_signal: Optional[str] = None  # set by a signal handler; the loop stops at its next check
         self.log: logging.Logger = run_writer.open_log(self.run_dir, echo=progress)
         run_writer.clear_cancel(self.run_dir)  # a stale request must not stop a fresh start
         run_writer.reserve_space(self.run_dir)
@@ -98,8 +99,8 @@ class RunRecorder:
 
     # --- per epoch and per batch -------------------------------------------------------------------------------
     def cancel_requested(self) -> bool:
-        """Whether someone asked the run to stop (`fer cancel`, the dashboard): a CANCEL file in the folder."""
-        return (self.run_dir / run_writer.CANCEL_FILE).exists()
+        """Whether someone asked the run to stop: a CANCEL file (`fer cancel`, the dashboard) or a SIGTERM."""
+        return bool(self.stop_signal) or (self.run_dir / run_writer.CANCEL_FILE).exists()
 
     @contextmanager
     def epoch(self, epoch: int, batches: int, batch_size: int) -> Iterator[Callable[[int, int, float], None]]:
@@ -169,6 +170,7 @@ class QuietRecorder:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
+        self.stop_signal: Optional[str] = None
         self.log = logging.getLogger(f"fer.rank.{self.run_dir.name}")
         self.log.addHandler(logging.NullHandler())
         self.log.propagate = False

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -55,14 +55,18 @@ def create_run(cfg: RunConfig, runs_dir: Optional[Path] = None) -> Path:
 
 
 @contextmanager
-def _sigterm_cancels():
-    """Turn SIGTERM into `Cancelled` while training (only possible on the main thread)."""
+def _sigterm_cancels(recorder) -> Iterator[None]:
+    """Turn SIGTERM into a cancel request, seen at the next batch (only possible on the main thread).
+
+    The handler only sets a flag: an exception raised wherever the signal lands (inside torch.save's
+    writer, say) can come back re-wrapped as a RuntimeError, and the run would read as failed.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise Cancelled("SIGTERM")
+        recorder.stop_signal = "SIGTERM"
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -105,7 +109,7 @@ def _train_here(cfg: RunConfig, run_dir: Path, progress: bool, ctx: DistContext)
     recorder = RunRecorder(run_dir, cfg.train.epochs, progress) if ctx.main else QuietRecorder(run_dir)
     with recorder:
         try:
-            with _sigterm_cancels():
+            with _sigterm_cancels(recorder):
                 _fit(cfg, recorder, ctx)
         except (Cancelled, KeyboardInterrupt) as e:
             recorder.cancelled(str(e) or "interrupt")
@@ -236,7 +240,7 @@ def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
                 # Every process stops at the same batch: a cancel seen by rank 0 is agreed on by all.
                 if (not ctx.active or batch % CANCEL_CHECK_EVERY == 0 or batch == batches) and \
                         ctx.any(recorder.cancel_requested()):
-                    raise Cancelled("cancel requested")
+                    raise Cancelled(recorder.stop_signal or "cancel requested")
                 report(batch, batches, loss)
 
             result = train_one_epoch(job.model, job.loader, job.optimizer, job.criterion, job.device,
@@ -245,6 +249,8 @@ def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
                                      batch_scheduler=job.scheduler if job.cadence == "batch" else None,
                                      accumulate=job.accumulate, nonfinite=cfg.train.nonfinite,
                                      on_batch=on_batch)
+        if recorder.stop_signal and not ctx.active:  # a SIGTERM after the last batch's check
+            raise Cancelled(recorder.stop_signal)
         recorder.validating(epoch)
         loss_sum, correct, images = ctx.sum([result.loss * result.images, result.accuracy * result.images,
                                              result.images])  # the epoch over every process's shard
@@ -275,6 +281,8 @@ def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
             stopped_early = True
             break
     ctx.barrier()  # every rank has finished training before rank 0 scores the best checkpoint
+    if recorder.stop_signal and ctx.main:
+        raise Cancelled(recorder.stop_signal)
     if ctx.main:
         recorder.evaluating()
         test = _final_evaluation(job, recorder)
