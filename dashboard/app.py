@@ -38,6 +38,7 @@ st.navigation({
     "Experiments": [page("train.py", "Train", "rocket_launch", url_path="train"),
                     page("runs.py", "Runs", "leaderboard", url_path="runs"),
                     page("studies.py", "Studies", "menu_book", url_path="studies"),
+                    page("sweeps.py", "Sweeps", "tune", url_path="sweeps"),
                     page("confusion.py", "Confusion", "grid_on", url_path="confusion"),
                     page("gradcam.py", "Grad-CAM", "local_fire_department", url_path="gradcam")],
     "Inference": [page("predict.py", "Predict", "photo_camera", url_path="predict"),

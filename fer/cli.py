@@ -1,4 +1,4 @@
-"""The `fer` command line: train, eval, runs, cancel, suite, predict, blendshapes, worker, data stats.
+"""The `fer` command line: train, eval, runs, cancel, queue, suite, sweep, predict, blendshapes, worker, data stats.
 
 `runs`, `cancel` and `worker` only read and write run folders: they and their parser import no
 PyTorch, so they answer in a fraction of a second even while a training job loads the CPU. The
@@ -156,9 +156,10 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     if command not in LIGHT_COMMANDS:
         # PyTorch, MediaPipe and grad-cam take seconds to import: only the commands that use them load them.
-        from fer import cli_predict, cli_train
+        from fer import cli_predict, cli_sweep, cli_train
 
         cli_train.add_parsers(sub)
+        cli_sweep.add_sweep_parser(sub)
         cli_predict.add_predict_parser(sub)
     _add_light_parsers(sub)
     return parser

@@ -21,12 +21,13 @@ from fer.evaluation import evaluate_run
 from fer.jobs import run_suite, submit
 from fer.models import MODELS
 from fer.optim import OPTIMIZERS, SCHEDULERS
+from fer.queue import RESUMABLE_STATES
 from fer.quiet import native_stderr_silenced
+from fer.ray_backend import LOCAL, ray_target
 from fer.runs import read_config, read_status, resolve_run
 from fer.suites import STUDIES, SUITES, study_table, suite_report
 from fer.train import train
 
-RESUMABLE = ("cancelled", "interrupted", "failed")
 
 
 def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
@@ -38,7 +39,7 @@ def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
 
 def _existing_run(args: argparse.Namespace) -> Path:
     """The run folder named by --run (a queued run) or --resume (a stopped one); errors are ValueErrors."""
-    ref, wanted, flag = (args.run, ("queued",), "--run") if args.run else (args.resume, RESUMABLE, "--resume")
+    ref, wanted, flag = (args.run, ("queued",), "--run") if args.run else (args.resume, RESUMABLE_STATES, "--resume")
     if args.config or args.set or _shortcut_overrides(args) or args.queue:
         raise ValueError(f"fer train {flag} trains a run with its saved config.json; "
                          "--config/--set/--model.../--queue are not allowed with it")
@@ -105,8 +106,9 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
             test = f", test accuracy {status['test_acc']:.4f}" if status.get("test_acc") is not None else ""
             print(f"[{len(finished)}] {run_dir.name}: {status.get('state')}{test}", flush=True)
 
+    target = LOCAL if args.ray is None else ray_target(args.ray)
     states = run_suite(args.name, args.repeats, args.epochs or 0, args.set, args.config, args.runs_dir,
-                       args.jobs, progress)
+                       args.jobs, progress, target, args.variant)
     failed = [run_dir for run_dir, state in states.items() if state != "completed"]
     for run_dir in failed:
         print(f"{run_dir}: {states[run_dir]} (see its train.log)", file=sys.stderr)
@@ -180,6 +182,14 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_ray_option(p: argparse.ArgumentParser) -> None:
+    """--ray [ADDRESS]: run on a Ray cluster instead of this machine."""
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run each run as a task on a Ray cluster: ADDRESS of its head (host:6379 or ray://host:10001), "
+                        "auto for the cluster this machine joined with `ray start`, nothing for a local Ray instance; "
+                        "the runs folder must be on a filesystem every node shares (pip install 'fer-studio[ray]')")
+
+
 def add_parsers(sub) -> None:
     """Register these commands on the CLI's subparsers."""
     p = sub.add_parser("train", help="train a model (a new run, a queued one with --run, or --resume one)",
@@ -221,11 +231,14 @@ def add_parsers(sub) -> None:
                              description="Config per run = defaults, --config, the variant, --set, --epochs.")
     p.add_argument("name", choices=SUITES.names())
     p.add_argument("--repeats", type=int, default=1, help="seeds per variant (train.seed, +1, ...)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME",
+                   help="run only this variant (repeatable; default: every variant of the suite)")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the config's train.epochs)")
     p.add_argument("--config", type=Path, help="base YAML/JSON config under every variant")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--jobs", type=int,
                    help="runs at once, each in its own process (sets the background worker's slots)")
+    add_ray_option(p)
     p.add_argument("--runs-dir", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_suite_run)

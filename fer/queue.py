@@ -7,6 +7,8 @@ processes get their share of the cores). A run with `train.gpus = k` waits until
 trains as one DistributedDataParallel job on them. Order: priority (higher first), then queue time;
 the head of the queue is never overtaken, so a large job is not starved. The queue can be paused,
 runs moved up or down, and interrupted runs (whose process died) resumed by hand or automatically.
+A run queued with a Ray target (status `target`, see fer.ray_backend) is not trained here: the
+worker submits it to that Ray cluster as a task, and the same queue order, pause and cancel apply.
 
 The worker runs in its own session (closing the browser does not stop it) and leaves once the queue
 has been empty for a few seconds. Jobs outlive a killed worker; a new worker counts the slots they
@@ -24,6 +26,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence
 
 from fer.files import write_json, write_text
 from fer.machine import visible_gpus
+from fer.ray_backend import LOCAL, RayRuns, describe_target
 from fer.run_writer import request_cancel, write_status
 from fer.runs import FINISHED_STATES, default_runs_dir, pid_alive, read_json, read_status, utc_now
 
@@ -127,12 +130,17 @@ def move(run_dir: Path, where: str) -> None:
                  queued_ns=int(other.get("queued_ns") or 0) + nudge)
 
 
-def resume(run_dir: Path) -> None:
-    """Queue a cancelled, interrupted or failed run again (retry); it continues from last.pt when there is one."""
+RESUMABLE_STATES = ("cancelled", "interrupted", "failed", "pruned")
+
+
+def resume(run_dir: Path, target: Optional[str] = None) -> None:
+    """Queue a stopped run again (retry), on `target` or where it was headed before; it continues from last.pt."""
     state = read_status(run_dir).get("state")
-    if state not in ("cancelled", "interrupted", "failed"):
-        raise ValueError(f"{Path(run_dir).name} is {state}; only cancelled, interrupted or failed runs resume")
-    write_status(Path(run_dir), "queued", requeued_at=utc_now(), queued_ns=time.time_ns(), slots=None, waiting=None)
+    if state not in RESUMABLE_STATES:
+        raise ValueError(f"{Path(run_dir).name} is {state}; only {', '.join(RESUMABLE_STATES)} runs resume")
+    where = {} if target is None else {"target": target}
+    write_status(Path(run_dir), "queued", requeued_at=utc_now(), queued_ns=time.time_ns(), slots=None, waiting=None,
+                 **where)
     ensure_worker(Path(run_dir).parent)
 
 
@@ -152,7 +160,11 @@ def describe_job(status: Dict[str, Any], paused: bool = False) -> str:
     if state == "queued":
         if paused:
             return "queued (the queue is paused)"
-        return status.get("waiting") or "queued"
+        where = status.get("target") or LOCAL
+        return status.get("waiting") or ("queued" if where == LOCAL else f"queued for {describe_target(where)}")
+    target = status.get("target") or LOCAL
+    if target != LOCAL and state == "running":
+        return f"running on {describe_target(target)}" + (f" (node {status['host']})" if status.get("host") else "")
     if state == "running" and slots:
         kinds = {s.split(":")[0] for s in slots}
         ids = ", ".join(s.split(":")[1] for s in slots)
@@ -261,7 +273,12 @@ class _Worker:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.running: Dict[Path, subprocess.Popen] = {}
+        self.ray = RayRuns()  # runs queued for a Ray cluster go there
         self.done = 0
+
+    def busy(self) -> bool:
+        """Whether a job it started (here or on Ray) has not ended yet."""
+        return bool(self.running) or self.ray.busy()
 
     def reap(self) -> None:
         for run_dir, proc in list(self.running.items()):
@@ -288,8 +305,8 @@ class _Worker:
 
     def start_ready(self, statuses: Dict[Path, Dict[str, Any]], all_slots: List[str]) -> None:
         free = [s for s in all_slots if s not in self.busy_slots(statuses)]
-        queue = sorted((p for p, s in statuses.items() if s.get("state") == "queued" and p not in self.running),
-                       key=lambda p: _queue_key(statuses[p], p))
+        queue = sorted((p for p, s in statuses.items() if s.get("state") == "queued" and p not in self.running
+                        and (s.get("target") or LOCAL) == LOCAL), key=lambda p: _queue_key(statuses[p], p))
         for run_dir in queue:
             config = read_json(run_dir / "config.json", {})
             train = config.get("train") if isinstance(config, dict) else None
@@ -331,8 +348,11 @@ def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 0.5, idle_exit_s
                 statuses = _statuses(root)
             if not options.get("paused"):
                 worker.start_ready(statuses, machine_slots(root))
+            if worker.ray.busy() or any(s.get("state") == "queued" and (s.get("target") or LOCAL) != LOCAL
+                                        for s in statuses.values()):
+                worker.done += worker.ray.poll(_statuses(root), _queue_key, bool(options.get("paused")))
             waiting = any(s.get("state") == "queued" for s in statuses.values())
-            if worker.running or waiting:
+            if worker.busy() or waiting:
                 idle_since = None
             elif idle_since is None:
                 idle_since = time.monotonic()
@@ -347,6 +367,7 @@ def run_worker(runs_dir: Optional[Path] = None, poll_s: float = 0.5, idle_exit_s
                 idle_since = None
             time.sleep(poll_s)
     finally:
+        worker.ray.close()
         if lock.is_file() and lock.read_text().split()[:1] == [str(os.getpid())]:
             lock.unlink(missing_ok=True)
         claim.close()

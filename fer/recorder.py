@@ -62,7 +62,7 @@ class RunRecorder:
         run_writer.truncate_metrics(self.run_dir, start_epoch - 1)  # rows newer than the checkpoint are redone
         run_writer.write_status(self.run_dir, "running", epoch=start_epoch, epochs=self.epochs, batch=0,
                                 batches=batches, device=device, started_at=first_start or utc_now(),
-                                error=None, finished_at=None, phase="training")
+                                error=None, finished_at=None, phase="training", waiting=None)
 
     def validating(self, epoch: int) -> None:
         """The epoch's training pass is done; the validation pass runs."""
@@ -79,10 +79,12 @@ class RunRecorder:
         self.trackers.finish("completed", [self.run_dir / "best.pt", self.run_dir / "config.json"])
 
     def cancelled(self, reason: str) -> None:
-        """The run stopped on request; `fer train --resume` continues it."""
-        self.log.info("cancelled (%s); resume with: fer train --resume %s", reason, self.run_dir)
-        run_writer.write_status(self.run_dir, "cancelled", finished_at=utc_now())
-        self.trackers.finish("cancelled")
+        """The run stopped on request (or a sweep pruned it); `fer train --resume` continues it."""
+        pruned = "" if self.stop_signal else run_writer.prune_reason(self.run_dir)
+        state = "pruned" if pruned else "cancelled"
+        self.log.info("%s (%s); resume with: fer train --resume %s", state, pruned or reason, self.run_dir)
+        run_writer.write_status(self.run_dir, state, finished_at=utc_now(), **({"pruned": pruned} if pruned else {}))
+        self.trackers.finish(state)
 
     def failed(self, error: BaseException) -> None:
         """The run raised: the traceback goes to the log, the message to the status."""

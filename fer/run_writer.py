@@ -64,8 +64,11 @@ def training_lock(run_dir: Path) -> Iterator[None]:
 
 def is_training(run_dir: Path) -> bool:
     """Whether a live process holds the run's training lock (or its status says it runs)."""
-    if read_status(run_dir).get("state") == "running":
-        return True
+    return read_status(run_dir).get("state") == "running" or lock_held(run_dir)
+
+
+def lock_held(run_dir: Path) -> bool:
+    """Whether a live process holds the run's training lock."""
     try:
         fh = open(Path(run_dir) / TRAIN_LOCK, "r")
     except OSError:
@@ -236,9 +239,18 @@ def tracker_dir(run_dir: Path) -> Path:
     return folder
 
 
-def request_cancel(run_dir: Path) -> None:
-    """Ask a running job to stop after its current batch (it saves state and marks itself cancelled)."""
-    write_text(Path(run_dir) / CANCEL_FILE, utc_now())
+def request_cancel(run_dir: Path, prune: str = "") -> None:
+    """Ask a running job to stop after its current batch (it saves state and marks itself cancelled).
+
+    With `prune` (why), a sweep stops a poor trial: the run then marks itself `pruned` instead.
+    """
+    write_json(Path(run_dir) / CANCEL_FILE, {"at": utc_now(), **({"pruned": prune} if prune else {})})
+
+
+def prune_reason(run_dir: Path) -> str:
+    """Why a sweep pruned the run (from its stop request), or "" when it was a plain cancel."""
+    request = read_json(Path(run_dir) / CANCEL_FILE, {})
+    return str(request.get("pruned") or "") if isinstance(request, dict) else ""
 
 
 def clear_cancel(run_dir: Path) -> None:

@@ -29,8 +29,9 @@ import pandas as pd
 from fer.config import RunConfig, flatten, from_dict
 from fer.files import cache_dir, checkpoint_file_problem
 
-STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-FINISHED_STATES = ("completed", "failed", "cancelled", "interrupted")
+# pruned: a sweep stopped the trial early for its poor validation accuracy (fer.sweeps).
+STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted", "pruned")
+FINISHED_STATES = ("completed", "failed", "cancelled", "interrupted", "pruned")
 # The model that ships inside the package: an ordinary run folder (see fer.default_model).
 SHIPPED_RUN_DIR = Path(__file__).parent / "assets" / "default_run"
 

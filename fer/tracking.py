@@ -95,7 +95,7 @@ class WandbTracker(Tracker):
             for path in files:
                 artifact.add_file(str(path))
             self.run.log_artifact(artifact)
-        self.run.finish(exit_code=0 if state in ("completed", "cancelled") else 1)
+        self.run.finish(exit_code=0 if state in ("completed", "cancelled", "pruned") else 1)
 
 
 @TRACKERS.register("mlflow")
@@ -142,7 +142,7 @@ class MlflowTracker(Tracker):
         if state == "completed":
             for path in files:
                 self.client.log_artifact(self.run_id, str(path), "run")
-        self.client.set_terminated(self.run_id, {"completed": "FINISHED", "cancelled": "KILLED"}.get(state, "FAILED"))
+        self.client.set_terminated(self.run_id, {"completed": "FINISHED", "cancelled": "KILLED", "pruned": "KILLED"}.get(state, "FAILED"))
 
 
 @TRACKERS.register("tensorboard")

@@ -43,15 +43,16 @@ from fer.validation import check_config
 CANCEL_CHECK_EVERY = 10  # batches between cancel checks in a multi-process run (each is a collective)
 
 
-def create_run(cfg: RunConfig, runs_dir: Optional[Path] = None) -> Path:
-    """Check `cfg` and make its run folder as 'queued'; training may start later (the job queue).
+def create_run(cfg: RunConfig, runs_dir: Optional[Path] = None, **status: Any) -> Path:
+    """Check `cfg` and make its run folder as 'queued' (with extra `status` fields); training may start later.
 
     Warnings from the check (a huge model, an emulated precision) go into the status and the run's log.
     """
     warnings = check_config(cfg)
     # Record where the data really came from, so `fer eval` finds it later from any directory.
     cfg.data.path = str(Path(cfg.data.path or default_data_path()).expanduser().resolve())
-    return create_run_folder(cfg, Path(runs_dir or cfg.runs_dir or default_runs_dir()), warnings=warnings)
+    return create_run_folder(cfg, Path(runs_dir or cfg.runs_dir or default_runs_dir()), warnings=warnings,
+                             **status)
 
 
 @contextmanager

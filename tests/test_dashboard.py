@@ -305,9 +305,20 @@ def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_pat
         cancel(run)
 
 
-def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(small_folder, tmp_path):
-    from fer.queue import cancel, queued_runs, set_paused
+def _launch_queued(at: AppTest, epochs_key: str, epochs: int, button_key: str, runs: Path):
+    """Set the epochs, press the launch button, and return the one run it queued (paused queue) and its config."""
+    from fer.queue import queued_runs
     from fer.runs import read_config
+
+    at.number_input(key=epochs_key).set_value(epochs)
+    at.button(key=button_key).click().run()
+    assert not at.exception and not at.error
+    [run] = queued_runs(runs)
+    return run, read_config(run)
+
+
+def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(small_folder, tmp_path):
+    from fer.queue import cancel, set_paused
 
     set_paused(tmp_path, True)  # queued, not trained: the queued config is what is checked
     at = open_page("studies", runs_dir=tmp_path, data_path=small_folder)
@@ -319,13 +330,65 @@ def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(smal
     table = at.dataframe[0].value
     assert table.set_index("variant").loc["complex", "reported acc"] == pytest.approx(0.6275)
     assert any("Training + PublicTest" in m.value for m in at.markdown)
-    at.number_input(key="studies_recipe_epochs_d").set_value(3)
-    at.button(key="FormSubmitter:studies_recipe_form-Queue the best-model recipe").click().run()
-    assert not at.exception and not at.error
-    [run] = queued_runs(tmp_path)
-    cfg = read_config(run)
+    run, cfg = _launch_queued(at, "studies_recipe_epochs_d", 3,
+                              "FormSubmitter:studies_recipe_form-Queue the best-model recipe", tmp_path)
     assert cfg.name == "study-d-complex" and cfg.train.epochs == 3 and cfg.model.kwargs["hidden"] == [512, 256]
     # The image folders have no PrivateTest: the run tests on PublicTest, which leaves the training pool.
     assert cfg.data.test_split == "PublicTest" and cfg.data.train_splits == ["Training"]
     assert "adapted:test_split=PublicTest" in cfg.tags
+    cancel(run)
+
+
+def test_sweeps_page_shows_a_study_and_launches_its_best_trial(small_folder, tmp_path):
+    optuna = pytest.importorskip("optuna")
+    from fer.queue import cancel, set_paused
+    from fer.sweeps import SweepSettings, open_study
+
+    set_paused(tmp_path, True)  # the launched full run stays queued: its config is what is checked
+    space = tmp_path / "space.yaml"
+    space.write_text("optim.lr: {low: 1.0e-4, high: 0.1, log: true}\nmodel.kwargs.hidden: [16, 64]\n")
+    study = open_study(SweepSettings("lr", trials=4), None, space, tiny_overrides(small_folder, tmp_path, 2),
+                       tmp_path)
+    dists = {"optim.lr": optuna.distributions.FloatDistribution(1e-4, 0.1, log=True),
+             "model.kwargs.hidden": optuna.distributions.CategoricalDistribution((16, 64))}
+    # Trials as `fer sweep` records them (tests/test_sweeps.py trains real ones): values per epoch, the run.
+    for i, (lr, hidden, curve, state) in enumerate([(0.01, 16, [0.2, 0.3], "COMPLETE"), (0.001, 64, [0.25, 0.35],
+                                                    "COMPLETE"), (0.0002, 16, [0.1], "PRUNED"), (0.05, 64, [0.2, 0.28],
+                                                                                                  "COMPLETE")]):
+        study.add_trial(optuna.trial.create_trial(
+            params={"optim.lr": lr, "model.kwargs.hidden": hidden}, distributions=dists,
+            value=max(curve) if state == "COMPLETE" else curve[-1], state=optuna.trial.TrialState[state],
+            intermediate_values=dict(enumerate(curve, 1)), user_attrs={"run": f"run-{i}"}))
+    at = open_page("sweeps", runs_dir=tmp_path, data_path=small_folder)
+    assert not at.exception and not at.error
+    assert [m.value for m in at.metric] == ["4", "3", "1", "35.0%"]
+    assert list(at.dataframe[0].value["state"]) == ["complete", "complete", "pruned", "complete"]
+    assert any("run-1" in m.value for m in at.markdown)
+    run, cfg = _launch_queued(at, "sweeps_best_epochs", 12, "sweeps_launch_best", tmp_path)
+    assert cfg.name == "lr-best" and cfg.train.epochs == 12 and cfg.optim.lr == 0.001
+    assert cfg.model.kwargs["hidden"] == 64 and "from-sweep:lr" in cfg.tags
+    cancel(run)
+
+
+def test_sweeps_page_without_sweeps_says_how_to_start_one(tmp_path):
+    at = open_page("sweeps", runs_dir=tmp_path)
+    assert not at.exception and "fer sweep --config" in at.info[0].value
+
+
+def test_train_page_sends_runs_to_a_ray_cluster_when_asked(small_folder, tmp_path):
+    pytest.importorskip("ray")
+    from fer.queue import cancel, describe_job, queued_runs, set_paused
+    from fer.runs import read_status
+
+    set_paused(tmp_path, True)  # queued, not dispatched: the target is what is checked
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
+    at.radio(key="train_target").set_value("Ray cluster").run()
+    at.text_input(key="train_ray_address").set_value("auto").run()
+    assert any("the Ray cluster this machine belongs to" in c.value for c in at.caption)
+    at.text_input(key="train_field_name").set_value("on-ray")
+    at.button(key="FormSubmitter:train_form-Launch training").click().run()
+    assert not at.exception and not at.error
+    [run] = queued_runs(tmp_path)
+    status = read_status(run)
+    assert status["target"] == "ray:auto" and describe_job(status, paused=True) == "queued (the queue is paused)"
     cancel(run)

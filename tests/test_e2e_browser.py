@@ -31,6 +31,7 @@ SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("FER_SCREENSHOTS") else 
 # page -> (url path, its title)
 PAGES = {"overview": ("", "fer-studio"), "data": ("data", "Data"), "train": ("train", "Train"),
          "runs": ("runs", "Runs"), "studies": ("studies", "Studies"), "confusion": ("confusion", "Confusion"), "gradcam": ("gradcam", "Grad-CAM"),
+         "sweeps": ("sweeps", "Sweeps"),
          "predict": ("predict", "Predict"), "webcam": ("webcam", "Webcam")}
 
 # CI installs chromium (.ci/run), so there a missing browser fails instead of skipping.

@@ -124,16 +124,24 @@ def test_every_suite_runs_on_a_small_sample(name, small_folder, suite_folder, im
 def test_suite_cli_runs_repeats_and_reports_mean_and_std(small_folder, tmp_path):
     base = [sys.executable, "-m", "fer", "suite"]
     sets = ["--set", f"data.path={small_folder}", "--set", "data.limit=70", "--set", "train.batch_size=16"]
-    done = subprocess.run(base + ["run", "depth", "--repeats", "2", "--epochs", "1", "--jobs", "2", "--quiet",
-                                  "--runs-dir", str(tmp_path)] + sets, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(base + ["run", "depth", "--variant", "depth1", "--variant", "depth7", "--repeats", "2",
+                                  "--epochs", "1", "--jobs", "2", "--quiet", "--runs-dir", str(tmp_path)] + sets,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "8 of 8 runs completed" in done.stdout
+    assert "4 of 4 runs completed" in done.stdout
     report = subprocess.run(base + ["report", "depth", "--runs-dir", str(tmp_path), "--format", "csv"],
                             capture_output=True, text=True, timeout=120)
     lines = report.stdout.strip().splitlines()
     assert lines[0].startswith("variant,runs,test_acc_mean,test_acc_std")
     rows = [line.split(",") for line in lines[1:]]
-    assert sorted(r[0] for r in rows) == ["depth1", "depth3", "depth5", "depth7"]
+    assert sorted(r[0] for r in rows) == ["depth1", "depth7"]  # the variants asked for
     assert all(r[1] == "2" and r[3] != "" for r in rows)  # two seeds each, so a std exists
     listing = subprocess.run(base + ["list"], capture_output=True, text=True, timeout=120)
     assert all(name in listing.stdout for name in SUITES.names())
+
+
+def test_a_suite_runs_only_the_variants_named():
+    assert [c.name for c in suite_configs("depth", variants=["depth3", "depth1"])] == ["depth-depth1-s0",
+                                                                                       "depth-depth3-s0"]
+    with pytest.raises(ValueError, match="no variant depth9; its variants: depth1, depth3, depth5, depth7"):
+        suite_configs("depth", variants=["depth9"])

@@ -1,5 +1,6 @@
 """Train: a form generated from the run config and the registries; jobs run in the background worker
-(the same queue as `fer train --queue` and `fer suite run`) on the machine's slots (GPUs or CPU slots),
+(the same queue as `fer train --queue` and `fer suite run`) on the machine's slots (GPUs or CPU slots)
+or, when chosen, as tasks on a Ray cluster,
 with the machine's load, the queue's order and controls (pause, move, retry), live progress, curves,
 log tail, cancel, resume, and "edit and relaunch" for runs whose settings were wrong.
 
@@ -16,10 +17,12 @@ from fer.compare import curves
 from fer.config import ConfigError, FieldSpec, RunConfig, apply, get_field
 from fer.data import DataError
 from fer.device import device_summary
+from fer.errors import UserError
 from fer.jobs import submit, submit_suite
 from fer.machine import cpu_stats, gpu_stats
 from fer.queue import (cancel, describe_job, machine_slots, move, queued_runs, resume, set_auto_resume, set_paused,
                        set_worker_slots, settings, worker_pid)
+from fer.ray_backend import LOCAL, describe_target, ray_target
 from fer.runs import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
 from fer.suites import SUITES
 from fer.validation import check_config, config_fields
@@ -62,6 +65,15 @@ st.title("Train")
 folder, source = runs_dir(), data_path()
 st.caption(f"Device: {device_summary()} · runs folder `{folder}` · data `{source}`")
 
+where = st.radio("Where runs train", ["This machine", "Ray cluster"], horizontal=True, key="train_target")
+target = LOCAL
+if where == "Ray cluster":
+    address = st.text_input("Ray cluster address", key="train_ray_address",
+                            placeholder="auto, host:6379 or ray://host:10001 (empty: a local Ray instance)")
+    target = ray_target(address)
+    st.caption(f"Each run becomes a Ray task on {describe_target(target)}, with its GPUs (or CPU cores) reserved. "
+               f"The runs folder `{folder}` must be on a filesystem every node shares.")
+
 new_run, suite_tab = st.tabs(["New run", "Run a suite"])
 with new_run:
     if st.session_state.get("train_relaunch_of"):
@@ -91,10 +103,10 @@ with new_run:
                     st.warning(warning)
                 st.info("Not launched yet: tick the confirmation above the button to launch it anyway.")
             else:
-                run_dir = submit(cfg, folder)
+                run_dir = submit(cfg, folder, target)
                 st.session_state.pop("train_relaunch_of", None)
                 st.toast(f"Queued {run_dir.name}: a background worker trains it, even if you close the page.")
-        except (ConfigError, DataError) as e:
+        except (ConfigError, DataError, UserError) as e:
             st.error(f"Not launched: {e}")
 
 with suite_tab:
@@ -109,8 +121,8 @@ with suite_tab:
     if queued:
         overrides = [f"data.path={source}"] + [line.strip() for line in extra.splitlines() if line.strip()]
         try:
-            run_dirs = submit_suite(suite, int(epochs), int(repeats), overrides, folder)
-        except (ConfigError, DataError) as e:
+            run_dirs = submit_suite(suite, int(epochs), int(repeats), overrides, folder, target=target)
+        except (ConfigError, DataError, UserError) as e:
             st.error(f"Not queued: {e}")
         else:
             st.toast(f"Queued {len(run_dirs)} runs of the {suite} suite.")
@@ -155,6 +167,8 @@ def job_card(row, status: dict, paused: bool, queue: list) -> None:
                 st.caption(f"{progress.images_per_s or 0:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
         if status.get("error"):
             st.error(status["error"])
+        if status.get("pruned"):
+            st.caption(status["pruned"])
         for warning in status.get("warnings") or ():
             st.warning(warning)
         losses = read_batch_losses(run_dir)
@@ -180,7 +194,8 @@ def job_card(row, status: dict, paused: bool, queue: list) -> None:
             if buttons[2].button("Move down", key=f"down_{run_id}", disabled=position == len(queue) - 1):
                 move(run_dir, "down")
         # A run that failed before finishing an epoch has nothing to resume from: fix its settings instead.
-        resumable = state in ("cancelled", "interrupted") or state == "failed" and (Path(run_dir) / "last.pt").is_file()
+        resumable = state in ("cancelled", "interrupted", "pruned") or \
+            state == "failed" and (Path(run_dir) / "last.pt").is_file()
         if resumable and buttons[3].button("Retry" if state == "failed" else "Resume", key=f"resume_{run_id}"):
             resume(run_dir)
         if state in ("failed", "cancelled", "interrupted") and \

@@ -12,8 +12,9 @@ from fer.suites._registry import SUITES
 
 
 def suite_configs(name: str, repeats: int = 1, epochs: int = 0, overrides: Sequence[str] = (),
-                  config_path: Optional[str | Path] = None) -> List[RunConfig]:
-    """One RunConfig per variant × repeat: defaults → config file → variant → `overrides` → `epochs`.
+                  config_path: Optional[str | Path] = None, variants: Sequence[str] = ()) -> List[RunConfig]:
+    """One RunConfig per variant (all, or those named in `variants`) × repeat: defaults → config file →
+    variant → `overrides` → `epochs`.
 
     A study's suite reruns a published ladder, so every `--set` on it is a departure from the study:
     each is tagged `adapted:KEY=VALUE`, and the study tables show it beside the number.
@@ -23,8 +24,13 @@ def suite_configs(name: str, repeats: int = 1, epochs: int = 0, overrides: Seque
     base = load_config(config_path, overrides)
     epochs = epochs or base.train.epochs
     adapted = [f"adapted:{o.strip()}" for o in overrides if _departs(o)] if SUITES.info(name).get("study") else []
+    ladder = SUITES.get(name)(epochs)
+    unknown = sorted(set(variants) - {v.name for v in ladder})
+    if unknown:
+        raise ValueError(f"suite {name} has no variant {', '.join(unknown)}; its variants: "
+                         f"{', '.join(v.name for v in ladder)}")
     configs = []
-    for variant in SUITES.get(name)(epochs):
+    for variant in (v for v in ladder if not variants or v.name in variants):
         for r in range(repeats):
             seed = base.train.seed + r
             cfg = load_config(config_path, overrides, layers=[variant.layer, {"train": {"epochs": epochs, "seed": seed}}])

@@ -1,0 +1,81 @@
+"""What handing runs to Ray costs: the same small runs through the local worker, then as tasks on a
+local Ray instance, in one invocation, with the same parallelism (`--jobs` slots locally; Ray gets
+the machine's CPUs and each task asks for one).
+
+Per run it records, by polling status.json every 50 ms: the start latency (from when a slot was free
+for it, i.e. its queueing or the end of an earlier run, until it reads `running`: the worker or Ray
+starting `fer train --run`, which includes that process importing PyTorch and loading the data),
+training (running → finished), and the batch's wall time. The first run's latency includes starting
+the worker (and, for Ray, starting a local Ray instance); the rest show the per-run dispatch cost.
+
+    python benchmarks/ray_overhead.py --data ../shared/fer2013 [--runs 6] [--jobs 2] [--limit 300]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from fer.config import load_config
+from fer.jobs import submit_all
+from fer.queue import set_worker_slots
+from fer.ray_backend import LOCAL, ray_target
+from fer.runs import FINISHED_STATES, read_status
+
+
+def batch(data: str, root: Path, target: str, args: argparse.Namespace) -> dict:
+    """Queue `args.runs` identical runs on `target`, wait for them, and time each phase."""
+    sets = [f"data.path={data}", f"data.limit={args.limit}", f"data.test_limit={args.limit}", "train.epochs=1",
+            "train.batch_size=32", "model.kwargs={widths: [16, 32, 64], hidden: 64}"]
+    configs = [load_config(None, sets + [f"name=bench-{i}"]) for i in range(args.runs)]
+    set_worker_slots(root, args.jobs)
+    start = time.monotonic()
+    runs = submit_all(configs, root, target)
+    queued = {r: time.monotonic() for r in runs}
+    running, done = {}, {}
+    while len(done) < len(runs):
+        for r in runs:
+            state = read_status(r).get("state")
+            if r not in running and state in ("running", *FINISHED_STATES):
+                running[r] = time.monotonic()
+            if r not in done and state in FINISHED_STATES:
+                done[r] = time.monotonic()
+                if state != "completed":
+                    raise RuntimeError(f"{r.name} ended {state}: {read_status(r).get('error')}")
+        time.sleep(0.05)
+    # A run can start once it is queued and one of the `jobs` slots is free: the first `jobs` runs at
+    # once, each later one when the (i - jobs)-th earlier run has ended.
+    order = sorted(runs, key=lambda r: running[r])
+    ends = sorted(done[r] for r in order)
+    latency = [running[r] - max(queued[r], ends[i - args.jobs] if i >= args.jobs else queued[r])
+               for i, r in enumerate(order)]
+    return {"target": target, "runs": len(runs), "wall_s": round(time.monotonic() - start, 2),
+            "start_first_s": round(latency[0], 2), "start_rest_mean_s": round(statistics.mean(latency[1:]), 2),
+            "train_mean_s": round(statistics.mean(done[r] - running[r] for r in runs), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--runs", type=int, default=6)
+    parser.add_argument("--jobs", type=int, default=2, help="local slots (match the CPUs Ray sees)")
+    parser.add_argument("--limit", type=int, default=300, help="training faces per run (stratified sample)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        local = batch(args.data, Path(tmp) / "local", LOCAL, args)
+        ray = batch(args.data, Path(tmp) / "ray", ray_target(None), args)
+    report = {"local": local, "ray": ray,
+              "ray_overhead_per_run_s": round(ray["start_rest_mean_s"] - local["start_rest_mean_s"], 2),
+              "ray_wall_overhead_per_run_s": round((ray["wall_s"] - local["wall_s"]) / args.runs, 2),
+              "machine": f"{os.cpu_count()}-core {platform.machine()}, Python {platform.python_version()}",
+              "date": date.today().isoformat(), "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
