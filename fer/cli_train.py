@@ -17,7 +17,7 @@ from fer.blendshape_run import train_blendshape_run
 from fer.config import load_config
 from fer.data import load_fer2013
 from fer.data.stats import summarize
-from fer.evaluation import evaluate_run
+from fer.evaluation import calibrate_run, evaluate_run
 from fer.jobs import run_suite, submit
 from fer.models import MODELS
 from fer.optim import OPTIMIZERS, SCHEDULERS
@@ -78,11 +78,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         return 0
     print(f"{result['split']} ({result['n']} images, {args.checkpoint}.pt epoch {result['epoch']}): "
           f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}")
+    if result.get("temperature", 1.0) != 1.0:
+        print(f"calibration: expected calibration error {result['ece']:.4f} with temperature "
+              f"{result['temperature']:.3f} (fitted on validation), {result['ece_uncalibrated']:.4f} without")
+    else:
+        print(f"calibration: expected calibration error {result['ece']:.4f} (no temperature fitted)")
     per_class = pd.DataFrame(result["per_class"]).T
     print(per_class.to_string(float_format=lambda v: f"{v:.3f}"))
     cm = pd.DataFrame(result["confusion_matrix"], index=result["class_names"], columns=result["class_names"])
     cm.index.name = "true \\ pred"
     print(cm.to_string())
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    results = calibrate_run(resolve_run(args.run, args.runs_dir), args.data)
+    for split, result in results.items():
+        print(f"{result['split']}: temperature {result['temperature']:.3f}; expected calibration error "
+              f"{result['ece_uncalibrated']:.4f} -> {result['ece']:.4f}")
     return 0
 
 
@@ -223,6 +236,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--runs-dir", type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("calibrate", help="fit a run's temperature on its validation split (runs trained before "
+                                         "calibration existed; new runs get one when they finish)")
+    p.add_argument("run", help="run id (or unique part of one) or run folder")
+    p.add_argument("--data", help="data source (default: the run's data.path, FER_DATA or data/)")
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=_cmd_calibrate)
     p = sub.add_parser("suite", help="experiment suites: the studies' ablation ladders")
     suite_sub = p.add_subparsers(dest="suite_command", required=True)
     p = suite_sub.add_parser("list", help="the suites and their variants")

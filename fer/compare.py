@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from fer.calibration import apply_temperature, reliability_table
 from fer.config import flatten
 from fer.runs import evaluation_dir, evaluation_file, read_json, read_metrics
 
@@ -92,6 +93,24 @@ def confident_mistakes(run_dir: Path, split: str, true: Optional[str] = None, pr
     if pred:
         wrong = wrong[wrong["pred"] == pred]
     return wrong.sort_values("confidence", ascending=False).head(k).reset_index(drop=True)
+
+
+def reliability(run_dir: Path, split: str, temperature: float = 1.0) -> pd.DataFrame:
+    """The reliability diagram of `split`'s stored predictions: per confidence bin, confidence vs accuracy,
+    as scored ("calibrated" when `temperature` ≠ 1) and, with a temperature, as the model gave them."""
+    try:
+        df = pd.read_csv(evaluation_file(run_dir, f"predictions_{split}.csv"))
+        names = [c[len("p_"):] for c in df.columns if c.startswith("p_")]
+        probs = df[[f"p_{n}" for n in names]].to_numpy(dtype=np.float64)
+        labels = df["true"].map({n: i for i, n in enumerate(names)}).to_numpy()
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return pd.DataFrame()
+    probs = probs / probs.sum(axis=1, keepdims=True)  # the CSV rounds to 6 digits
+    versions = {"calibrated" if temperature != 1.0 else "as scored": probs}
+    if temperature != 1.0:
+        versions["uncalibrated"] = apply_temperature(probs, 1.0 / temperature)
+    return pd.concat([reliability_table(v, labels).assign(version=name) for name, v in versions.items()],
+                     ignore_index=True)
 
 
 def face_images(data, sources: Sequence[str]) -> List[np.ndarray]:

@@ -14,12 +14,16 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from fer.calibration import calibration_metrics, fit_temperature
+from fer.checkpoint import load_checkpoint
 from fer.classifiers import load_classifier
-from fer.data import FaceData, load_fer2013, split_index
+from fer.data import DataError, FaceData, load_fer2013, split_index
 from fer.device import select_device
+from fer.errors import UserError
 from fer.pipeline import Classifier
-from fer.run_writer import record_evaluation
-from fer.runs import evaluation_dir, read_config
+from fer.predictor import Predictor
+from fer.run_writer import record_evaluation, save_checkpoint
+from fer.runs import evaluation_dir, inside_package, read_config
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Dict[str, Any]:
@@ -65,6 +69,7 @@ def score(classifier: Classifier, data: FaceData, index: np.ndarray, split_name:
     faces, labels = data.images[index], data.labels[index]
     probs = classifier.predict_faces(faces)
     metrics = {"split": split_name, **classification_metrics(labels, probs, data.class_names),
+               **calibration_metrics(probs, labels, getattr(classifier, "temperature", 1.0)),
                **getattr(classifier, "provenance", {})}
     extra = getattr(classifier, "extra_metrics", None)  # e.g. the landmarker's face coverage
     if extra is not None:
@@ -85,3 +90,26 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     result = score(classifier, data, index, split_name)
     record_evaluation(evaluation_dir(run_dir), result.metrics, result.predictions)
     return result.metrics
+
+
+def calibrate_run(run_dir: Path, data_path: Optional[str] = None) -> Dict[str, Any]:
+    """Fit a temperature on the run's validation split, store it in best.pt, and score val and test again.
+
+    Runs finish with a fitted temperature already; this is for runs trained before that (`fer calibrate`).
+    """
+    run_dir = Path(run_dir)
+    if inside_package(run_dir):
+        raise UserError("the shipped model comes calibrated; calibrate your own runs")
+    cfg = read_config(run_dir)
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    predictor = Predictor.from_loaded(ckpt, name=run_dir.name, checkpoint="best", calibrated=False,
+                                      device=select_device("auto"), batch_size=cfg.train.eval_batch_size)
+    data = load_fer2013(data_path or cfg.data.path or None)
+    index, _ = split_index(cfg, data, "val")
+    if len(index) == 0:
+        raise DataError(f"{run_dir.name} has no validation images in {data.origin} to fit a temperature on")
+    val = score(predictor, data, index, "val")
+    probs = val.predictions[[f"p_{c}" for c in data.class_names]].to_numpy()
+    temperature = fit_temperature(probs, data.labels[index])
+    save_checkpoint(run_dir, "best.pt", {**ckpt, "calibration": {"temperature": temperature, "fitted_on": "val"}})
+    return {split: evaluate_run(run_dir, split, "best", data_path) for split in ("val", "test")}

@@ -5,8 +5,9 @@
     for face in result.faces: print(face.box, face.label, face.confidence)
 
 Faces go through the same `to_model_input` as evaluation. `tta` averages over a horizontal flip
-("flip") or the ten 44×44 corner/centre crops and their flips ("tencrop"). `Ensemble` averages
-the probabilities of several classifiers.
+("flip") or the ten 44×44 corner/centre crops and their flips ("tencrop"). A checkpoint fitted with
+a temperature (fer.calibration, at the end of training) gives calibrated probabilities unless
+`calibrated=False`. `Ensemble` averages the probabilities of several classifiers.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
+from fer.calibration import apply_temperature
 from fer.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
 from fer.pipeline import Classifier
 from fer.preprocess import Preprocessing, to_model_input
@@ -39,7 +41,7 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str], spec: Preprocessing,
                  name: str = "", device: str | torch.device = "cpu", tta: str = "none", batch_size: int = 64,
-                 provenance: Optional[Dict[str, Any]] = None) -> None:
+                 provenance: Optional[Dict[str, Any]] = None, temperature: float = 1.0) -> None:
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
         self.device = torch.device(device)
@@ -50,13 +52,18 @@ class Predictor:
         self.tta = tta
         self.batch_size = batch_size
         self.provenance = provenance or {}  # which checkpoint and epoch, for evaluation records
+        self.temperature = float(temperature)  # 1.0: the model's own probabilities
 
     @classmethod
-    def from_loaded(cls, ckpt: Dict[str, Any], name: str = "", checkpoint: str = "", **kwargs) -> "Predictor":
-        """Rebuild from a loaded checkpoint dict."""
+    def from_loaded(cls, ckpt: Dict[str, Any], name: str = "", checkpoint: str = "", calibrated: bool = True,
+                    **kwargs) -> "Predictor":
+        """Rebuild from a loaded checkpoint dict (with its fitted temperature, when `calibrated` and it has one)."""
+        calibration = ckpt.get("calibration") if isinstance(ckpt.get("calibration"), dict) else {}
+        temperature = float(calibration.get("temperature", 1.0)) if calibrated else 1.0
         return cls(model_from_checkpoint(ckpt), ckpt["class_names"], preprocessing_from_checkpoint(ckpt),
                    name=name or ckpt.get("config", {}).get("name", ""),
-                   provenance={"checkpoint": checkpoint, "epoch": int(ckpt.get("epoch", 0))}, **kwargs)
+                   provenance={"checkpoint": checkpoint, "epoch": int(ckpt.get("epoch", 0))},
+                   temperature=temperature, **kwargs)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> "Predictor":
@@ -92,7 +99,7 @@ class Predictor:
             logits = self.model(to_model_input(views, self.spec).to(self.device))
             probs = torch.softmax(logits.float(), dim=1).cpu()
             out.append(probs.view(-1, len(chunk), probs.shape[1]).mean(0))
-        return torch.cat(out).numpy()
+        return apply_temperature(torch.cat(out).numpy(), self.temperature)
 
 
 class Ensemble:

@@ -23,6 +23,7 @@ from sklearn.metrics import f1_score
 from torch.nn.parallel import DistributedDataParallel
 
 from fer.augment import build_augmentation
+from fer.calibration import fit_temperature
 from fer.checkpoint import checkpoint_payload, load_checkpoint
 from fer.config import RunConfig
 from fer.data import FaceData, Splits, default_data_path, load_fer2013, splits_for
@@ -295,7 +296,14 @@ def _final_evaluation(job: _Job, recorder: RunRecorder) -> Dict[str, Any]:
     best = load_checkpoint(recorder.run_dir / "best.pt")
     predictor = Predictor.from_loaded(best, name=recorder.run_dir.name, checkpoint="best", device=job.device,
                                       batch_size=job.cfg.train.eval_batch_size)
-    results = {}
+    results: Dict[str, Any] = {}
+    calibration: Dict[str, Any] = {}
+    if len(job.splits.val):  # temperature scaling, fitted on validation (never on a test split)
+        val = score(predictor, job.data, job.splits.val, "val")
+        probs = val.predictions[[f"p_{c}" for c in job.data.class_names]].to_numpy()
+        predictor.temperature = fit_temperature(probs, job.data.labels[job.splits.val])
+        calibration = {"temperature": predictor.temperature, "fitted_on": "val"}
+        recorder.log.info("calibration: temperature %.3f fitted on validation", predictor.temperature)
     for role, split_name in (("val", "val"), ("test", job.cfg.data.test_split)):
         index = getattr(job.splits, role)
         if len(index) == 0:
@@ -305,6 +313,7 @@ def _final_evaluation(job: _Job, recorder: RunRecorder) -> Dict[str, Any]:
         result = score(predictor, job.data, index, split_name)
         recorder.evaluation(role, result.metrics, result.predictions)
         results[role] = {"split": split_name, "accuracy": result.metrics["accuracy"],
-                         "macro_f1": result.metrics["macro_f1"]}
-    recorder.checkpoint("best.pt", {**best, "metrics": {**best["metrics"], **results}})
+                         "macro_f1": result.metrics["macro_f1"], "ece": result.metrics["ece"]}
+    recorder.checkpoint("best.pt", {**best, "metrics": {**best["metrics"], **results},
+                                    **({"calibration": calibration} if calibration else {})})
     return results.get("test", {})

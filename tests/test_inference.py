@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from fer.calibration import apply_temperature
 from fer.data import load_fer2013
 from fer.data.loaders import eval_loader
 from fer.engine import predict
@@ -218,7 +219,9 @@ def test_photo_path_matches_evaluation_exactly(predictor, small_folder):
         result = predict_image(predictor, rgb, whole)
         photo_tensor = to_model_input(torch.from_numpy(result.faces[0].face)[None, None], predictor.spec)
         assert torch.equal(photo_tensor[0], eval_batch[i])
-        assert np.array_equal(np.array(list(result.faces[0].probabilities.values()), np.float32), eval_probs[i])
+        # The same probabilities, with the run's fitted temperature applied (fer.calibration).
+        calibrated = apply_temperature(np.asarray(eval_probs[i:i + 1], np.float32), predictor.temperature)[0]
+        assert np.array_equal(np.array(list(result.faces[0].probabilities.values()), np.float32), calibrated)
 
 
 # --- predictor -----------------------------------------------------------------------------------------------
@@ -244,13 +247,15 @@ def test_no_face_is_an_explicit_choice(predictor, detector):
 
 def test_tta_and_ensemble_average_probabilities(trained_run, small_data):
     faces = small_data.images[:6]
-    plain = Predictor.from_run(trained_run)
+    plain = Predictor.from_run(trained_run, calibrated=False)  # TTA averages the model's own probabilities
     flipped = plain.predict_faces(faces[:, :, ::-1].copy())
-    flip = Predictor.from_run(trained_run, tta="flip").predict_faces(faces)
+    flip = Predictor.from_run(trained_run, tta="flip", calibrated=False).predict_faces(faces)
     assert np.allclose(flip, (plain.predict_faces(faces) + flipped) / 2, atol=1e-6)
+    calibrated = Predictor.from_run(trained_run, tta="flip")  # then the fitted temperature applies
+    assert np.allclose(calibrated.predict_faces(faces), apply_temperature(flip, calibrated.temperature), atol=1e-6)
     tencrop = Predictor.from_run(trained_run, tta="tencrop").predict_faces(faces)
     assert tencrop.shape == (6, 7) and np.allclose(tencrop.sum(1), 1, atol=1e-5)
-    ensemble = Ensemble([plain, Predictor.from_run(trained_run, tta="flip")])
+    ensemble = Ensemble([plain, Predictor.from_run(trained_run, tta="flip", calibrated=False)])
     assert np.allclose(ensemble.predict_faces(faces), (plain.predict_faces(faces) + flip) / 2, atol=1e-6)
 
 

@@ -1,5 +1,6 @@
-"""Confusion: a run's confusion matrix (counts / row-normalised), per-class scores, two runs side by side
-with their difference, and the most confident mistakes per true/predicted pair."""
+"""Confusion: a run's confusion matrix (counts / row-normalised), per-class scores, its calibration (ECE
+and a reliability diagram before/after temperature scaling), two runs side by side with their
+difference, and the most confident mistakes per true/predicted pair."""
 from pathlib import Path
 
 import altair as alt
@@ -7,7 +8,7 @@ import streamlit as st
 
 from common import cached_board, cached_dataset, data_path, runs_dir
 from fer.compare import (confident_mistakes, confusion_difference, confusion_frame, evaluations, face_images,
-                         per_class_frame)
+                         per_class_frame, reliability)
 from fer.data import DataError
 
 
@@ -37,13 +38,35 @@ split = st.selectbox("Split", splits, key="confusion_split",
                      index=next((i for i, s in enumerate(splits) if s != "val"), 0))  # the test split first
 normalize = st.toggle("Row-normalised (recall per true class)", value=True, key="confusion_normalize")
 evaluation = evals_a[split]
-cols = st.columns(3)
+cols = st.columns(4)
 cols[0].metric("Accuracy", f"{evaluation['accuracy']:.2%}")
 cols[1].metric("Macro-F1", f"{evaluation['macro_f1']:.3f}")
 cols[2].metric("Images", f"{evaluation['n']:,}")
+temperature = float(evaluation.get("temperature", 1.0))
+if "ece" in evaluation:
+    cols[3].metric("Calibration error (ECE)", f"{evaluation['ece']:.3f}",
+                   delta=f"{evaluation['ece'] - evaluation['ece_uncalibrated']:+.3f} by T = {temperature:.2f}"
+                   if temperature != 1.0 else None, delta_color="inverse")
 left, right = st.columns([3, 2])
 left.altair_chart(heatmap(confusion_frame(evaluation, normalize), f"{run_a} on {split}"), key="confusion_a")
 right.dataframe(per_class_frame(evaluation), key="confusion_per_class")
+
+with st.expander("Calibration: reliability diagram", expanded=False):
+    bins = reliability(Path(paths[run_a]), split, temperature)
+    if bins.empty or "ece" not in evaluation:
+        st.caption("Not available for this evaluation (evaluate the run again with fer eval).")
+    else:
+        st.caption(f"Confidence vs accuracy per confidence bin on {split}: on the diagonal, a face called at 80% "
+                   "is right 80% of the time. " + (f"Temperature {temperature:.2f}, fitted on validation after "
+                                                   "training, is what Predict and Webcam apply." if temperature != 1.0
+                                                   else "This run has no fitted temperature."))
+        shown = bins[bins["count"] > 0]
+        diagonal = alt.Chart(shown).mark_line(color="gray", strokeDash=[4, 4]).encode(x="confidence:Q",
+                                                                                      y="confidence:Q")
+        st.altair_chart(diagonal + alt.Chart(shown).mark_line(point=True).encode(
+            x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
+            color="version:N", tooltip=["version", "bin_low", "bin_high", "count", "confidence", "accuracy"]),
+            key="confusion_reliability")
 
 others = [r for r in paths if r != run_a]
 run_b = st.selectbox("Compare with", ["(none)", *others], key="confusion_run_b")
