@@ -18,6 +18,7 @@ from fer.images import ImageError, load_image
 from fer.pipeline import NoFaceFound, predict_image
 from fer.predictor import TTA_MODES, Predictor
 from fer.quiet import native_stderr_silenced
+from fer.runs import SHIPPED_RUN_DIR, resolve_run
 
 
 def build_classifier(runs: List[str], checkpoint: str | None, runs_dir: Path | None, tta: str):
@@ -94,8 +95,27 @@ def _predict_all(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fer.onnx_backend import OPSET, export_onnx  # the onnx extra, only when asked for
+
+    run_dir = SHIPPED_RUN_DIR if args.run == "default" else resolve_run(args.run, args.runs_dir)
+    out = export_onnx(run_dir / f"{args.checkpoint}.pt", args.onnx, args.opset or OPSET)
+    print(f"{out}: {run_dir.name} ({args.checkpoint}.pt) as ONNX opset {args.opset or OPSET}, dynamic batch; "
+          f"{out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
 def add_predict_parser(sub) -> None:
-    """Register `fer predict` on the CLI's subparsers."""
+    """Register `fer predict` and `fer export` on the CLI's subparsers."""
+    p = sub.add_parser("export", help="export a run's model as ONNX (class names, preprocessing and temperature "
+                                      "in its metadata; pip install 'fer-studio[onnx]')")
+    p.add_argument("run", help="run id (or unique part of one), run folder, or default (the shipped model)")
+    p.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 18)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=_cmd_export)
+
     p = sub.add_parser("predict", help="emotion of every face in images (default: the shipped model)")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, ...)")
     p.add_argument("--run", action="append", default=[], metavar="RUN",

@@ -86,6 +86,10 @@ class Predictor:
         """The model that ships with the package (used whenever no run is chosen)."""
         return cls.from_checkpoint(SHIPPED_RUN_DIR / "best.pt", name="default", **kwargs)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs → logits (an exported-model backend overrides this)."""
+        return self.model(x)
+
     @torch.no_grad()
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """uint8 N×48×48 faces → N×C probabilities (float32)."""
@@ -96,7 +100,7 @@ class Predictor:
         for chunk in batch.split(self.batch_size):
             views = {"none": chunk, "flip": torch.cat([chunk, chunk.flip(-1)]),
                      "tencrop": _ten_crops(chunk)}[self.tta]
-            logits = self.model(to_model_input(views, self.spec).to(self.device))
+            logits = self.forward(to_model_input(views, self.spec).to(self.device))
             probs = torch.softmax(logits.float(), dim=1).cpu()
             out.append(probs.view(-1, len(chunk), probs.shape[1]).mean(0))
         return apply_temperature(torch.cat(out).numpy(), self.temperature)

@@ -1,0 +1,59 @@
+"""ONNX export and the ONNX Runtime predictor: every registered model exports, and ONNX Runtime's
+probabilities agree with PyTorch's to 1e-4 on real FER2013 faces (TTA and temperature included)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fer.checkpoint import checkpoint_payload, load_checkpoint
+from fer.cli import main
+from fer.config import load_config
+from fer.constants import CLASS_NAMES
+from fer.models import MODELS, create_model
+from fer.predictor import Predictor
+from fer.run_writer import save_checkpoint
+
+pytest.importorskip("onnxruntime")  # the `onnx` extra (installed by the dev extra, so CI always runs these)
+from fer.onnx_backend import OPSET, OnnxPredictor, export_onnx  # noqa: E402
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_registered_model_exports_and_agrees(name, small_data, tmp_path):
+    overrides = [f"model.name={name}"] + (["model.kwargs={pretrained: false}"] if name.startswith("resnet") else [])
+    cfg = load_config(None, overrides)
+    spec = cfg.preprocessing()
+    model = create_model(name, num_classes=len(CLASS_NAMES), in_chans=spec.in_chans, **cfg.model.kwargs)
+    save_checkpoint(tmp_path, "best.pt", checkpoint_payload(model, cfg.to_dict(), CLASS_NAMES, spec, 1, {}))
+    export_onnx(tmp_path / "best.pt", tmp_path / "model.onnx")
+    faces = small_data.images[:9]
+    onnx_probs = OnnxPredictor(tmp_path / "model.onnx").predict_faces(faces)
+    torch_probs = Predictor.from_checkpoint(tmp_path / "best.pt").predict_faces(faces)
+    assert np.abs(onnx_probs - torch_probs).max() < 1e-4
+
+
+def test_a_trained_run_exports_with_its_metadata_and_matches_on_real_faces(trained_run, small_data, tmp_path):
+    out = tmp_path / "artifacts.onnx"
+    assert main(["export", str(trained_run), "--onnx", str(out)]) == 0
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    ckpt = load_checkpoint(trained_run / "best.pt")
+    assert json.loads(meta["fer.class_names"]) == list(ckpt["class_names"]) and meta["fer.opset"] == str(OPSET)
+    assert float(meta["fer.temperature"]) == pytest.approx(ckpt["calibration"]["temperature"])
+    for tta in ("none", "flip", "tencrop"):
+        onnx_model, torch_model = OnnxPredictor(out, tta=tta, batch_size=37), Predictor.from_run(trained_run, tta=tta)
+        assert onnx_model.class_names == torch_model.class_names and onnx_model.spec == torch_model.spec
+        faces = small_data.images  # 385 real faces: several batches of 37 and a short last one
+        diff = np.abs(onnx_model.predict_faces(faces) - torch_model.predict_faces(faces)).max()
+        assert diff < 1e-4, (tta, diff)
+    assert OnnxPredictor(out).predict_faces(small_data.images[:1]).shape == (1, 7)  # batch 1: the axis is dynamic
+
+
+def test_export_without_the_extra_says_how_to_install_it(trained_run, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["export", str(trained_run), "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "pip install 'fer-studio[onnx]'" in capsys.readouterr().err
