@@ -24,9 +24,9 @@ from fer.ray_backend import LOCAL
 from fer.registry import Registry
 from fer.run_writer import request_cancel
 from fer.runs import FINISHED_STATES, default_runs_dir, pid_alive, read_metrics, read_status
-from fer.sweeps.space import parse_space, read_space, trial_layer
+from fer.sweeps.space import parse_space, read_space
 from fer.sweeps.study import (METRIC, SweepError, default_storage, definition, require_optuna, space_json,
-                              study_space, trial_config)
+                              sampled_config, study_space, trial_config)
 from fer.validation import check_config
 
 PRUNERS: Registry[Callable[..., Any]] = Registry("pruner")
@@ -140,7 +140,7 @@ def _check_space(base, params: Dict[str, Any]) -> None:
         dist = param.distribution
         values = dist.choices if hasattr(dist, "choices") else (dist.low, dist.high)
         for value in values:
-            cfg = load_config(None, (), layers=[base.to_dict(), trial_layer({key: param}, {key: value})])
+            cfg = sampled_config(base, {key: param}, {key: value})
             try:
                 check_config(cfg)
             except ConfigError as e:

@@ -86,10 +86,15 @@ def study_space(study) -> Dict[str, Param]:
 def trial_config(study, sampled: Dict[str, Any], name: str, tags: List[str]) -> RunConfig:
     """The run config of a trial: the stored base config, then the sampled values."""
     base = from_dict(RunConfig, definition(study)["base"])
-    # Layers: a trial that picks model.name brings its own model.kwargs (the base's would not fit).
-    cfg = load_config(None, (), layers=[base.to_dict(), trial_layer(study_space(study), sampled)])
+    cfg = sampled_config(base, study_space(study), sampled)
     cfg.name, cfg.tags = name, list(dict.fromkeys([*base.tags, *tags]))
     return cfg
+
+
+def sampled_config(base: RunConfig, params: Dict[str, Any], sampled: Dict[str, Any]) -> RunConfig:
+    """The base config with sampled values of `params` layered on top."""
+    # Layers: a trial that picks model.name brings its own model.kwargs (the base's would not fit).
+    return load_config(None, (), layers=[base.to_dict(), trial_layer(params, sampled)])
 
 
 def trials_table(study) -> pd.DataFrame:
@@ -170,12 +175,12 @@ def summary(study) -> Dict[str, Any]:
     """Counts per state and the best trial, as `fer sweep report` and the dashboard show them."""
     table = trials_table(study)
     counts = table["state"].value_counts().to_dict() if not table.empty else {}
-    best = best_trial(study)
+    best, stored = best_trial(study), definition(study)
     return {"name": study.study_name, "trials": len(table), "states": counts,
             "best": None if best is None else {"trial": best.number, "value": best.value, "params": best.params,
                                                  "run": best.user_attrs.get("run")},
-            "settings": {k: v for k, v in definition(study).items() if k not in ("base", "space")},
-            "space": definition(study)["space"]}
+            "settings": {k: v for k, v in stored.items() if k not in ("base", "space")},
+            "space": stored["space"]}
 
 
 def space_json(space: Dict[str, Any]) -> str:
