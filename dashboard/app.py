@@ -42,5 +42,6 @@ st.navigation({
                     page("confusion.py", "Confusion", "grid_on", url_path="confusion"),
                     page("gradcam.py", "Grad-CAM", "local_fire_department", url_path="gradcam")],
     "Inference": [page("predict.py", "Predict", "photo_camera", url_path="predict"),
+                  page("video.py", "Video", "movie", url_path="video"),
                   page("webcam.py", "Webcam", "videocam", url_path="webcam")],
 }).run()

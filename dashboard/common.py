@@ -61,18 +61,24 @@ def cached_board(folder: str, include_default: bool = True) -> pd.DataFrame:
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def _cached_classifier(names: tuple, folder: str, tta: str = "none") -> Classifier:
-    return load_ensemble(list(names), folder or None, tta)
+def _cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str = "torch",
+                       threads: int = 0) -> Classifier:
+    options = {"backend": backend, **({"threads": threads} if threads else {})}
+    return load_ensemble(list(names), folder or None, tta, **options)
 
 
-def cached_classifier(names: tuple, folder: str, tta: str = "none") -> Classifier:
+def cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str = "torch",
+                      threads: int = 0) -> Classifier:
     """One model, or the ensemble of several, by their UI names ("default" = the shipped model).
+
+    `backend` "auto" runs CNNs on the fastest available engine (fer.onnx_backend: ONNX Runtime, int8 where
+    the run has an int8 export); Grad-CAM needs "torch". `threads` sets ONNX Runtime's intra-op threads.
 
     A model file that turns out unreadable stops the page with one line saying why (the other pages
     and runs are unaffected); nothing from it is cached.
     """
     try:
-        return _cached_classifier(names, folder, tta)
+        return _cached_classifier(names, folder, tta, backend, threads)
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
         st.error(f"This model cannot be loaded: {e}")
         st.stop()

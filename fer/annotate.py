@@ -1,28 +1,31 @@
 """Draw predictions on an image: a box and label per face and a small probability bar chart."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import cv2
 import numpy as np
 
 # One colour per FER2013 class (RGB), reused by the dashboard's charts.
 CLASS_COLOURS = {"angry": (220, 50, 47), "disgust": (133, 153, 0), "fear": (108, 113, 196),
                  "happy": (255, 193, 7), "sad": (38, 139, 210), "surprise": (211, 54, 130),
-                 "neutral": (147, 161, 161)}
+                 "neutral": (147, 161, 161), "contempt": (181, 137, 0)}  # contempt: FER+ only
 
 
 def _colour(name: str) -> tuple:
     return CLASS_COLOURS.get(name, (0, 200, 0))
 
 
-def annotate(rgb: np.ndarray, prediction, bars: bool = True, fps: float | None = None) -> np.ndarray:
-    """A copy of the RGB image with every face boxed, numbered (#1 is the largest, as in the tables) and
-    labelled, and its top-3 probabilities as bars."""
+def annotate(rgb: np.ndarray, prediction, bars: bool = True, fps: float | None = None,
+             numbers: Sequence[int] | None = None) -> np.ndarray:
+    """A copy of the RGB image with every face boxed, numbered (#1 is the largest, as in the tables, or the
+    given `numbers`, e.g. video track ids) and labelled, and its top-3 probabilities as bars."""
     out = np.ascontiguousarray(rgb.copy())
     height, width = out.shape[:2]
     scale = max(0.4, min(width, height) / 640)
     thick = max(1, int(round(2 * scale)))
-    numbered = len(prediction.faces) > 1
-    for number, face in enumerate(prediction.faces, 1):
+    numbered = len(prediction.faces) > 1 or numbers is not None
+    for number, face in zip(numbers or range(1, len(prediction.faces) + 1), prediction.faces):
         x, y, w, h = face.box
         colour = _colour(face.label)
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)

@@ -14,7 +14,7 @@ import numpy as np
 from fer.blendshapes import (ARRAYS_FILE, KIND, META_FILE, UPSCALE, BlendshapeClassifier, BlendshapePredictor,
                              cached_features, face_coverage)
 from fer.config import RunConfig
-from fer.data import default_data_path, load_fer2013, splits_for
+from fer.data import default_data_path, load_run_data, splits_for
 from fer.evaluation import score
 from fer.run_writer import append_metrics, create_run, record_evaluation, save_arrays, write_json, write_status
 from fer.runs import default_runs_dir, utc_now
@@ -38,7 +38,7 @@ def train_blendshape_run(data_path: Optional[str] = None, name: str = "mediapipe
                          seed: int = 0, tags: Sequence[str] = ()) -> Path:
     """Extract features, pick C on validation, write a complete run folder (config, metrics, evaluations)."""
     cfg = blendshape_config(data_path, name, Cs, limit, seed, tags)
-    data = load_fer2013(cfg.data.path)
+    data = load_run_data(cfg)
     splits = splits_for(cfg, data)
     run_dir = create_run(cfg, Path(runs_dir or cfg.runs_dir or default_runs_dir()), state="running",
                          started_at=utc_now(), epoch=1)

@@ -20,15 +20,21 @@ RUN_KINDS: Registry[Callable[..., Classifier]] = Registry("run kind")
 
 
 @RUN_KINDS.register("checkpoint", marker="best.pt")
-def _load_checkpoint_run(run_dir: Path, name: str, checkpoint: str = "best", **options: Any) -> Classifier:
+def _load_checkpoint_run(run_dir: Path, name: str, checkpoint: str = "best", backend: str = "torch",
+                         **options: Any) -> Classifier:
     path = run_dir / f"{checkpoint}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (has the run finished an epoch?)")
+    if backend != "torch":
+        from fer.onnx_backend import fast_predictor  # ONNX Runtime only when asked for
+        return fast_predictor(path, backend, name=name, **options)
+    options.pop("threads", None)
     return Predictor.from_checkpoint(path, name=name, **options)
 
 
 @RUN_KINDS.register(blendshapes.KIND, marker=blendshapes.META_FILE)
-def _load_blendshape_run(run_dir: Path, name: str, checkpoint: str = "best", **options: Any) -> Classifier:
+def _load_blendshape_run(run_dir: Path, name: str, checkpoint: str = "best", backend: str = "torch",
+                         **options: Any) -> Classifier:
     # One fitted classifier per run: no checkpoints to choose, and test-time augmentation does not apply.
     return blendshapes.BlendshapePredictor(blendshapes.BlendshapeClassifier.load(run_dir), name=name)
 
@@ -42,7 +48,8 @@ def load_classifier(run: str | Path | None = None, runs_dir: Optional[Path] = No
                     **options: Any) -> Classifier:
     """The classifier of a run (id, unique part of one, or folder); None or "default" = the shipped model.
 
-    `options` go to the loader (for CNNs: tta, device, batch_size).
+    `options` go to the loader (for CNNs: tta, device, batch_size, and backend: torch, onnx or auto, the
+    fastest available, see fer.onnx_backend).
     """
     if run is None or str(run) == "default":
         run_dir, name = SHIPPED_RUN_DIR, "default"
@@ -72,9 +79,10 @@ def _model_runs(root: Path) -> List[Path]:
     return [p for p in root.glob("*") if p.is_dir() and not p.is_symlink() and run_kind(p)] if root.is_dir() else []
 
 
-def load_ensemble(names: Sequence[str], runs_dir: Optional[Path] = None, tta: str = "none") -> Classifier:
+def load_ensemble(names: Sequence[str], runs_dir: Optional[Path] = None, tta: str = "none",
+                  **options: Any) -> Classifier:
     """One classifier or an ensemble from UI choices ("default" = the shipped model)."""
-    members = [load_classifier(n, runs_dir, tta=tta) for n in names]
+    members = [load_classifier(n, runs_dir, tta=tta, **options) for n in names]
     if not members:
         raise ValueError("choose at least one model")
     return members[0] if len(members) == 1 else Ensemble(members)

@@ -2,7 +2,7 @@
 
 `runs`, `cancel` and `worker` only read and write run folders: they and their parser import no
 PyTorch, so they answer in a fraction of a second even while a training job loads the CPU. The
-other commands live in `fer.cli_train` and `fer.cli_predict`, which are imported only when one of
+other commands live in `fer.cli_train`, `fer.cli_sweep`, `fer.cli_predict` and `fer.cli_video`, which are imported only when one of
 them, or the full help, is asked for.
 """
 from __future__ import annotations
@@ -156,11 +156,12 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     if command not in LIGHT_COMMANDS:
         # PyTorch, MediaPipe and grad-cam take seconds to import: only the commands that use them load them.
-        from fer import cli_predict, cli_sweep, cli_train
+        from fer import cli_predict, cli_sweep, cli_train, cli_video
 
         cli_train.add_parsers(sub)
         cli_sweep.add_sweep_parser(sub)
         cli_predict.add_predict_parser(sub)
+        cli_video.add_video_parser(sub)
     _add_light_parsers(sub)
     return parser
 

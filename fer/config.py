@@ -25,8 +25,10 @@ SAMPLERS = ("none", "weighted")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 CROPS = ("none", "pad", "resized")
+LABEL_SETS = ("fer2013", "ferplus")  # FER2013's own labels, or Microsoft's FER+ votes (fer.data.ferplus)
+FERPLUS_MODES = ("majority", "soft")
 FIXED_CHOICES: Dict[str, Sequence[str]] = {
-    "data.val_source": VAL_SOURCES, "data.test_split": TEST_SPLITS, "data.sampler": SAMPLERS,
+    "data.labels": LABEL_SETS, "data.ferplus_mode": FERPLUS_MODES, "data.val_source": VAL_SOURCES, "data.test_split": TEST_SPLITS, "data.sampler": SAMPLERS,
     "train.amp": AMP_MODES, "train.device": DEVICES, "aug.crop": CROPS, "train.nonfinite": ("stop", "skip"),
 }
 
@@ -46,6 +48,9 @@ class DataConfig:
     num_workers: int = 0
     mean: float = FER2013_MEAN
     std: float = FER2013_STD
+    labels: str = "fer2013"  # or "ferplus": Microsoft's FER+ votes (8 classes), needs fer2013.csv + fer2013new.csv
+    ferplus_path: str = ""  # fer2013new.csv; empty: beside data.path's fer2013.csv
+    ferplus_mode: str = "majority"  # or "soft": probability targets from the votes
 
 
 @dataclass

@@ -109,7 +109,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         if math.isfinite(value):
             n = y.numel()
             total_loss += value * n
-            correct += (logits.argmax(1) == y).sum().item()
+            correct += (logits.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)).sum().item()  # soft targets too
             seen += n
         if on_batch is not None:
             on_batch(i + 1, n_batches, value)

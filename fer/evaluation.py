@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from fer.calibration import calibration_metrics, fit_temperature
+from fer.calibration import apply_temperature, calibration_metrics, fit_temperature
 from fer.checkpoint import load_checkpoint
 from fer.classifiers import load_classifier
-from fer.data import DataError, FaceData, load_fer2013, split_index
+from fer.data import DataError, FaceData, load_run_data, split_index
 from fer.device import select_device
 from fer.errors import UserError
 from fer.pipeline import Classifier
@@ -64,10 +64,12 @@ class Evaluation:
     predictions: pd.DataFrame
 
 
-def score(classifier: Classifier, data: FaceData, index: np.ndarray, split_name: str) -> Evaluation:
-    """Predict `data[index]` with `classifier` and score it against the labels."""
+def score(classifier: Classifier, data: FaceData, index: np.ndarray, split_name: str,
+          probs: Optional[np.ndarray] = None) -> Evaluation:
+    """Score `classifier` on `data[index]` against the labels (predicting, unless `probs` are given)."""
     faces, labels = data.images[index], data.labels[index]
-    probs = classifier.predict_faces(faces)
+    if probs is None:
+        probs = classifier.predict_faces(faces)
     metrics = {"split": split_name, **classification_metrics(labels, probs, data.class_names),
                **calibration_metrics(probs, labels, getattr(classifier, "temperature", 1.0)),
                **getattr(classifier, "provenance", {})}
@@ -75,6 +77,18 @@ def score(classifier: Classifier, data: FaceData, index: np.ndarray, split_name:
     if extra is not None:
         metrics.update(extra(faces))
     return Evaluation(metrics, predictions_frame(data.sources[index], labels, probs, data.class_names))
+
+
+def fit_calibration(predictor: Predictor, data: FaceData, val_index: np.ndarray) -> Evaluation:
+    """Fit the predictor's temperature on the validation faces and return validation scored with it.
+
+    One pass over validation: the raw probabilities fit T, and the same probabilities with T applied
+    are the calibrated scores (never a test split: T would then be tuned on it).
+    """
+    predictor.temperature = 1.0
+    raw = predictor.predict_faces(data.images[val_index])
+    predictor.temperature = fit_temperature(raw, data.labels[val_index])
+    return score(predictor, data, val_index, "val", apply_temperature(raw, predictor.temperature))
 
 
 def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "best",
@@ -85,7 +99,7 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     # Where the run trained may not exist here: evaluate on what this machine has.
     classifier = load_classifier(run_dir, checkpoint=checkpoint, device=select_device("auto"),
                                  batch_size=cfg.train.eval_batch_size)
-    data = load_fer2013(data_path or cfg.data.path or None)
+    data = load_run_data(cfg, data_path)
     index, split_name = split_index(cfg, data, split)
     result = score(classifier, data, index, split_name)
     record_evaluation(evaluation_dir(run_dir), result.metrics, result.predictions)
@@ -104,12 +118,12 @@ def calibrate_run(run_dir: Path, data_path: Optional[str] = None) -> Dict[str, A
     ckpt = load_checkpoint(run_dir / "best.pt")
     predictor = Predictor.from_loaded(ckpt, name=run_dir.name, checkpoint="best", calibrated=False,
                                       device=select_device("auto"), batch_size=cfg.train.eval_batch_size)
-    data = load_fer2013(data_path or cfg.data.path or None)
+    data = load_run_data(cfg, data_path)
     index, _ = split_index(cfg, data, "val")
     if len(index) == 0:
         raise DataError(f"{run_dir.name} has no validation images in {data.origin} to fit a temperature on")
-    val = score(predictor, data, index, "val")
-    probs = val.predictions[[f"p_{c}" for c in data.class_names]].to_numpy()
-    temperature = fit_temperature(probs, data.labels[index])
-    save_checkpoint(run_dir, "best.pt", {**ckpt, "calibration": {"temperature": temperature, "fitted_on": "val"}})
-    return {split: evaluate_run(run_dir, split, "best", data_path) for split in ("val", "test")}
+    val = fit_calibration(predictor, data, index)
+    save_checkpoint(run_dir, "best.pt", {**ckpt, "calibration": {"temperature": predictor.temperature,
+                                                                 "fitted_on": "val"}})
+    record_evaluation(evaluation_dir(run_dir), val.metrics, val.predictions)
+    return {"val": val.metrics, "test": evaluate_run(run_dir, "test", "best", data_path)}

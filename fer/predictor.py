@@ -53,6 +53,7 @@ class Predictor:
         self.batch_size = batch_size
         self.provenance = provenance or {}  # which checkpoint and epoch, for evaluation records
         self.temperature = float(temperature)  # 1.0: the model's own probabilities
+        self.backend = "torch"
 
     @classmethod
     def from_loaded(cls, ckpt: Dict[str, Any], name: str = "", checkpoint: str = "", calibrated: bool = True,
@@ -117,6 +118,7 @@ class Ensemble:
             raise ValueError("ensemble members must share the same class names in the same order")
         self.members = list(members)
         self.class_names, self.name = names, "+".join(m.name for m in members)
+        self.backend = "+".join(dict.fromkeys(getattr(m, "backend", "features") for m in members))
         # Grad-CAM explains the first member (when it is an image model).
         self.model, self.spec = getattr(members[0], "model", None), getattr(members[0], "spec", None)
 

@@ -202,6 +202,15 @@ def save_arrays(run_dir: Path, name: str, arrays: Mapping[str, np.ndarray]) -> N
     atomic_write(Path(run_dir) / name, lambda fh: np.savez(fh, **arrays))
 
 
+def save_model_export(run_dir: Path, name: str, data: bytes) -> Path:
+    """Write an exported model (e.g. ONNX) beside the run's checkpoints, atomically; never inside the package."""
+    if inside_package(Path(run_dir)):
+        raise UserError("the shipped model's folder is read-only: pass an output path")
+    path = Path(run_dir) / name
+    atomic_write(path, lambda fh: fh.write(data))
+    return path
+
+
 def record_evaluation(run_dir: Path, metrics: Dict[str, Any], predictions: pd.DataFrame) -> None:
     """eval_<split>.json and predictions_<split>.csv for one evaluated split."""
     if inside_package(run_dir):

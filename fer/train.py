@@ -23,14 +23,13 @@ from sklearn.metrics import f1_score
 from torch.nn.parallel import DistributedDataParallel
 
 from fer.augment import build_augmentation
-from fer.calibration import fit_temperature
 from fer.checkpoint import checkpoint_payload, load_checkpoint
 from fer.config import RunConfig
-from fer.data import FaceData, Splits, default_data_path, load_fer2013, splits_for
+from fer.data import FaceData, Splits, default_data_path, load_run_data, splits_for
 from fer.data.loaders import eval_loader, inverse_frequency_weights, train_loader
 from fer.device import amp_dtype, describe_device, select_device
 from fer.engine import train_one_epoch, validate
-from fer.evaluation import score
+from fer.evaluation import Evaluation, fit_calibration, score
 from fer.models import count_parameters, create_model
 from fer.optim import build_optimizer, build_scheduler
 from fer.distributed import DistContext, close_process_group, init_process_group, launch
@@ -154,7 +153,7 @@ def _build(cfg: RunConfig, recorder, ctx: DistContext) -> _Job:
     device = ctx.device(select_device(cfg.train.device))
     init_process_group(ctx, device)
     dtype = amp_dtype(cfg.train.amp, device)
-    data = load_fer2013(cfg.data.path)
+    data = load_run_data(cfg)
     splits = splits_for(cfg, data)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels once
@@ -171,10 +170,12 @@ def _build(cfg: RunConfig, recorder, ctx: DistContext) -> _Job:
                       f", {ctx.world} processes (DistributedDataParallel)" if ctx.active else "")
 
     generator = torch.Generator()
+    # FER+ "soft": probability targets (the labels, their argmax, still drive the sampler and class weights).
+    soft = data.soft_labels[splits.train] if cfg.data.labels == "ferplus" and cfg.data.ferplus_mode == "soft" else None
     loader = train_loader(data.images[splits.train], data.labels[splits.train],
                           build_augmentation(cfg.augmentation, 48, cfg.aug), cfg.train.batch_size, cfg.data.sampler,
                           num_classes, generator, cfg.data.num_workers, ctx.rank, ctx.world,
-                          pin_memory=device.type == "cuda")
+                          pin_memory=device.type == "cuda", targets=soft)
     val_loader = eval_loader(data.images[splits.val], data.labels[splits.val], cfg.train.eval_batch_size)
     per_step = cfg.train.batch_size * ctx.world
     accumulate = max(1, cfg.train.global_batch // per_step) if cfg.train.global_batch else 1
@@ -298,10 +299,9 @@ def _final_evaluation(job: _Job, recorder: RunRecorder) -> Dict[str, Any]:
                                       batch_size=job.cfg.train.eval_batch_size)
     results: Dict[str, Any] = {}
     calibration: Dict[str, Any] = {}
+    scored: Dict[str, Evaluation] = {}
     if len(job.splits.val):  # temperature scaling, fitted on validation (never on a test split)
-        val = score(predictor, job.data, job.splits.val, "val")
-        probs = val.predictions[[f"p_{c}" for c in job.data.class_names]].to_numpy()
-        predictor.temperature = fit_temperature(probs, job.data.labels[job.splits.val])
+        scored["val"] = fit_calibration(predictor, job.data, job.splits.val)
         calibration = {"temperature": predictor.temperature, "fitted_on": "val"}
         recorder.log.info("calibration: temperature %.3f fitted on validation", predictor.temperature)
     for role, split_name in (("val", "val"), ("test", job.cfg.data.test_split)):
@@ -310,7 +310,7 @@ def _final_evaluation(job: _Job, recorder: RunRecorder) -> Dict[str, Any]:
             recorder.log.info("no %s images (%s is not in %s): %s evaluation skipped", role, split_name,
                               job.data.origin, role)
             continue
-        result = score(predictor, job.data, index, split_name)
+        result = scored.get(role) or score(predictor, job.data, index, split_name)
         recorder.evaluation(role, result.metrics, result.predictions)
         results[role] = {"split": split_name, "accuracy": result.metrics["accuracy"],
                          "macro_f1": result.metrics["macro_f1"], "ece": result.metrics["ece"]}

@@ -16,7 +16,7 @@ import torch
 
 from fer.augment import AUGMENTATIONS
 from fer.config import FIXED_CHOICES, ConfigError, FieldSpec, RunConfig, field_specs, get_field
-from fer.data import DataError, default_data_path, load_fer2013, splits_for
+from fer.data import DataError, default_data_path, load_run_data, run_class_names, splits_for
 from fer.device import amp_dtype, amp_warning, select_device
 from fer.models import MODELS, count_parameters, create_model
 from fer.optim import OPTIMIZERS, SCHEDULERS
@@ -115,11 +115,11 @@ def _check_numbers(cfg: RunConfig) -> None:
 def _check_model(cfg: RunConfig) -> List[str]:
     # The weights of a pretrained model are fetched when training starts; the shape is all that matters here.
     kwargs = {k: v for k, v in cfg.model.kwargs.items() if k not in ("pretrained", "weights_path")}
-    size = cfg.model.input_size
+    size, n_classes = cfg.model.input_size, len(run_class_names(cfg))
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # e.g. "zero-element tensors": the error below says more
-            model = create_model(cfg.model.name, num_classes=7, in_chans=cfg.model.in_chans, **kwargs)
+            model = create_model(cfg.model.name, num_classes=n_classes, in_chans=cfg.model.in_chans, **kwargs)
             logits = model(torch.empty(2, cfg.model.in_chans, size, size))
         for name in cfg.transfer.unfreeze if cfg.transfer.freeze_epochs > 0 else ():
             if name != "all":
@@ -127,7 +127,7 @@ def _check_model(cfg: RunConfig) -> List[str]:
     except Exception as e:  # a bad kwarg, a shape that does not fit, a module that does not exist
         raise ConfigError(f"model {cfg.model.name} with kwargs {cfg.model.kwargs} cannot be built for "
                           f"{size}×{size} input: {type(e).__name__}: {e}") from None
-    if tuple(logits.shape) != (2, 7):
+    if tuple(logits.shape) != (2, n_classes):
         raise ConfigError(f"model {cfg.model.name} gives outputs of shape {tuple(logits.shape)}, not (batch, classes)")
     n = count_parameters(model)
     if n > LARGE_MODEL_PARAMETERS:
@@ -137,7 +137,7 @@ def _check_model(cfg: RunConfig) -> List[str]:
 
 
 def _check_data(cfg: RunConfig) -> None:
-    data = load_fer2013(cfg.data.path or default_data_path())
+    data = load_run_data(cfg, cfg.data.path or str(default_data_path()))
     splits = splits_for(cfg, data)
     for role, index in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         if len(index) == 0:

@@ -32,7 +32,7 @@ SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("FER_SCREENSHOTS") else 
 PAGES = {"overview": ("", "fer-studio"), "data": ("data", "Data"), "train": ("train", "Train"),
          "runs": ("runs", "Runs"), "studies": ("studies", "Studies"), "confusion": ("confusion", "Confusion"), "gradcam": ("gradcam", "Grad-CAM"),
          "sweeps": ("sweeps", "Sweeps"),
-         "predict": ("predict", "Predict"), "webcam": ("webcam", "Webcam")}
+         "predict": ("predict", "Predict"), "video": ("video", "Video"), "webcam": ("webcam", "Webcam")}
 
 # CI installs chromium (.ci/run), so there a missing browser fails instead of skipping.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mediapipe_models"),
@@ -139,6 +139,32 @@ def test_photo_upload_shows_a_face_label(browser, app_url, tmp_path):
     assert page.locator("[data-testid='stException']").count() == 0
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "predict-upload.png"), full_page=True)
+    page.context.close()
+
+
+def test_video_upload_plays_the_annotated_clip_in_the_browser(browser, app_url, tmp_path):
+    from fer.video import VideoWriter
+
+    head = cv2.resize(skdata.astronaut()[20:260, 110:340], (200, 200), interpolation=cv2.INTER_AREA)
+    writer = VideoWriter(tmp_path / "face.mp4", 640, 480, 15)
+    for i in range(30):
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        frame[140:340, 100 + 8 * i:300 + 8 * i] = head
+        writer.write(frame, i / 15)
+    writer.close()
+    page = _open(browser, f"{app_url}/video")
+    _settle(page, "Video")
+    page.locator("input[type='file']").first.set_input_files(str(tmp_path / "face.mp4"))
+    page.get_by_text("Faces tracked").first.wait_for(timeout=120_000)
+    _settle(page, "Video")
+    # The annotated H.264 MP4 decodes in Chromium: its metadata loads and it lasts the clip's two seconds.
+    duration = page.locator("video").first.evaluate(
+        "v => new Promise(done => v.readyState >= 1 ? done(v.duration) : "
+        "v.addEventListener('loadedmetadata', () => done(v.duration)))")
+    assert 1.8 < duration < 2.3
+    assert page.locator("[data-testid='stException']").count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "video-upload.png"), full_page=True)
     page.context.close()
 
 

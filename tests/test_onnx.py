@@ -57,3 +57,52 @@ def test_export_without_the_extra_says_how_to_install_it(trained_run, tmp_path, 
     monkeypatch.setitem(sys.modules, "onnx", None)
     assert main(["export", str(trained_run), "--onnx", str(tmp_path / "x.onnx")]) == 2
     assert "pip install 'fer-studio[onnx]'" in capsys.readouterr().err
+
+
+def test_int8_export_into_the_run_is_what_auto_picks_until_the_checkpoint_changes(trained_run, small_folder,
+                                                                                  small_data, tmp_path, capsys):
+    import shutil
+
+    from fer.classifiers import load_classifier
+    from fer.onnx_backend import INT8_FILE, file_sha256
+
+    run = tmp_path / trained_run.name
+    shutil.copytree(trained_run, run)
+    assert main(["export", str(run), "--int8", "--data", str(small_folder)]) == 0
+    assert "int8" in capsys.readouterr().out
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(run / INT8_FILE)).metadata_props}
+    assert meta["fer.precision"] == "int8" and meta["fer.source_sha256"] == file_sha256(run / "best.pt")
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(run / INT8_FILE)).graph.node)
+    auto = load_classifier(run, backend="auto")
+    torch_model = load_classifier(run)
+    assert (auto.backend, torch_model.backend) == ("onnxruntime-int8", "torch")
+    int8_probs, fp32_probs = auto.predict_faces(small_data.images), torch_model.predict_faces(small_data.images)
+    # int8 costs little: the same answer for nearly every real face, probabilities within a few points.
+    assert (int8_probs.argmax(1) == fp32_probs.argmax(1)).mean() >= 0.9
+    assert np.abs(int8_probs - fp32_probs).mean() < 0.02
+    # A retrained best.pt makes the int8 export stale: auto falls back to a fresh fp32 export of the new file.
+    ckpt = load_checkpoint(run / "best.pt")
+    save_checkpoint(run, "best.pt", {**ckpt, "calibration": {"temperature": 2.0, "fitted_on": "val"}})
+    assert load_classifier(run, backend="auto").backend == "onnxruntime-fp32"
+
+
+def test_auto_uses_pytorch_without_onnxruntime_and_the_shipped_int8_model_with_it(monkeypatch, full_data):
+    import sys
+
+    from fer.classifiers import load_classifier
+    from fer.onnx_backend import INT8_FILE, file_sha256
+    from fer.runs import SHIPPED_RUN_DIR
+
+    shipped = load_classifier("default", backend="auto", threads=1)
+    assert shipped.backend == "onnxruntime-int8"
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(SHIPPED_RUN_DIR / INT8_FILE)).metadata_props}
+    assert meta["fer.source_sha256"] == file_sha256(SHIPPED_RUN_DIR / "best.pt")  # shipped with this checkpoint
+    faces = full_data.images[full_data.split_indices("PublicTest")[:600]]
+    agree = (shipped.predict_faces(faces).argmax(1) == load_classifier("default").predict_faces(faces).argmax(1))
+    assert agree.mean() >= 0.97
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert load_classifier("default", backend="auto").backend == "torch"

@@ -22,10 +22,15 @@ COMMANDS = [part.strip() for lang, code in BLOCKS if lang == "bash"
 
 @pytest.fixture
 def readme_folder(tmp_path, small_folder, monkeypatch):
-    """A working folder as the README assumes: data/ holds FER2013, configs/ the shipped configs, a photo."""
+    """A working folder as the README assumes: data/ holds FER2013, configs/ the shipped configs, a photo, a clip."""
     (tmp_path / "data").symlink_to(small_folder)
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     cv2.imwrite(str(tmp_path / "photo.jpg"), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
+    from fer.video import VideoWriter
+    clip = VideoWriter(tmp_path / "clip.mp4", 512, 512, 10)  # a second of the same real face
+    for i in range(10):
+        clip.write(skdata.astronaut(), i / 10)
+    clip.close()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
     return tmp_path

@@ -97,7 +97,8 @@ def suite_folder(tmp_path_factory):
 @pytest.mark.parametrize("name", SUITES.names())
 def test_every_suite_runs_on_a_small_sample(name, small_folder, suite_folder, imagenet_cache, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(imagenet_cache))  # the worker (started by the first suite) inherits it
-    overrides = [f"data.path={small_folder}", "data.limit=70", "train.batch_size=16", "train.eval_batch_size=64"]
+    overrides = [f"data.path={small_folder}", "data.limit=70", "data.test_limit=35", "train.batch_size=16",
+                 "train.eval_batch_size=64"]
     states = run_suite(name, repeats=1, epochs=1, overrides=overrides, runs_dir=suite_folder, slots=2)
     assert list(states.values()) == ["completed"] * len(SUITES.get(name)(1))
     runs = suite_runs(name, suite_folder)

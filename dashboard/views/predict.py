@@ -38,14 +38,18 @@ uploads = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "bmp", 
 if not names:
     st.info("Choose at least one model.")
     st.stop()
-predictor = cached_classifier(tuple(choices[n] for n in names), runs_dir(), tta)
+chosen = tuple(choices[n] for n in names)
+predictor = cached_classifier(chosen, runs_dir(), tta, backend="auto")  # the fastest engine available
 detector = cached_detector(detector_name, min_confidence, int(min_face_size))
 if detector.note:
     st.warning(detector.note)
-show_cam = st.toggle("Show Grad-CAM for each face", key="predict_cam",
-                     disabled=getattr(predictor, "model", None) is None)
+show_cam = st.toggle("Show Grad-CAM for each face", key="predict_cam")
 cam_method = st.selectbox("CAM method", cam_methods(), key="predict_cam_method",
                           format_func=lambda m: CAM_METHODS.info(m)["title"]) if show_cam else None
+explainer = cached_classifier(chosen, runs_dir(), tta) if show_cam else None  # Grad-CAM needs the PyTorch model
+if explainer is not None and getattr(explainer, "model", None) is None:
+    st.info(f"{names[0]} is not an image model, so it has no Grad-CAM.")
+    show_cam = False
 NO_FACE_HINT = "Turn on “No face found: classify the whole image” under Prediction settings in the sidebar."
 
 for i, upload in enumerate(uploads or []):
@@ -63,7 +67,8 @@ for i, upload in enumerate(uploads or []):
         st.info(result.note)
     left, right = st.columns([3, 2])
     left.image(annotate(rgb, result),
-               caption=f"{len(result.faces)} face(s), model {' + '.join(names)}")
+               caption=f"{len(result.faces)} face(s), model {' + '.join(names)} "
+                       f"({getattr(predictor, 'backend', 'features')})")
     left.markdown(" · ".join(f"#{n}: **{f.label}** ({f.confidence:.0%})" for n, f in enumerate(result.faces, 1)))
     for n, face in enumerate(result.faces, 1):  # one chart per face, as wide as the column
         probs = pd.DataFrame({"emotion": list(face.probabilities), "probability": list(face.probabilities.values())})
@@ -78,6 +83,6 @@ for i, upload in enumerate(uploads or []):
                     hide_index=True, key=f"predict_table_{i}")
     if show_cam:
         faces = [f.face for f in result.faces]
-        heatmaps, classes = explain_faces(predictor, faces, cam_method)
+        heatmaps, classes = explain_faces(explainer, faces, cam_method)
         st.image([overlay(face, heat) for face, heat in zip(faces, heatmaps)],
                  caption=[f"#{n}: {cam_caption(cam_method, predictor.class_names[c])}" for n, c in enumerate(classes, 1)])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -67,6 +67,7 @@ class FaceData:
     origin: str = ""
     report: LoadReport = field(default_factory=LoadReport)
     class_names: Tuple[str, ...] = CLASS_NAMES
+    soft_labels: Optional[np.ndarray] = None  # N×C probability targets (FER+ "soft"); labels are their argmax
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -87,4 +88,5 @@ class FaceData:
     def subset(self, index: np.ndarray) -> "FaceData":
         """A new FaceData with only the images at `index` (same report and origin)."""
         return FaceData(self.images[index], self.labels[index], self.splits[index], self.sources[index],
-                        self.origin, self.report, self.class_names)
+                        self.origin, self.report, self.class_names,
+                        None if self.soft_labels is None else self.soft_labels[index])

@@ -11,11 +11,15 @@ from fer.augment import Augment
 
 
 class FaceDataset(Dataset):
-    """(uint8 1×48×48 tensor, label) pairs; augmentation, if any, runs per item on uint8."""
+    """(uint8 1×48×48 tensor, label) pairs; augmentation, if any, runs per item on uint8.
+
+    Labels are class indices, or N×C float probability targets (FER+ soft labels), which PyTorch's
+    cross-entropy takes as they are."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, augment: Optional[Augment] = None) -> None:
         self.images = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
-        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        labels = np.asarray(labels)
+        self.labels = torch.from_numpy(labels.astype(np.float32 if labels.ndim == 2 else np.int64))
         self.augment = augment
 
     def __len__(self) -> int:
@@ -57,8 +61,11 @@ class ShardSampler(Sampler):
 
 def train_loader(images: np.ndarray, labels: np.ndarray, augment: Optional[Augment], batch_size: int,
                  sampler: str, num_classes: int, generator: torch.Generator, num_workers: int = 0,
-                 rank: int = 0, world: int = 1, pin_memory: bool = False) -> DataLoader:
-    """Shuffled (or class-balanced with sampler='weighted') training batches; process `rank`'s shard of them."""
+                 rank: int = 0, world: int = 1, pin_memory: bool = False,
+                 targets: Optional[np.ndarray] = None) -> DataLoader:
+    """Shuffled (or class-balanced with sampler='weighted') training batches; process `rank`'s shard of them.
+
+    `targets` (N×C probabilities) replace the class-index labels as what the loss sees."""
     if sampler == "weighted":
         per_sample = inverse_frequency_weights(labels, num_classes)[labels]
         order: Sampler = WeightedRandomSampler(torch.as_tensor(per_sample), num_samples=len(labels), replacement=True,
@@ -71,7 +78,7 @@ def train_loader(images: np.ndarray, labels: np.ndarray, augment: Optional[Augme
         order = ShardSampler(order, rank, world)
     # A last batch of one image breaks BatchNorm in train mode; drop it only then.
     shard = len(order)
-    return DataLoader(FaceDataset(images, labels, augment), batch_size=batch_size, sampler=order,
+    return DataLoader(FaceDataset(images, labels if targets is None else targets, augment), batch_size=batch_size, sampler=order,
                       num_workers=num_workers, drop_last=shard % batch_size == 1,
                       persistent_workers=num_workers > 0, pin_memory=pin_memory)
 
