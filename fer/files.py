@@ -6,6 +6,7 @@ model-file cache all write this way: a temp file in the same folder, fsync, rena
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import json
 import os
@@ -20,6 +21,15 @@ ZIP_MAGIC = b"PK\x03\x04"  # how every torch.save file (a zip, since PyTorch 1.6
 def cache_dir() -> Path:
     """`FER_CACHE_DIR` when set, else `~/.cache/fer-studio`."""
     return Path(os.environ.get("FER_CACHE_DIR") or Path.home() / ".cache" / "fer-studio")
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def checkpoint_file_problem(path: Path) -> Optional[str]:

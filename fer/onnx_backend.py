@@ -14,7 +14,6 @@ export matches the checkpoint, else the fp32 export, else PyTorch.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -27,7 +26,7 @@ import torch
 from fer.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
 from fer.constants import Preprocessing
 from fer.errors import UserError
-from fer.files import atomic_write, cache_dir
+from fer.files import atomic_write, cache_dir, sha256_of
 from fer.predictor import Predictor
 from fer.preprocess import to_model_input
 
@@ -49,15 +48,6 @@ def _require(module: str):
         return __import__(module)
     except ImportError:
         raise OnnxUnavailable(f"ONNX export and inference need {module}, an optional extra: {ONNX_INSTALL}") from None
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file (ties an export to the exact checkpoint it came from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = OPSET,
@@ -86,7 +76,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = OPSET,
             "fer.temperature": str(float(calibration.get("temperature", 1.0))),
             "fer.model": json.dumps({"name": ckpt["model"]["name"], "epoch": int(ckpt.get("epoch", 0))}),
             "fer.source": f"{checkpoint.resolve().parent.name}/{checkpoint.name}",
-            "fer.source_sha256": file_sha256(checkpoint),
+            "fer.source_sha256": sha256_of(checkpoint),
             "fer.opset": str(opset), "fer.precision": "int8" if int8_faces is not None else "fp32",
             **({"fer.int8_calibration_faces": str(len(int8_faces))} if int8_faces is not None else {})}
     onnx.helper.set_model_props(proto, meta)
@@ -159,12 +149,12 @@ def _matches(onnx_path: Path, checkpoint: Path) -> bool:
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     except Exception:  # a damaged export: fall back rather than fail
         return False
-    return session.get_modelmeta().custom_metadata_map.get("fer.source_sha256") == file_sha256(checkpoint)
+    return session.get_modelmeta().custom_metadata_map.get("fer.source_sha256") == sha256_of(checkpoint)
 
 
 def cached_export(checkpoint: Path) -> Path:
     """An fp32 ONNX export of `checkpoint`, made once under the cache folder (keyed by the file's SHA-256)."""
-    out = cache_dir() / "onnx" / f"{file_sha256(checkpoint)[:24]}.onnx"
+    out = cache_dir() / "onnx" / f"{sha256_of(checkpoint)[:24]}.onnx"
     if not out.is_file():
         export_onnx(checkpoint, out)
     return out

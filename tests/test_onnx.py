@@ -64,7 +64,8 @@ def test_int8_export_into_the_run_is_what_auto_picks_until_the_checkpoint_change
     import shutil
 
     from fer.classifiers import load_classifier
-    from fer.onnx_backend import INT8_FILE, file_sha256
+    from fer.files import sha256_of
+    from fer.onnx_backend import INT8_FILE
 
     run = tmp_path / trained_run.name
     shutil.copytree(trained_run, run)
@@ -73,7 +74,7 @@ def test_int8_export_into_the_run_is_what_auto_picks_until_the_checkpoint_change
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(run / INT8_FILE)).metadata_props}
-    assert meta["fer.precision"] == "int8" and meta["fer.source_sha256"] == file_sha256(run / "best.pt")
+    assert meta["fer.precision"] == "int8" and meta["fer.source_sha256"] == sha256_of(run / "best.pt")
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(run / INT8_FILE)).graph.node)
     auto = load_classifier(run, backend="auto")
     torch_model = load_classifier(run)
@@ -92,7 +93,8 @@ def test_auto_uses_pytorch_without_onnxruntime_and_the_shipped_int8_model_with_i
     import sys
 
     from fer.classifiers import load_classifier
-    from fer.onnx_backend import INT8_FILE, file_sha256
+    from fer.files import sha256_of
+    from fer.onnx_backend import INT8_FILE
     from fer.runs import SHIPPED_RUN_DIR
 
     shipped = load_classifier("default", backend="auto", threads=1)
@@ -100,7 +102,7 @@ def test_auto_uses_pytorch_without_onnxruntime_and_the_shipped_int8_model_with_i
     import onnx
 
     meta = {p.key: p.value for p in onnx.load(str(SHIPPED_RUN_DIR / INT8_FILE)).metadata_props}
-    assert meta["fer.source_sha256"] == file_sha256(SHIPPED_RUN_DIR / "best.pt")  # shipped with this checkpoint
+    assert meta["fer.source_sha256"] == sha256_of(SHIPPED_RUN_DIR / "best.pt")  # shipped with this checkpoint
     faces = full_data.images[full_data.split_indices("PublicTest")[:600]]
     agree = (shipped.predict_faces(faces).argmax(1) == load_classifier("default").predict_faces(faces).argmax(1))
     assert agree.mean() >= 0.97

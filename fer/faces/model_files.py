@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict
 
 from fer.errors import UserError
-from fer.files import atomic_write
+from fer.files import atomic_write, sha256_of
 
 DOWNLOAD_TIMEOUT_S = 10.0
 
@@ -45,15 +45,6 @@ class ModelFileUnavailable(UserError, RuntimeError):
 def model_cache_dir() -> Path:
     """Where model files live: FER_MODEL_CACHE, else ~/.cache/fer-studio/models."""
     return Path(os.environ.get("FER_MODEL_CACHE") or Path.home() / ".cache" / "fer-studio" / "models").expanduser()
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download(spec: ModelFile, dest: Path, timeout: float) -> None:
