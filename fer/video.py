@@ -204,8 +204,7 @@ class VideoAnalysis:
     def rows(self, annotate_to: str | Path | None = None,
              on_frame: Optional[Callable[[int, int], None]] = None) -> Iterator[Dict[str, object]]:
         """Yield one row per face per analysed frame (boxes in the original video's pixels)."""
-        writer = (VideoWriter(annotate_to, self.info.analysed_width, self.info.analysed_height, self.info.fps)
-                  if annotate_to else None)
+        writer: Optional[VideoWriter] = None  # opened at the first decoded frame: no empty file for a bad video
         shown: Optional[ImagePrediction] = None  # the latest result, drawn on frames in between
         shown_ids: List[int] = []
         scale = self.info.scale
@@ -216,6 +215,9 @@ class VideoAnalysis:
                     self.frames_analysed += 1
                     shown, shown_ids, rows = self._analyse(index, time_s, rgb, scale)
                     yield from rows
+                if annotate_to and writer is None:
+                    writer = VideoWriter(annotate_to, self.info.analysed_width, self.info.analysed_height,
+                                         self.info.fps)
                 if writer is not None:
                     writer.write(annotate(rgb, shown, numbers=shown_ids) if shown and shown.faces else rgb,
                                  time_s)

@@ -174,6 +174,11 @@ def test_bad_videos_give_clear_errors(tmp_path, clip, capsys):
     analysis = VideoAnalysis(cut, Predictor.default(), create_detector("none"))
     rows = list(analysis.rows())
     assert 0 < len(rows) < 24 and "ends early" in analysis.warnings[0]
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[:len(data) // 2])  # the first keyframe is cut: nothing decodes
+    with pytest.raises(VideoError, match="no frame could be decoded"):
+        list(VideoAnalysis(half, Predictor.default(), create_detector("none")).rows(annotate_to=tmp_path / "x.mp4"))
+    assert not (tmp_path / "x.mp4").exists()  # no empty output file is left behind
     assert main(["video", str(text), "--quiet"]) == 2
     assert "not a video" in capsys.readouterr().err
     assert main(["video", clip, "--every", "0", "--quiet"]) == 2
