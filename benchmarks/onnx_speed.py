@@ -6,7 +6,8 @@ Same checkpoint, same faces, same process, one backend after the other:
   frame as the webcam does, crop, preprocessing, model): median and p95 ms;
 - PublicTest accuracy of each backend and how often its answer equals PyTorch's (the int8 cost).
 The fp32 export is made here; the int8 one is the run's `model.int8.onnx` (shipped for the default model,
-or `fer export RUN --int8`), else made here from 512 validation faces.
+or `fer export RUN --int8`), else made here from 512 validation faces. For comparison, a dynamic int8
+quantisation of the fp32 export (weights int8, activations quantised on the fly; the product does not use it).
 
     python benchmarks/onnx_speed.py --data ../shared/fer2013 [--run RUN] [--threads 2] [--calls 500]
 """
@@ -64,9 +65,13 @@ def main() -> None:
     int8 = run_dir / INT8_FILE
     if not int8.is_file():
         int8 = export_onnx(run_dir / "best.pt", tmp / INT8_FILE, int8_faces=calibration_faces(run_dir, args.data))
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    dynamic = tmp / "model.dynamic-int8.onnx"
+    quantize_dynamic(str(fp32), str(dynamic), weight_type=QuantType.QInt8)
     backends = {"PyTorch fp32": Predictor.from_checkpoint(run_dir / "best.pt", name=run_dir.name),
                 "ONNX Runtime fp32": OnnxPredictor(fp32, threads=args.threads),
-                "ONNX Runtime int8": OnnxPredictor(int8, threads=args.threads)}
+                "ONNX Runtime int8 (static, the product's)": OnnxPredictor(int8, threads=args.threads),
+                "ONNX Runtime int8 (dynamic, for comparison)": OnnxPredictor(dynamic, threads=args.threads)}
     data = load_fer2013(args.data)
     test = data.split_indices("PublicTest")
     faces, labels = data.images[test], data.labels[test]

@@ -11,7 +11,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fer import blendshapes
 from fer.pipeline import Classifier
-from fer.predictor import Ensemble, Predictor
+from fer.onnx_backend import checkpoint_predictor
+from fer.predictor import Ensemble
 from fer.registry import Registry
 from fer.runs import SHIPPED_RUN_DIR, checkpoint_problem, default_runs_dir, resolve_run
 
@@ -25,11 +26,7 @@ def _load_checkpoint_run(run_dir: Path, name: str, checkpoint: str = "best", bac
     path = run_dir / f"{checkpoint}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (has the run finished an epoch?)")
-    if backend != "torch":
-        from fer.onnx_backend import fast_predictor  # ONNX Runtime only when asked for
-        return fast_predictor(path, backend, name=name, **options)
-    options.pop("threads", None)
-    return Predictor.from_checkpoint(path, name=name, **options)
+    return checkpoint_predictor(path, backend, name=name, **options)
 
 
 @RUN_KINDS.register(blendshapes.KIND, marker=blendshapes.META_FILE)

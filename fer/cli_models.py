@@ -7,18 +7,15 @@ from typing import List
 
 from fer.classifiers import load_ensemble
 from fer.faces import FACE_DETECTORS, DetectorSettings
-from fer.onnx_backend import BACKENDS
-from fer.predictor import TTA_MODES, Predictor
+from fer.onnx_backend import BACKENDS, checkpoint_predictor
+from fer.predictor import TTA_MODES
 
 
 def build_classifier(runs: List[str], checkpoint: str | None, runs_dir: Path | None, tta: str,
                      backend: str = "torch"):
     """The shipped default model, one run (or checkpoint file), or an ensemble of several runs, on `backend`."""
     if checkpoint:
-        if backend == "torch":
-            return Predictor.from_checkpoint(checkpoint, tta=tta)
-        from fer.onnx_backend import fast_predictor
-        return fast_predictor(Path(checkpoint), backend, tta=tta)
+        return checkpoint_predictor(Path(checkpoint), backend, tta=tta)
     return load_ensemble(runs or ["default"], runs_dir, tta, backend=backend)
 
 

@@ -104,7 +104,7 @@ def _quantize_int8(fp32: Path, tmp: Path, faces: np.ndarray, spec: Preprocessing
 
     prepared, int8 = tmp / "prepared.onnx", tmp / "int8.onnx"
     quant_pre_process(str(fp32), str(prepared))  # shape inference and folding, as ORT recommends before QDQ
-    # Dynamic quantisation was measured too: ConvInteger kernels made it 5x slower than fp32 here.
+    # Dynamic quantisation is about 5x slower than fp32 here (ConvInteger kernels; benchmarks/onnx_speed.py).
     quantize_static(str(prepared), str(int8), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return int8
@@ -142,46 +142,44 @@ def onnx_available() -> bool:
     return True
 
 
-def _matches(onnx_path: Path, checkpoint: Path) -> bool:
-    """Whether an export was made from this very checkpoint file (a retrained best.pt makes it stale)."""
-    ort = _require("onnxruntime")
-    try:
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    except Exception:  # a damaged export: fall back rather than fail
-        return False
-    return session.get_modelmeta().custom_metadata_map.get("fer.source_sha256") == sha256_of(checkpoint)
-
-
-def cached_export(checkpoint: Path) -> Path:
-    """An fp32 ONNX export of `checkpoint`, made once under the cache folder (keyed by the file's SHA-256)."""
-    out = cache_dir() / "onnx" / f"{sha256_of(checkpoint)[:24]}.onnx"
+def cached_export(checkpoint: Path, digest: str) -> Path:
+    """An fp32 ONNX export of `checkpoint` (whose SHA-256 is `digest`), made once under the cache folder."""
+    out = cache_dir() / "onnx" / f"{digest[:24]}.onnx"
     if not out.is_file():
         export_onnx(checkpoint, out)
     return out
 
 
-def fast_predictor(checkpoint: Path, backend: str = "auto", **options: Any) -> Predictor:
+def checkpoint_predictor(checkpoint: Path, backend: str = "torch", **options: Any) -> Predictor:
     """The checkpoint's predictor on `backend` (auto: the fastest available; see the module docstring)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     checkpoint = Path(checkpoint)
-    name = options.pop("name", None) or checkpoint.parent.name
-    torch_options = {k: v for k, v in options.items() if k != "threads"}  # the caller's thread setting rules
+    torch_options = {k: v for k, v in options.items() if k != "threads"}  # PyTorch keeps the caller's threads
     if backend == "torch" or (backend == "auto" and not onnx_available()):
-        return Predictor.from_checkpoint(checkpoint, name=name, **torch_options)
+        return Predictor.from_checkpoint(checkpoint, **torch_options)
     onnx_options = {k: v for k, v in options.items() if k in ("tta", "batch_size", "threads")}
-    if backend == "auto":
+    onnx_options["name"] = options.get("name") or checkpoint.parent.name
+    digest = sha256_of(checkpoint)
+    if backend == "auto" and checkpoint.name == "best.pt":
         for candidate in (checkpoint.parent / INT8_FILE, checkpoint.parent / FP32_FILE):
-            if checkpoint.name == "best.pt" and candidate.is_file() and _matches(candidate, checkpoint):
-                return OnnxPredictor(candidate, name=name, **onnx_options)
-        try:
-            return OnnxPredictor(cached_export(checkpoint), name=name, **onnx_options)
-        except (CheckpointError, OSError):
-            raise  # a refused or unreadable checkpoint is the user's answer, not a reason to try PyTorch
-        except Exception as e:  # noqa: BLE001 - a model the exporter cannot handle still predicts
-            log.warning("ONNX export of %s failed (%s); using PyTorch", checkpoint, e)
-            return Predictor.from_checkpoint(checkpoint, name=name, **torch_options)
-    return OnnxPredictor(cached_export(checkpoint), name=name, **onnx_options)
+            if not candidate.is_file():
+                continue
+            try:
+                predictor = OnnxPredictor(candidate, **onnx_options)
+            except Exception:  # noqa: BLE001 - a damaged export: the next choice serves
+                continue
+            if predictor.metadata.get("fer.source_sha256") == digest:  # a retrained best.pt makes it stale
+                return predictor
+    if backend == "onnx":
+        return OnnxPredictor(cached_export(checkpoint, digest), **onnx_options)
+    try:
+        return OnnxPredictor(cached_export(checkpoint, digest), **onnx_options)
+    except (CheckpointError, OSError):
+        raise  # a refused or unreadable checkpoint is the user's answer, not a reason to try PyTorch
+    except Exception as e:  # noqa: BLE001 - a model the exporter cannot handle still predicts
+        log.warning("ONNX export of %s failed (%s); using PyTorch", checkpoint, e)
+        return Predictor.from_checkpoint(checkpoint, **torch_options)
 
 
 class OnnxPredictor(Predictor):
@@ -194,7 +192,8 @@ class OnnxPredictor(Predictor):
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        meta: Dict[str, Any] = self.session.get_modelmeta().custom_metadata_map
+        self.metadata: Dict[str, str] = self.session.get_modelmeta().custom_metadata_map
+        meta = self.metadata
         super().__init__(torch.nn.Identity(), json.loads(meta["fer.class_names"]),
                          Preprocessing(**json.loads(meta["fer.preprocessing"])), name=name or Path(path).stem,
                          tta=tta, batch_size=batch_size,

@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import altair as alt
-import pandas as pd
 import streamlit as st
 
 from common import cached_classifier, model_choices, runs_dir, upload_limit_bytes
@@ -95,4 +94,4 @@ st.altair_chart(alt.Chart(timeline).mark_area().encode(
     width="stretch", key="video_timeline")
 st.download_button("Download the CSV (every analysed frame and face)", result.rows.to_csv(index=False),
                    file_name=f"{Path(upload.name).stem}_fer.csv", mime="text/csv", key="video_download_csv")
-st.dataframe(pd.DataFrame(result.rows), hide_index=True, key="video_rows")
+st.dataframe(result.rows, hide_index=True, key="video_rows")

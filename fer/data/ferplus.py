@@ -19,7 +19,7 @@ import numpy as np
 from fer.config import FERPLUS_MODES, RunConfig
 from fer.constants import CLASS_NAMES, SPLITS
 from fer.data.cache import load_fer2013
-from fer.data.facedata import DataError, FaceData
+from fer.data.facedata import DataError, FaceData, LoadReport
 
 FERPLUS_CLASSES = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt")
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
@@ -108,7 +108,7 @@ def apply_ferplus(data: FaceData, votes_path: str | Path, mode: str = "majority"
     out.labels, out.class_names, out.soft_labels = soft.argmax(1).astype(np.int64), FERPLUS_CLASSES, soft
     out.origin = f"{data.origin} + FER+ {mode} labels"
     dropped = int((~keep).sum())
-    out.report = type(data.report).from_dict(data.report.to_dict())
+    out.report = LoadReport.from_dict(data.report.to_dict())  # a copy: the cached data's report stays as it is
     out.report.notes.append(f"FER+ ({mode}): {dropped} faces dropped (unknown, not a face, no majority or "
                             "removed by FER+)")
     return out
