@@ -7,10 +7,10 @@ import argparse
 import platform
 from datetime import date
 
-from fer.calibration import apply_temperature, expected_calibration_error
+from fer.metrics.calibration import apply_temperature, expected_calibration_error
 from fer.data import load_run_data, split_index
-from fer.predictor import Predictor
-from fer.runs import SHIPPED_RUN_DIR, read_config, resolve_run
+from fer.inference.predictor import Predictor
+from fer.runs.store import SHIPPED_RUN_DIR, read_config, resolve_run
 
 
 def main() -> None:

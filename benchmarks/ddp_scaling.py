@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from fer.runs import read_metric_rows, read_status
+from fer.runs.store import read_metric_rows, read_status
 
 
 def run(data: str, runs: Path, nproc: int, args: argparse.Namespace) -> dict:

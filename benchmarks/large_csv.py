@@ -34,7 +34,7 @@ print(json.dumps({"seconds": seconds, "rows": len(data), "skipped": data.report.
 
 def write_csv(source: str, path: Path, megabytes: int) -> int:
     """Write a CSV of about `megabytes` from the real faces at `source`; returns its row count."""
-    from fer.constants import SPLITS
+    from fer.core.constants import SPLITS
     from fer.data import load_fer2013
 
     data = load_fer2013(source)

@@ -20,17 +20,16 @@ import time
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from predict_latency import frame_640x480  # the same real-face frame as the latency benchmark
 
 from fer.data import load_fer2013
-from fer.faces import DetectorSettings, create_detector
-from fer.onnx_backend import INT8_FILE, OnnxPredictor, calibration_faces, export_onnx
-from fer.pipeline import predict_image
-from fer.predictor import Predictor
-from fer.runs import SHIPPED_RUN_DIR, resolve_run
+from fer.inference.faces import DetectorSettings, create_detector
+from fer.inference.onnx import INT8_FILE, OnnxPredictor, calibration_faces, export_onnx
+from fer.inference.pipeline import predict_image
+from fer.inference.predictor import Predictor
+from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
 
 
 def timed(call, n: int) -> list:

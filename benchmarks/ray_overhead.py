@@ -22,10 +22,10 @@ from datetime import date
 from pathlib import Path
 
 from fer.config import load_config
-from fer.jobs import submit_all
-from fer.queue import set_worker_slots
-from fer.ray_backend import LOCAL, ray_target
-from fer.runs import FINISHED_STATES, read_status
+from fer.jobs.submit import submit_all
+from fer.jobs.queue import set_worker_slots
+from fer.jobs.ray import LOCAL, ray_target
+from fer.runs.store import FINISHED_STATES, read_status
 
 
 def batch(data: str, root: Path, target: str, args: argparse.Namespace) -> dict:

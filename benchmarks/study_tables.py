@@ -12,7 +12,7 @@ import argparse
 import math
 from pathlib import Path
 
-from fer.suites import STUDIES, study_table, suite_report
+from fer.jobs.suites import STUDIES, study_table, suite_report
 
 
 def _pct(value: float) -> str:

@@ -22,9 +22,9 @@ import numpy as np
 import psutil
 from skimage import data as skdata
 
-from fer.classifiers import load_classifier
-from fer.faces import DetectorSettings, create_detector
-from fer.video import VideoAnalysis, VideoWriter
+from fer.inference.classifiers import load_classifier
+from fer.inference.faces import DetectorSettings, create_detector
+from fer.inference.video import VideoAnalysis, VideoWriter
 
 
 def make_clip(path: Path, seconds: int, fps: int = 30) -> Path:

@@ -1,4 +1,4 @@
-"""Is the webcam smooth while the model works? Returned FPS and label age of `fer.live.LiveAnalyzer`.
+"""Is the webcam smooth while the model works? Returned FPS and label age of `fer.inference.live.LiveAnalyzer`.
 
 A 640×480 frame with one real face (scikit-image's astronaut) is handed to `LiveAnalyzer.process`
 at 30 frames/s from a "video thread", exactly as streamlit-webrtc's callback does, for a few
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
-from fer.annotate import annotate
-from fer.classifiers import load_classifier
-from fer.faces import create_detector
-from fer.live import LiveAnalyzer
-from fer.runs import read_status
+from fer.inference.annotate import annotate
+from fer.inference.classifiers import load_classifier
+from fer.inference.faces import create_detector
+from fer.inference.live import LiveAnalyzer
+from fer.runs.store import read_status
 
 CAMERA_FPS = 30.0
 

@@ -13,9 +13,9 @@ if str(HERE) not in sys.path:  # pages import `common` from this folder, whoever
     sys.path.insert(0, str(HERE))
 
 from fer.data import default_data_path  # noqa: E402
-from fer.default_model import default_model_summary  # noqa: E402
-from fer.device import device_summary  # noqa: E402
-from fer.runs import default_runs_dir  # noqa: E402
+from fer.runs.release import default_model_summary  # noqa: E402
+from fer.core.device import device_summary  # noqa: E402
+from fer.runs.store import default_runs_dir  # noqa: E402
 
 st.set_page_config(page_title="fer-studio", page_icon="🙂", layout="wide")
 

@@ -9,11 +9,11 @@ from typing import Dict
 import pandas as pd
 import streamlit as st
 
-from fer.classifiers import available_models, load_ensemble, unusable_models
+from fer.inference.classifiers import available_models, load_ensemble, unusable_models
 from fer.data import FaceData, default_data_path, load_fer2013
 from fer.data.cache import is_cached
-from fer.pipeline import Classifier
-from fer.runs import default_runs_dir, list_runs
+from fer.inference.pipeline import Classifier
+from fer.runs.store import default_runs_dir, list_runs
 
 
 def upload_limit_bytes() -> int:
@@ -71,7 +71,7 @@ def cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str
                       threads: int = 0) -> Classifier:
     """One model, or the ensemble of several, by their UI names ("default" = the shipped model).
 
-    `backend` "auto" runs CNNs on the fastest available engine (fer.onnx_backend: ONNX Runtime, int8 where
+    `backend` "auto" runs CNNs on the fastest available engine (fer.inference.onnx: ONNX Runtime, int8 where
     the run has an int8 export); Grad-CAM needs "torch". `threads` sets ONNX Runtime's intra-op threads.
 
     A model file that turns out unreadable stops the page with one line saying why (the other pages

@@ -1,6 +1,6 @@
 """`python -m fer` is the `fer` command."""
 import sys
 
-from fer.cli import main
+from fer.cli.main import main
 
 sys.exit(main())

@@ -28,7 +28,7 @@ TINY_MODEL = "model.kwargs={widths: [8, 16, 32], hidden: 32}"
 def csv_as_image_folders(csv_path: Path, dest: Path) -> Path:
     """Kaggle's fer2013.csv written out in the image-folder release's layout (Training → train/, PublicTest →
     test/, lossless PNG), so every test runs on the same splits whichever form of FER2013 a user has."""
-    from fer.constants import SPLITS
+    from fer.core.constants import SPLITS
     from fer.data import read_fer_csv
 
     data = read_fer_csv(csv_path)
@@ -120,7 +120,7 @@ def small_folder(fer_root, tmp_path_factory) -> Path:
 
 def write_fer_csv(data, path: Path, header=("emotion", "pixels", "Usage"), extra_rows=()) -> Path:
     """Write FaceData as Kaggle's fer2013.csv (optionally with extra raw rows appended)."""
-    from fer.constants import SPLITS
+    from fer.core.constants import SPLITS
     lines = [",".join(header)]
     for img, label, split in zip(data.images, data.labels, data.splits):
         lines.append(f"{label},{' '.join(map(str, img.reshape(-1)))},{SPLITS[split]}")
@@ -155,7 +155,7 @@ def trained_run(small_folder, tmp_path_factory) -> Path:
     Read-only for its users: a test that edits, evaluates into or trains next to a run makes its own.
     """
     from fer.config import load_config
-    from fer.train import train
+    from fer.training.fit import train
 
     runs = tmp_path_factory.mktemp("shared_runs")
     return train(load_config(None, tiny_overrides(small_folder, runs, 4, "name=artifacts", "tags=[smoke, test]",
@@ -166,7 +166,7 @@ def trained_run(small_folder, tmp_path_factory) -> Path:
 def mediapipe_models():
     """MediaPipe model files in the model cache. CI points FER_MODEL_CACHE at a local copy, so nothing is
     downloaded there; a developer machine without that variable downloads them once (checksum-verified)."""
-    from fer.faces import ensure_model_file
+    from fer.inference.faces import ensure_model_file
     offline = bool(os.environ.get("FER_MODEL_CACHE"))
     return [ensure_model_file(name, download=not offline)
             for name in ("blaze_face_short_range.tflite", "face_landmarker.task")]

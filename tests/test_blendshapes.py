@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from fer.blendshape_run import train_blendshape_run
-from fer.blendshapes import (N_BLENDSHAPES, N_FEATURES, BlendshapeClassifier, BlendshapePredictor, FeatureExtractor,
+from fer.training.blendshape_run import train_blendshape_run
+from fer.inference.blendshapes import (N_BLENDSHAPES, N_FEATURES, BlendshapeClassifier, BlendshapePredictor, FeatureExtractor,
                              geometry_features)
-from fer.classifiers import load_classifier
-from fer.evaluation import evaluate_run
-from fer.faces import create_detector
-from fer.pipeline import predict_image
-from fer.run_writer import save_arrays, write_json
-from fer.runs import list_runs, read_status
+from fer.inference.classifiers import load_classifier
+from fer.training.evaluate import evaluate_run
+from fer.inference.faces import create_detector
+from fer.inference.pipeline import predict_image
+from fer.runs.writer import save_arrays, write_json
+from fer.runs.store import list_runs, read_status
 
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")

@@ -10,14 +10,15 @@ import shutil
 import numpy as np
 import pytest
 
-from fer.calibration import (apply_temperature, calibration_metrics, expected_calibration_error, fit_temperature,
+from fer.metrics.calibration import (apply_temperature, calibration_metrics, expected_calibration_error, fit_temperature,
                              reliability_table)
-from fer.checkpoint import load_checkpoint
-from fer.cli import main
-from fer.compare import reliability
-from fer.evaluation import calibrate_run
-from fer.predictor import Predictor
-from fer.runs import SHIPPED_RUN_DIR, read_json
+from fer.runs.checkpoint import load_checkpoint
+from fer.cli.main import main
+from fer.runs.compare import reliability
+from fer.training.evaluate import calibrate_run
+from fer.inference.predictor import Predictor
+from fer.runs.store import SHIPPED_RUN_DIR
+from fer.core.files import read_json
 
 
 def _overconfident(n: int = 4000, classes: int = 7, seed: int = 0):
@@ -74,7 +75,7 @@ def test_fer_calibrate_fits_an_older_run(trained_run, tmp_path, capsys):
     shutil.copytree(trained_run, old)
     ckpt = load_checkpoint(old / "best.pt")
     ckpt.pop("calibration")  # as a run trained before calibration existed
-    from fer.run_writer import save_checkpoint
+    from fer.runs.writer import save_checkpoint
 
     save_checkpoint(old, "best.pt", ckpt)
     assert main(["calibrate", str(old)]) == 0

@@ -9,13 +9,13 @@ import time
 import pytest
 
 from conftest import tiny_overrides
-from fer.cli import main
-from fer.runs import read_metrics, read_status, resolve_run
+from fer.cli.main import main
+from fer.runs.store import read_metrics, read_status, resolve_run
 
 
 def fer(*args, env=None, check=True, timeout=300):
     """Run `fer ARGS` through the installed console script's module."""
-    proc = subprocess.run([sys.executable, "-m", "fer.cli", *map(str, args)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "fer.cli.main", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"fer {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stderr}")
@@ -69,7 +69,7 @@ def test_train_runs_eval_end_to_end(small_folder, tmp_path):
 @pytest.mark.slow
 def test_crash_then_resume(small_folder, tmp_path):
     runs = tmp_path / "runs"
-    args = [sys.executable, "-m", "fer.cli", "train", "--quiet",
+    args = [sys.executable, "-m", "fer.cli.main", "train", "--quiet",
             *sets(tiny_overrides(small_folder, runs, 30, "name=crashy", "augmentation=none"))]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -101,7 +101,7 @@ def test_crash_then_resume(small_folder, tmp_path):
 @pytest.mark.slow
 def test_sigterm_cancels_cleanly(small_folder, tmp_path):
     runs = tmp_path / "runs"
-    args = [sys.executable, "-m", "fer.cli", "train", "--quiet",
+    args = [sys.executable, "-m", "fer.cli.main", "train", "--quiet",
             *sets(tiny_overrides(small_folder, runs, 50, "name=term"))]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -118,8 +118,8 @@ def test_sigterm_cancels_cleanly(small_folder, tmp_path):
 
 def test_cancel_command_goes_through_the_job_queue(small_folder, tmp_path):
     from fer.config import load_config
-    from fer.run_writer import write_status
-    from fer.train import create_run
+    from fer.runs.writer import write_status
+    from fer.training.fit import create_run
     queued = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=queued")))
     assert read_status(queued)["state"] == "queued"
     assert "cancelled (it was queued)" in fer("cancel", queued).stdout  # it simply leaves the queue
@@ -156,7 +156,7 @@ def test_errors_are_clear_and_exit_2(args, message, tmp_path, monkeypatch, capsy
 
 
 def test_light_commands_never_import_torch(tmp_path):
-    probe = ("import sys; from fer.cli import main; main(['runs', '--runs-dir', sys.argv[1]]); "
+    probe = ("import sys; from fer.cli.main import main; main(['runs', '--runs-dir', sys.argv[1]]); "
              "main(['cancel', 'nothing', '--runs-dir', sys.argv[1]]); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr  # so they answer fast on a busy machine
@@ -164,8 +164,8 @@ def test_light_commands_never_import_torch(tmp_path):
 
 
 def test_runs_table_fits_the_terminal(trained_run):
-    from fer.cli import fit_table
-    from fer.runs import BOARD_COLUMNS, list_runs
+    from fer.cli.main import fit_table
+    from fer.runs.store import BOARD_COLUMNS, list_runs
     board = list_runs(trained_run.parent, include_default=True)[BOARD_COLUMNS]
     for width in (60, 100, 160):
         text = fit_table(board, width)

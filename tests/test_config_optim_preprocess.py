@@ -8,9 +8,9 @@ import torch
 
 from fer.config import ConfigError, RunConfig, flatten, load_config
 from fer.data.loaders import eval_loader
-from fer.faces import Face, crop_face, to_gray
-from fer.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
-from fer.preprocess import Preprocessing, to_model_input
+from fer.inference.faces import Face, crop_face, to_gray
+from fer.training.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from fer.data.preprocess import Preprocessing, to_model_input
 
 
 def test_config_layers_defaults_file_then_overrides(tmp_path):
@@ -120,7 +120,7 @@ def test_preprocessing_resizes_and_expands_channels(small_data):
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_shipped_configs_load_and_name_registered_choices(path):
-    from fer.augment import AUGMENTATIONS
+    from fer.data.augment import AUGMENTATIONS
     from fer.models import MODELS
     cfg = load_config(path)
     assert cfg.model.name in MODELS and cfg.optim.name in OPTIMIZERS and cfg.sched.name in SCHEDULERS

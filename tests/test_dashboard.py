@@ -7,8 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import tiny_overrides
 from fer.config import load_config
-from fer.runs import list_runs, resolve_run
-from fer.train import train
+from fer.runs.store import list_runs, resolve_run
+from fer.training.fit import train
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -194,8 +194,8 @@ def test_gradcam_page_defaults_to_a_class_sensitive_method(cbam_run, small_folde
 def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_folder, tmp_path):
     import time
 
-    from fer.queue import worker_pid
-    from fer.runs import read_status
+    from fer.jobs.queue import worker_pid
+    from fer.runs.store import read_status
 
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     assert not at.exception
@@ -258,8 +258,8 @@ def test_train_page_asks_before_a_huge_model(small_folder, tmp_path):
 
 
 def test_a_failed_run_offers_edit_and_relaunch_instead_of_resume(small_folder, tmp_path):
-    from fer.run_writer import write_status
-    from fer.train import create_run
+    from fer.runs.writer import write_status
+    from fer.training.fit import create_run
 
     run = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=broken", "optim.lr=0.5")))
     write_status(run, "failed", error="RuntimeError: DefaultCPUAllocator: not enough memory")  # before epoch 1
@@ -285,8 +285,8 @@ def test_gradcam_page_says_when_face_detection_falls_back_offline(tmp_path, monk
 
 
 def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_path):
-    from fer.queue import cancel, queued_runs, set_paused, settings
-    from fer.train import create_run
+    from fer.jobs.queue import cancel, queued_runs, set_paused, settings
+    from fer.training.fit import create_run
 
     set_paused(tmp_path, True)  # nothing starts: the queue's order is what is shown
     first, second = (create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={n}")), tmp_path)
@@ -307,8 +307,8 @@ def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_pat
 
 def _launch_queued(at: AppTest, epochs_key: str, epochs: int, button_key: str, runs: Path):
     """Set the epochs, press the launch button, and return the one run it queued (paused queue) and its config."""
-    from fer.queue import queued_runs
-    from fer.runs import read_config
+    from fer.jobs.queue import queued_runs
+    from fer.runs.store import read_config
 
     at.number_input(key=epochs_key).set_value(epochs)
     at.button(key=button_key).click().run()
@@ -318,7 +318,7 @@ def _launch_queued(at: AppTest, epochs_key: str, epochs: int, button_key: str, r
 
 
 def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(small_folder, tmp_path):
-    from fer.queue import cancel, set_paused
+    from fer.jobs.queue import cancel, set_paused
 
     set_paused(tmp_path, True)  # queued, not trained: the queued config is what is checked
     at = open_page("studies", runs_dir=tmp_path, data_path=small_folder)
@@ -341,8 +341,8 @@ def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(smal
 
 def test_sweeps_page_shows_a_study_and_launches_its_best_trial(small_folder, tmp_path):
     optuna = pytest.importorskip("optuna")
-    from fer.queue import cancel, set_paused
-    from fer.sweeps import SweepSettings, open_study
+    from fer.jobs.queue import cancel, set_paused
+    from fer.jobs.sweeps import SweepSettings, open_study
 
     set_paused(tmp_path, True)  # the launched full run stays queued: its config is what is checked
     space = tmp_path / "space.yaml"
@@ -377,8 +377,8 @@ def test_sweeps_page_without_sweeps_says_how_to_start_one(tmp_path):
 
 def test_train_page_sends_runs_to_a_ray_cluster_when_asked(small_folder, tmp_path):
     pytest.importorskip("ray")
-    from fer.queue import cancel, describe_job, queued_runs, set_paused
-    from fer.runs import read_status
+    from fer.jobs.queue import cancel, describe_job, queued_runs, set_paused
+    from fer.runs.store import read_status
 
     set_paused(tmp_path, True)  # queued, not dispatched: the target is what is checked
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from fer.constants import CLASS_NAMES
+from fer.core.constants import CLASS_NAMES
 from fer.data import FaceData, load_fer2013, make_splits
 from fer.data import cache as cache_module
 from fer.data.stats import (class_counts, duplicate_groups, imbalance_ratio, leakage_report, mean_faces,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import KNOWN_COUNTS, write_fer_csv
-from fer.constants import CLASS_NAMES, SPLITS
+from fer.core.constants import CLASS_NAMES, SPLITS
 from fer.data import DataError, load_fer2013, read_fer_csv, read_image_folders
 from fer.data.readers import resolve_source
 from fer.data.stats import class_counts

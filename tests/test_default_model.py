@@ -7,12 +7,12 @@ from skimage import data as skdata
 
 from fer.data import load_fer2013
 from conftest import DATA_FROM_CSV
-from fer.classifiers import load_classifier
-from fer.default_model import MAX_BYTES
-from fer.faces import create_detector
-from fer.pipeline import predict_image
-from fer.predictor import Predictor
-from fer.runs import SHIPPED_RUN_DIR, list_runs, resolve_run
+from fer.inference.classifiers import load_classifier
+from fer.runs.release import MAX_BYTES
+from fer.inference.faces import create_detector
+from fer.inference.pipeline import predict_image
+from fer.inference.predictor import Predictor
+from fer.runs.store import SHIPPED_RUN_DIR, list_runs, resolve_run
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
 

@@ -21,7 +21,7 @@ from skimage import data as skdata
 
 from conftest import tiny_overrides
 from fer.config import load_config
-from fer.train import train
+from fer.training.fit import train
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def test_photo_upload_shows_a_face_label(browser, app_url, tmp_path):
 
 
 def test_video_upload_plays_the_annotated_clip_in_the_browser(browser, app_url, tmp_path):
-    from fer.video import VideoWriter
+    from fer.inference.video import VideoWriter
 
     head = cv2.resize(skdata.astronaut()[20:260, 110:340], (200, 200), interpolation=cv2.INTER_AREA)
     writer = VideoWriter(tmp_path / "face.mp4", 640, 480, 15)

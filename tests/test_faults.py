@@ -23,11 +23,12 @@ import torch
 import torch.nn as nn
 
 from conftest import tiny_overrides
-from fer.checkpoint import load_checkpoint
+from fer.runs.checkpoint import load_checkpoint
 from fer.config import load_config
-from fer.run_writer import RunBusy, delete_run, rename_run, training_lock
-from fer.runs import list_runs, read_json, read_metrics, read_status
-from fer.train import create_run, train
+from fer.runs.writer import RunBusy, delete_run, rename_run, training_lock
+from fer.runs.store import list_runs, read_metrics, read_status
+from fer.core.files import read_json
+from fer.training.fit import create_run, train
 
 # A wide hidden layer makes checkpoints ~10 MB, so a write (and its fsync) lasts long enough to be hit.
 WIDE = "model.kwargs={widths: [8, 16, 32], hidden: 2048}"
@@ -290,9 +291,9 @@ class _NonFiniteOn(nn.Module):
 @pytest.mark.parametrize("accumulate", [1, 2])
 def test_skipped_batches_never_reach_the_weights(accumulate, small_data):
     from fer.data.loaders import eval_loader
-    from fer.engine import NonFiniteLoss, train_one_epoch
+    from fer.training.loops import NonFiniteLoss, train_one_epoch
     from fer.models import create_model
-    from fer.preprocess import Preprocessing
+    from fer.data.preprocess import Preprocessing
 
     torch.manual_seed(0)
     model = create_model("plain_cnn", num_classes=7, widths=[8, 16], hidden=16)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from conftest import tiny_overrides
-from fer.checkpoint import load_checkpoint
-from fer.cli import main
+from fer.runs.checkpoint import load_checkpoint
+from fer.cli.main import main
 from fer.config import load_config
 from fer.data import DataError, load_fer2013
 from fer.data.ferplus import FERPLUS_CLASSES, VOTE_COLUMNS, apply_ferplus, ferplus_target
-from fer.predictor import Predictor
-from fer.runs import read_json
+from fer.inference.predictor import Predictor
+from fer.core.files import read_json
 
 # FER2013 label index -> FER+ column (angry, disgust, fear, happy, sad, surprise, neutral).
 TO_FERPLUS = [4, 5, 6, 1, 3, 2, 0]
@@ -39,7 +39,7 @@ def _votes_for(i: int, label: int) -> tuple:
 @pytest.fixture(scope="module")
 def ferplus_files(small_data, small_csv):
     """The small sample's fer2013.csv with a matching fer2013new.csv beside it (votes written above)."""
-    from fer.constants import SPLITS
+    from fer.core.constants import SPLITS
     lines = ["Usage,Image name," + ",".join(VOTE_COLUMNS)]
     for i, (label, split) in enumerate(zip(small_data.labels, small_data.splits)):
         votes, name = _votes_for(i, int(label))
@@ -103,7 +103,7 @@ def test_ferplus_needs_the_csv_and_a_matching_votes_file(ferplus_files, small_fo
 
 @pytest.mark.parametrize("mode", ["majority", "soft"])
 def test_an_eight_class_ferplus_run_end_to_end(ferplus_files, tmp_path, mode, capsys):
-    from fer.train import train
+    from fer.training.fit import train
 
     csv_path, _ = ferplus_files
     run = train(load_config(None, tiny_overrides(csv_path, tmp_path, 2, "data.labels=ferplus",
@@ -130,7 +130,7 @@ def test_an_eight_class_ferplus_run_end_to_end(ferplus_files, tmp_path, mode, ca
 
 def test_bad_ferplus_settings_fail_before_a_run_exists(ferplus_files, small_folder, tmp_path):
     from fer.config import ConfigError
-    from fer.validation import check_config
+    from fer.training.validate import check_config
 
     csv_path, _ = ferplus_files
     with pytest.raises(ConfigError, match="data.ferplus_mode"):

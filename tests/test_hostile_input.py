@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 from conftest import write_fer_csv
-from fer.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from fer.classifiers import available_models, load_classifier, unusable_models
+from fer.runs.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from fer.inference.classifiers import available_models, load_classifier, unusable_models
 from fer.config import ConfigError, load_config
 from fer.data import DataError, read_fer_csv, read_image_folders
-from fer.images import ImageError, load_image
-from fer.run_writer import delete_run, new_run_id, record_evaluation, rename_run
-from fer.runs import SHIPPED_RUN_DIR, list_runs, resolve_run
+from fer.inference.images import ImageError, load_image
+from fer.runs.writer import delete_run, new_run_id, record_evaluation, rename_run
+from fer.runs.store import SHIPPED_RUN_DIR, list_runs, resolve_run
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                       HealthCheck.function_scoped_fixture])
@@ -121,7 +121,7 @@ def test_damaged_checkpoints_give_one_line_errors(trained_run, small_folder, tmp
 @pytest.mark.parametrize("name", ["../../escape", "/etc/passwd", "a\0b", "$(touch x); rm -rf ~ `id` | &", "n" * 10_000,
                                   "..", "CON", "ünïcødé 😀"])
 def test_run_names_never_escape_the_runs_folder(name, tmp_path):
-    from fer.run_writer import create_run
+    from fer.runs.writer import create_run
 
     cfg = load_config(None, [])
     cfg.name = name
@@ -272,7 +272,7 @@ def test_evaluating_the_shipped_model_never_writes_into_the_package(small_folder
     assert {p: p.stat().st_mtime_ns for p in SHIPPED_RUN_DIR.iterdir()} == before
     written = list((tmp_path / "cache" / "default_run").glob("eval_*.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["n"] == 280
-    from fer.compare import evaluations
+    from fer.runs.compare import evaluations
 
     assert {written[0].stem[5:], "PublicTest"} <= set(evaluations(SHIPPED_RUN_DIR))  # shipped and new, both readable
     with pytest.raises(PermissionError, match="inside the installed package"):

@@ -15,19 +15,19 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from fer.calibration import apply_temperature
+from fer.metrics.calibration import apply_temperature
 from fer.data import load_fer2013
 from fer.data.loaders import eval_loader
-from fer.engine import predict
-from fer.explain import CAM_METHODS, attention_views, explain_faces, overlay
-from fer.faces import PHOTO_TILES, DetectorSettings, create_detector, crop_face, ensure_model_file
-from fer.faces.detectors import HaarDetector
-from fer.faces.model_files import ModelFileUnavailable
-from fer.images import ImageError, load_image
+from fer.training.loops import predict
+from fer.inference.explain import CAM_METHODS, attention_views, explain_faces, overlay
+from fer.inference.faces import PHOTO_TILES, DetectorSettings, create_detector, crop_face, ensure_model_file
+from fer.inference.faces.detectors import HaarDetector
+from fer.inference.faces.model_files import ModelFileUnavailable
+from fer.inference.images import ImageError, load_image
 from fer.models import MODELS, create_model
-from fer.pipeline import NoFaceFound, predict_image
-from fer.predictor import Ensemble, Predictor
-from fer.preprocess import Preprocessing, to_model_input
+from fer.inference.pipeline import NoFaceFound, predict_image
+from fer.inference.predictor import Ensemble, Predictor
+from fer.data.preprocess import Preprocessing, to_model_input
 
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
@@ -219,7 +219,7 @@ def test_photo_path_matches_evaluation_exactly(predictor, small_folder):
         result = predict_image(predictor, rgb, whole)
         photo_tensor = to_model_input(torch.from_numpy(result.faces[0].face)[None, None], predictor.spec)
         assert torch.equal(photo_tensor[0], eval_batch[i])
-        # The same probabilities, with the run's fitted temperature applied (fer.calibration).
+        # The same probabilities, with the run's fitted temperature applied (fer.metrics.calibration).
         calibrated = apply_temperature(np.asarray(eval_probs[i:i + 1], np.float32), predictor.temperature)[0]
         assert np.array_equal(np.array(list(result.faces[0].probabilities.values()), np.float32), calibrated)
 

@@ -5,9 +5,9 @@ import pytest
 
 from conftest import tiny_overrides
 from fer.config import load_config
-from fer.jobs import submit
-from fer.queue import cancel, ensure_worker, queued_runs, resume, worker_pid
-from fer.runs import read_status
+from fer.jobs.submit import submit
+from fer.jobs.queue import cancel, ensure_worker, queued_runs, resume, worker_pid
+from fer.runs.store import read_status
 
 
 pytestmark = pytest.mark.slow

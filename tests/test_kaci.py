@@ -6,11 +6,11 @@ import torch
 
 from conftest import tiny_overrides
 from fer.config import OptimConfig, load_config
-from fer.kaci import KaciFANN, MomentumKaci
-from fer.optim import OPTIMIZERS, build_optimizer, build_scheduler
+from fer.training.kaci import KaciFANN, MomentumKaci
+from fer.training.optim import OPTIMIZERS, build_optimizer, build_scheduler
 from fer.config import SchedConfig
-from fer.runs import read_metrics
-from fer.train import train
+from fer.runs.store import read_metrics
+from fer.training.fit import train
 
 KACI = [KaciFANN, MomentumKaci]
 

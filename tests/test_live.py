@@ -7,11 +7,11 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from fer.annotate import annotate
-from fer.faces import create_detector
-from fer.live import LiveAnalyzer, Timeline
-from fer.pipeline import ImagePrediction
-from fer.predictor import Predictor
+from fer.inference.annotate import annotate
+from fer.inference.faces import create_detector
+from fer.inference.live import LiveAnalyzer, Timeline
+from fer.inference.pipeline import ImagePrediction
+from fer.inference.predictor import Predictor
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
 

@@ -46,7 +46,7 @@ GUARD = textwrap.dedent('''
 # The main commands, in one process (PyTorch is imported once): data, train, runs, eval, export, predict, video.
 SCRIPT = textwrap.dedent('''
     import sys
-    from fer.cli import main
+    from fer.cli.main import main
 
     data, runs, work, overrides = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     sets = [a for o in overrides for a in ("--set", o)]
@@ -82,7 +82,7 @@ def _child(tmp_path, env_extra, *args):
 
 def test_main_commands_never_touch_the_network(small_folder, tmp_path, mediapipe_models):
     cv2.imwrite(str(tmp_path / "photo.jpg"), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
-    from fer.video import VideoWriter
+    from fer.inference.video import VideoWriter
     clip = VideoWriter(tmp_path / "clip.mp4", 512, 512, 10)
     for i in range(6):
         clip.write(np.ascontiguousarray(skdata.astronaut()), i / 10)

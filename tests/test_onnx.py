@@ -7,16 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from fer.checkpoint import checkpoint_payload, load_checkpoint
-from fer.cli import main
+from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
+from fer.cli.main import main
 from fer.config import load_config
-from fer.constants import CLASS_NAMES
+from fer.core.constants import CLASS_NAMES
 from fer.models import MODELS, create_model
-from fer.predictor import Predictor
-from fer.run_writer import save_checkpoint
+from fer.inference.predictor import Predictor
+from fer.runs.writer import save_checkpoint
 
 pytest.importorskip("onnxruntime")  # the `onnx` extra (installed by the dev extra, so CI always runs these)
-from fer.onnx_backend import OPSET, OnnxPredictor, export_onnx  # noqa: E402
+from fer.inference.onnx import OPSET, OnnxPredictor, export_onnx  # noqa: E402
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -63,9 +63,9 @@ def test_int8_export_into_the_run_is_what_auto_picks_until_the_checkpoint_change
                                                                                   small_data, tmp_path, capsys):
     import shutil
 
-    from fer.classifiers import load_classifier
-    from fer.files import sha256_of
-    from fer.onnx_backend import INT8_FILE
+    from fer.inference.classifiers import load_classifier
+    from fer.core.files import sha256_of
+    from fer.inference.onnx import INT8_FILE
 
     run = tmp_path / trained_run.name
     shutil.copytree(trained_run, run)
@@ -92,10 +92,10 @@ def test_int8_export_into_the_run_is_what_auto_picks_until_the_checkpoint_change
 def test_auto_uses_pytorch_without_onnxruntime_and_the_shipped_int8_model_with_it(monkeypatch, full_data):
     import sys
 
-    from fer.classifiers import load_classifier
-    from fer.files import sha256_of
-    from fer.onnx_backend import INT8_FILE
-    from fer.runs import SHIPPED_RUN_DIR
+    from fer.inference.classifiers import load_classifier
+    from fer.core.files import sha256_of
+    from fer.inference.onnx import INT8_FILE
+    from fer.runs.store import SHIPPED_RUN_DIR
 
     shipped = load_classifier("default", backend="auto", threads=1)
     assert shipped.backend == "onnxruntime-int8"

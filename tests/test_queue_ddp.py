@@ -17,12 +17,13 @@ import pytest
 
 from conftest import tiny_overrides
 from fer.config import load_config
-from fer.jobs import submit
-from fer.predictor import Predictor
-from fer.queue import (describe_job, ensure_worker, machine_slots, move, queued_runs, set_auto_resume, set_paused,
+from fer.jobs.submit import submit
+from fer.inference.predictor import Predictor
+from fer.jobs.queue import (describe_job, ensure_worker, machine_slots, move, queued_runs, set_auto_resume, set_paused,
                        set_priority, set_worker_slots, wait, worker_pid)
-from fer.runs import pid_alive, read_metrics, read_status
-from fer.train import train
+from fer.runs.store import read_metrics, read_status
+from fer.core.files import pid_alive
+from fer.training.fit import train
 
 LEARNS = ["model.kwargs={widths: [16, 32, 64], hidden: 64}", "data.limit=3000", "train.epochs=5",
           "augmentation=none", "optim.lr=0.003"]  # reaches ~35% on 3,000 real faces (majority class: 25%)
@@ -59,7 +60,7 @@ def _wait_for(predicate, timeout=300.0):
 # --- the queue, without training ---------------------------------------------------------------------------------
 
 def test_queue_order_priorities_and_moves(small_folder, tmp_path):
-    from fer.train import create_run
+    from fer.training.fit import create_run
     set_paused(tmp_path, True)
     a, b, c = (create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={n}")), tmp_path)
                for n in ("a", "b", "c"))
@@ -180,7 +181,7 @@ def test_ddp_run_resumes_after_one_rank_is_killed(small_folder, tmp_path):
             return bool(run and (run / "last.pt").is_file() and len(read_metrics(run)) >= 1)
 
         assert _wait_for(started, 180), "the DDP run never finished an epoch"
-        ranks = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "fer.rank" in " ".join(p.cmdline())]
+        ranks = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "fer.training.rank" in " ".join(p.cmdline())]
         rank1 = next(p for p in ranks if p.environ().get("RANK") == "1")
         rank1.kill()  # kill -9 of one rank
         launcher.communicate(timeout=120)

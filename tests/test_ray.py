@@ -17,12 +17,13 @@ import psutil
 import pytest
 
 from conftest import tiny_overrides
-from fer.checkpoint import load_checkpoint
+from fer.runs.checkpoint import load_checkpoint
 from fer.config import load_config
-from fer.jobs import submit_all
-from fer.queue import cancel, describe_job, resume, wait
-from fer.ray_backend import describe_target, ray_address, ray_target, task_resources
-from fer.runs import list_runs, read_json, read_metrics, read_status
+from fer.jobs.submit import submit_all
+from fer.jobs.queue import describe_job, resume, wait
+from fer.jobs.ray import describe_target, ray_address, ray_target, task_resources
+from fer.runs.store import list_runs, read_metrics, read_status
+from fer.core.files import read_json
 
 pytest.importorskip("ray")  # the `ray` extra (installed by the dev extra, so CI always runs these)
 
@@ -95,7 +96,7 @@ def test_ray_cancel_and_a_worker_that_dies(small_folder, tmp_path):
 
 
 def test_without_ray_the_option_says_how_to_install_it(small_folder, tmp_path, monkeypatch, capsys):
-    from fer.cli import main
+    from fer.cli.main import main
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     code = main(["suite", "run", "depth", "--ray", "--runs-dir", str(tmp_path), "--set", f"data.path={small_folder}"])

@@ -9,7 +9,7 @@ import cv2
 import pytest
 from skimage import data as skdata
 
-from fer.cli import build_parser
+from fer.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -26,7 +26,7 @@ def readme_folder(tmp_path, small_folder, monkeypatch):
     (tmp_path / "data").symlink_to(small_folder)
     (tmp_path / "configs").symlink_to(ROOT / "configs")
     cv2.imwrite(str(tmp_path / "photo.jpg"), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
-    from fer.video import VideoWriter
+    from fer.inference.video import VideoWriter
     clip = VideoWriter(tmp_path / "clip.mp4", 512, 512, 10)  # a second of the same real face
     for i in range(10):
         clip.write(skdata.astronaut(), i / 10)

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from fer.augment import AUGMENTATIONS, build_augmentation
+from fer.data.augment import AUGMENTATIONS, build_augmentation
 from fer.config import AugmentConfig
 from fer.models import MODELS, count_parameters, create_model
-from fer.registry import Registry
+from fer.core.registry import Registry
 
 
 def test_registry_register_get_and_errors():

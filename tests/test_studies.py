@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from fer.augment import build_augmentation
-from fer.config import AugmentConfig, ConfigError, RunConfig, load_config
+from fer.data.augment import build_augmentation
+from fer.config import AugmentConfig, RunConfig, load_config
 from fer.data import make_splits
-from fer.models import count_parameters, create_model
-from fer.suites import STUDIES, SUITES, fit_to_data, study_recipe, study_table, suite_configs, suite_report
-from fer.suites.studies import model_parameters
-from fer.validation import check_config
+from fer.models import create_model
+from fer.jobs.suites import STUDIES, SUITES, fit_to_data, study_recipe, study_table, suite_configs
+from fer.jobs.suites.studies import model_parameters
+from fer.training.validate import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"a": "a_resnet34_224.yaml", "b": "b_cnn5_bn_skip.yaml", "c": "c_deep_emotion_steplr.yaml",
@@ -141,8 +141,8 @@ def test_recipe_files_are_the_suites_best_variants(key):
 @pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(RECIPES))
 def test_recipe_trains_end_to_end_on_a_small_sample(key, small_folder, tmp_path):
-    from fer.runs import read_status
-    from fer.train import train
+    from fer.runs.store import read_status
+    from fer.training.fit import train
 
     overrides = [f"data.path={small_folder}", f"runs_dir={tmp_path}", "train.epochs=2", "data.limit=70",
                  "data.test_limit=35", "train.batch_size=16", "train.eval_batch_size=64"]

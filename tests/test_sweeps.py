@@ -9,19 +9,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import TINY_MODEL
 from fer.config import ConfigError, load_config
-from fer.runs import list_runs, read_config, read_metrics, read_status
+from fer.runs.store import list_runs, read_config, read_metrics, read_status
 
 optuna = pytest.importorskip("optuna")  # the `sweep` extra (installed by the dev extra, so CI always runs these)
 
-from fer.sweeps import (best_config, history, importances, list_sweeps, load_study, parse_space,  # noqa: E402
+from fer.jobs.sweeps import (best_config, history, importances, list_sweeps, load_study, parse_space,  # noqa: E402
                         reproduce_command, trials_table)
-from fer.sweeps.space import as_overrides, trial_layer  # noqa: E402
+from fer.jobs.sweeps.space import as_overrides, trial_layer  # noqa: E402
 
 
 def test_space_parses_ranges_and_choices_of_any_field():
@@ -116,7 +115,7 @@ def test_a_sweep_prunes_stores_its_study_resumes_and_reports(small_folder, tmp_p
 
 
 def test_a_bad_choice_is_refused_before_the_study_exists(small_folder, tmp_path, capsys):
-    from fer.cli import main
+    from fer.cli.main import main
 
     space = tmp_path / "space.yaml"
     space.write_text("augmentation: [standard, heavyy]\n")

@@ -13,9 +13,9 @@ import pytest
 from conftest import tiny_overrides
 
 from fer.config import load_config
-from fer.runs import read_config, read_metrics, read_status
-from fer.tracking import MlflowTracker, TensorboardTracker
-from fer.train import train
+from fer.runs.store import read_config, read_metrics, read_status
+from fer.training.tracking import MlflowTracker, TensorboardTracker
+from fer.training.fit import train
 
 
 def wandb_records(path: Path):

@@ -6,16 +6,16 @@ import pandas as pd
 import pytest
 import torch
 
-import fer.train as train_module
+import fer.training.fit as train_module
 from conftest import tiny_overrides
-from fer.checkpoint import FORMAT_VERSION, load_checkpoint
+from fer.runs.checkpoint import FORMAT_VERSION, load_checkpoint
 from fer.config import load_config
-from fer.constants import CLASS_NAMES
+from fer.core.constants import CLASS_NAMES
 from fer.data.loaders import train_loader
-from fer.predictor import Predictor
-from fer.run_writer import request_cancel
-from fer.runs import list_runs, read_metrics, read_status
-from fer.train import train
+from fer.inference.predictor import Predictor
+from fer.runs.writer import request_cancel
+from fer.runs.store import list_runs, read_metrics, read_status
+from fer.training.fit import train
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +184,7 @@ def test_weighted_sampler_balances_classes(full_data):
 
 
 def test_runs_dir_defaults_to_environment(small_folder, tmp_path, monkeypatch):
-    from fer.train import create_run
+    from fer.training.fit import create_run
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "env_runs"))
     run = create_run(load_config(None, [f"data.path={small_folder}"]))
     assert run.parent == tmp_path / "env_runs"
@@ -201,7 +201,7 @@ def test_fp16_autocast_uses_grad_scaler_and_saves_its_state(small_folder, tmp_pa
 
 
 def test_live_progress_tells_the_truth(finished_run):
-    from fer.runs import read_batch_losses
+    from fer.runs.store import read_batch_losses
     losses = read_batch_losses(finished_run)  # the smoothed loss, about once a second, for the live curve
     assert set(losses["epoch"]) <= {1, 2, 3, 4} and losses["loss"].notna().all() and len(losses) >= 4
     assert (losses["progress"].diff().dropna() > 0).all()
@@ -211,8 +211,8 @@ def test_live_progress_tells_the_truth(finished_run):
 
 
 def test_eta_before_the_first_epoch_ends(small_folder, tmp_path):
-    from fer.run_writer import create_run, write_status
-    from fer.runs import run_progress
+    from fer.runs.writer import create_run, write_status
+    from fer.runs.store import run_progress
     run = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 10)), tmp_path)
     write_status(run, "running", epoch=1, epochs=10, batch=50, batches=100, epoch_started=1000.0, phase="training")
     progress = run_progress(run, now=1030.0)  # 50 batches in 30 s, no finished epoch yet
@@ -222,8 +222,8 @@ def test_eta_before_the_first_epoch_ends(small_folder, tmp_path):
 
 
 def test_suite_runs_queue_in_the_order_they_were_made(small_folder, tmp_path):
-    from fer.queue import queued_runs
-    from fer.run_writer import create_run
+    from fer.jobs.queue import queued_runs
+    from fer.runs.writer import create_run
     made = [create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={name}")), tmp_path)
             for name in ("zeta", "alpha", "mid")]  # within one second: the same time stamp in their ids
     assert queued_runs(tmp_path) == made

@@ -6,14 +6,14 @@ import pytest
 import torch
 import torchvision
 
-from fer.checkpoint import load_checkpoint
+from fer.runs.checkpoint import load_checkpoint
 from fer.config import load_config
 from fer.models import create_model
-from fer.jobs import run_suite
-from fer.runs import read_config, read_status
-from fer.suites import SUITES, study_table, suite_configs, suite_report, suite_runs
-from fer.train import train
-from fer.transfer import apply_freeze, parameter_groups
+from fer.jobs.submit import run_suite
+from fer.runs.store import read_config, read_status
+from fer.jobs.suites import SUITES, study_table, suite_configs, suite_report, suite_runs
+from fer.training.fit import train
+from fer.training.transfer import apply_freeze, parameter_groups
 
 
 @pytest.fixture(scope="module")

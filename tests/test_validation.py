@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import fer.device as device_module
+import fer.core.device as device_module
 from conftest import tiny_overrides
 from fer.config import ConfigError, apply, load_config
 from fer.data import DataError
-from fer.device import amp_dtype, amp_warning
-from fer.train import create_run, train
-from fer.validation import check_config
+from fer.core.device import amp_dtype, amp_warning
+from fer.training.fit import create_run, train
+from fer.training.validate import check_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

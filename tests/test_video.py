@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from fer.cli import main
-from fer.face_tracks import FaceTracker
-from fer.faces import create_detector
-from fer.pipeline import predict_image
-from fer.predictor import Predictor
-from fer.video import VideoAnalysis, VideoError, VideoWriter, probe_video, read_frames
+from fer.cli.main import main
+from fer.inference.face_tracks import FaceTracker
+from fer.inference.faces import create_detector
+from fer.inference.pipeline import predict_image
+from fer.inference.predictor import Predictor
+from fer.inference.video import VideoAnalysis, VideoError, VideoWriter, probe_video, read_frames
 
 
 def _head(size: int, flip: bool = False) -> np.ndarray:
@@ -144,7 +144,7 @@ def test_large_frames_are_analysed_scaled_with_boxes_in_original_pixels(tmp_path
     for row in rows:  # each box is around one of the two faces' centres in the 3200×2400 original
         centre = np.array([row["x"] + row["w"] / 2, row["y"] + row["h"] / 2])
         assert min(np.abs(centre - np.array(c)).max() for c in [(550, 650), (2650, 1750)]) < 200, row
-    monkeypatch.setattr("fer.video.MAX_PIXELS", 5_000_000)
+    monkeypatch.setattr("fer.inference.video.MAX_PIXELS", 5_000_000)
     with pytest.raises(VideoError, match="MP limit"):
         probe_video(path)
 

@@ -7,10 +7,10 @@ from common import (cached_classifier, cached_dataset, data_path, model_choices,
                     upload_limit_bytes)
 from fer.data import DataError
 from fer.data.stats import sample_faces
-from fer.explain import CAM_METHODS, attention_views, cam_caption, cam_methods, explain_faces, is_class_sensitive, overlay
-from fer.faces import PHOTO_TILES, DetectorSettings, create_detector
-from fer.images import ImageError, load_image
-from fer.pipeline import NoFaceFound, predict_image
+from fer.inference.explain import CAM_METHODS, attention_views, cam_caption, cam_methods, explain_faces, is_class_sensitive, overlay
+from fer.inference.faces import PHOTO_TILES, DetectorSettings, create_detector
+from fer.inference.images import ImageError, load_image
+from fer.inference.pipeline import NoFaceFound, predict_image
 
 st.title("Grad-CAM")
 choices = model_choices()

@@ -6,7 +6,7 @@ import streamlit as st
 from common import cached_board, cached_dataset, data_path, runs_dir
 from fer.data import DataError
 from fer.data.stats import class_counts, imbalance_ratio
-from fer.runs import BOARD_COLUMNS
+from fer.runs.store import BOARD_COLUMNS
 
 
 @st.cache_data

@@ -4,12 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from common import cached_classifier, model_choices, runs_dir, upload_limit_bytes
-from fer.annotate import annotate
-from fer.explain import CAM_METHODS, cam_caption, cam_methods, explain_faces, overlay
-from fer.faces import FACE_DETECTORS, PHOTO_TILES, DetectorSettings, FaceDetector, create_detector
-from fer.images import ImageError, load_image
-from fer.pipeline import NoFaceFound, predict_image
-from fer.predictor import TTA_MODES
+from fer.inference.annotate import annotate
+from fer.inference.explain import CAM_METHODS, cam_caption, cam_methods, explain_faces, overlay
+from fer.inference.faces import FACE_DETECTORS, PHOTO_TILES, DetectorSettings, FaceDetector, create_detector
+from fer.inference.images import ImageError, load_image
+from fer.inference.pipeline import NoFaceFound, predict_image
+from fer.inference.predictor import TTA_MODES
 
 
 @st.cache_resource(show_spinner="Loading the face detector…")

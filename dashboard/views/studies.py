@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from common import data_path, runs_dir
-from fer.errors import UserError
-from fer.jobs import fitted_to_data, submit_all, submit_suite
-from fer.suites import STUDIES, study_recipe, study_table, suite_report
+from fer.core.errors import UserError
+from fer.jobs.submit import fitted_to_data, submit_all, submit_suite
+from fer.jobs.suites import STUDIES, study_recipe, study_table, suite_report
 
 
 @st.cache_data(ttl=5, show_spinner=False)

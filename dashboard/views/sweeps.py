@@ -12,9 +12,9 @@ import pandas as pd
 import streamlit as st
 
 from common import runs_dir
-from fer.errors import UserError
-from fer.jobs import submit
-from fer.sweeps.study import (METRIC, SweepError, best_config, definition, history, importances, list_sweeps,
+from fer.core.errors import UserError
+from fer.jobs.submit import submit
+from fer.jobs.sweeps.study import (METRIC, SweepError, best_config, definition, history, importances, list_sweeps,
                               load_study, parallel_coordinates, require_optuna, reproduce_command, summary,
                               trials_table)
 

@@ -4,7 +4,7 @@ or, when chosen, as tasks on a Ray cluster,
 with the machine's load, the queue's order and controls (pause, move, retry), live progress, curves,
 log tail, cancel, resume, and "edit and relaunch" for runs whose settings were wrong.
 
-The whole config is checked when Launch is pressed (fer.validation): an impossible setting is one
+The whole config is checked when Launch is pressed (fer.training.validate): an impossible setting is one
 message and no run; a costly one (a huge model, an emulated precision) asks for a confirmation.
 """
 from pathlib import Path
@@ -13,19 +13,19 @@ import altair as alt
 import streamlit as st
 
 from common import data_path, runs_dir
-from fer.compare import curves
+from fer.runs.compare import curves
 from fer.config import ConfigError, FieldSpec, RunConfig, apply, get_field
 from fer.data import DataError
-from fer.device import device_summary
-from fer.errors import UserError
-from fer.jobs import submit, submit_suite
-from fer.machine import cpu_stats, gpu_stats
-from fer.queue import (cancel, describe_job, machine_slots, move, queued_runs, resume, set_auto_resume, set_paused,
+from fer.core.device import device_summary
+from fer.core.errors import UserError
+from fer.jobs.submit import submit, submit_suite
+from fer.jobs.machine import cpu_stats, gpu_stats
+from fer.jobs.queue import (cancel, describe_job, machine_slots, move, queued_runs, resume, set_auto_resume, set_paused,
                        set_worker_slots, settings, worker_pid)
-from fer.ray_backend import LOCAL, describe_target, ray_target
-from fer.runs import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
-from fer.suites import SUITES
-from fer.validation import check_config, config_fields
+from fer.jobs.ray import LOCAL, describe_target, ray_target
+from fer.runs.store import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
+from fer.jobs.suites import SUITES
+from fer.training.validate import check_config, config_fields
 
 MAIN = ["name", "model.name", "optim.name", "sched.name", "augmentation", "train.epochs", "train.batch_size",
         "optim.lr", "train.amp", "train.device", "train.gpus", "data.sampler", "loss.class_weights",

@@ -1,6 +1,6 @@
 """Video: upload a clip; every face is tracked through it, with an emotion timeline per face and a CSV.
 
-A thin view over `fer.video.analyse_video`: the same detector → crop → model path as photos and the
+A thin view over `fer.inference.video.analyse_video`: the same detector → crop → model path as photos and the
 webcam, faces keep their number through the clip, and the result stays in the session until the clip
 or a setting changes.
 """
@@ -11,8 +11,8 @@ import altair as alt
 import streamlit as st
 
 from common import cached_classifier, model_choices, runs_dir, upload_limit_bytes
-from fer.faces import FACE_DETECTORS, DetectorSettings, create_detector
-from fer.video import VIDEO_SUFFIXES, VideoError, analyse_video
+from fer.inference.faces import FACE_DETECTORS, DetectorSettings, create_detector
+from fer.inference.video import VIDEO_SUFFIXES, VideoError, analyse_video
 
 st.title("Video")
 choices = model_choices()

@@ -1,7 +1,7 @@
 """Webcam: live emotion recognition in the browser through streamlit-webrtc, with the same predictor.
 
 Frames come back at camera rate with the latest labels; the model works on the newest frame on its own
-thread (fer.live), so a busy CPU slows the labels, not the video. ICE servers come from `FER_ICE_SERVERS` (JSON list) or Streamlit secrets (`ice_servers`); with none, a
+thread (fer.inference.live), so a busy CPU slows the labels, not the video. ICE servers come from `FER_ICE_SERVERS` (JSON list) or Streamlit secrets (`ice_servers`); with none, a
 localhost connection uses host candidates and never waits on an unreachable STUN server.
 """
 import json
@@ -12,8 +12,8 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from common import cached_classifier, model_choices, runs_dir
-from fer.faces import FACE_DETECTORS, DetectorSettings, create_detector
-from fer.live import LIVE_THREADS, LiveAnalyzer, Timeline
+from fer.inference.faces import FACE_DETECTORS, DetectorSettings, create_detector
+from fer.inference.live import LIVE_THREADS, LiveAnalyzer, Timeline
 
 
 def ice_servers() -> list:

@@ -15,7 +15,7 @@ import numpy as np
 
 from fer.data.facedata import FaceData, LoadReport
 from fer.data.readers import Progress, read_fer_csv, read_image_folders, resolve_source
-from fer.files import atomic_write, cache_dir
+from fer.core.files import atomic_write, cache_dir
 
 READER_VERSION = 1
 

@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from fer.constants import CLASS_NAMES, SPLITS
+from fer.core.constants import CLASS_NAMES, SPLITS
 
 
 class DataError(ValueError):

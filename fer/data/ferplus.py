@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from fer.config import FERPLUS_MODES, RunConfig
-from fer.constants import CLASS_NAMES, SPLITS
+from fer.core.constants import CLASS_NAMES, SPLITS
 from fer.data.cache import load_fer2013
 from fer.data.facedata import DataError, FaceData, LoadReport
 

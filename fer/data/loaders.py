@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
-from fer.augment import Augment
+from fer.data.augment import Augment
 
 
 class FaceDataset(Dataset):

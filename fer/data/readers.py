@@ -16,7 +16,7 @@ from typing import Callable, Iterable, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from fer.constants import CLASS_NAMES, IMAGE_SIZE, SPLITS
+from fer.core.constants import CLASS_NAMES, IMAGE_SIZE, SPLITS
 from fer.data.facedata import DataError, FaceData, LoadReport
 
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE

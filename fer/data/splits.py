@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from fer.config import TEST_SPLITS, VAL_SOURCES, RunConfig
-from fer.constants import SPLITS
+from fer.core.constants import SPLITS
 from fer.data.facedata import DataError, FaceData
 
 

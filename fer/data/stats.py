@@ -8,7 +8,7 @@ from typing import Dict, Optional
 import numpy as np
 import pandas as pd
 
-from fer.constants import SPLITS
+from fer.core.constants import SPLITS
 from fer.data.facedata import FaceData
 
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-from fer.registry import Registry
+from fer.core.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 register_model = MODELS.register

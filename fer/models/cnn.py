@@ -2,7 +2,7 @@
 
 `plain_cnn` is one configurable builder: depth (number of conv blocks), widths, BatchNorm,
 spatial and FC dropout, residual (skip) connections, squeeze-excitation or CBAM attention and
-Kaiming initialisation. The studies' ablations are settings of it (see `fer.suites`).
+Kaiming initialisation. The studies' ablations are settings of it (see `fer.jobs.suites`).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torchvision.models import ResNet18_Weights, ResNet34_Weights
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from fer.errors import UserError
+from fer.core.errors import UserError
 from fer.models._registry import register_model
 
 

@@ -1,0 +1,129 @@
+"""`fer predict`: emotions for every face in photos, from the shipped model, a run or an ensemble."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+import cv2
+import numpy as np
+
+from fer.inference.annotate import annotate
+from fer.cli.models import add_detector_arguments, add_model_arguments, build_classifier, detector_settings
+from fer.inference.explain import CAM_METHODS, DEFAULT_CAM_METHOD, explain_faces, overlay
+from fer.inference.faces import create_detector
+from fer.inference.images import ImageError, load_image
+from fer.inference.pipeline import NoFaceFound, predict_image
+from fer.core.quiet import native_stderr_silenced
+from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
+
+
+def _output_path(out: Path, image: Path, suffix: str, many: bool) -> Path:
+    if many or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        return out / f"{image.stem}_{suffix}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _cam_grid(predictor, result, method: str) -> np.ndarray:
+    if getattr(predictor, "model", None) is None:
+        raise ValueError(f"{predictor.name} is not an image model, so it has no Grad-CAM")
+    faces = np.stack([f.face for f in result.faces])
+    heatmaps, _ = explain_faces(predictor, faces, method)
+    tiles = [overlay(face, heat) for face, heat in zip(faces, heatmaps)]
+    for tile, face in zip(tiles, result.faces):
+        cv2.putText(tile, face.label, (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.hstack(tiles)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Run the predictor over every image; one bad image never stops the others."""
+    with native_stderr_silenced(restore=False):  # MediaPipe's LiteRT log lines; the command ends after this
+        return _predict_all(args)
+
+
+def _predict_all(args: argparse.Namespace) -> int:
+    # Grad-CAM needs the PyTorch model; otherwise the fastest backend serves.
+    predictor = build_classifier(args.run, args.checkpoint, args.runs_dir, args.tta,
+                                 "torch" if args.cam else args.backend)
+    settings = detector_settings(args)
+    many = len(args.images) > 1
+    results, failures = [], 0
+    with create_detector(args.detector, settings, download=not args.offline) as detector:
+        if detector.note:
+            print(f"note: {detector.note}", file=sys.stderr)
+        for image_path in map(Path, args.images):
+            try:
+                rgb = load_image(image_path)
+                result = predict_image(predictor, rgb, detector, margin=args.margin, align=args.align,
+                                       whole_image=args.whole_image)
+            except (ImageError, NoFaceFound) as e:
+                failures += 1
+                message = str(e) if isinstance(e, ImageError) else f"{image_path}: {e}; pass --whole-image for that"
+                print(f"error: {message}", file=sys.stderr)
+                results.append({"image": str(image_path), "error": message})
+                continue
+            record = {"image": str(image_path), "model": predictor.name, **result.to_dict()}
+            results.append(record)
+            if args.annotate:
+                path = _output_path(args.annotate, image_path, "annotated", many)
+                cv2.imwrite(str(path), cv2.cvtColor(annotate(rgb, result), cv2.COLOR_RGB2BGR))
+                record["annotated"] = str(path)
+            if args.cam:
+                path = _output_path(args.cam, image_path, "cam", many)
+                cv2.imwrite(str(path), cv2.cvtColor(_cam_grid(predictor, result, args.cam_method), cv2.COLOR_RGB2BGR))
+                record["cam"] = str(path)
+            if not args.json:
+                print(f"{image_path}: {len(result.faces)} face(s), detector {result.detector}"
+                      + (f" ({result.note})" if result.note and result.note != detector.note else ""))
+                for i, face in enumerate(result.faces, 1):
+                    others = sorted(face.probabilities.items(), key=lambda kv: kv[1], reverse=True)[1:3]
+                    print(f"  #{i} box {list(face.box)}: {face.label} {face.confidence:.1%} ("
+                          + ", ".join(f"{c} {p:.1%}" for c, p in others) + ")")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failures else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fer.inference.onnx import OPSET, calibration_faces, export_into_run, export_onnx  # the onnx extra
+
+    run_dir = SHIPPED_RUN_DIR if args.run == "default" else resolve_run(args.run, args.runs_dir)
+    if args.onnx is None:
+        out = export_into_run(run_dir, args.checkpoint, args.int8, args.data)
+    else:
+        faces = calibration_faces(run_dir, args.data) if args.int8 else None
+        out = export_onnx(run_dir / f"{args.checkpoint}.pt", args.onnx, args.opset or OPSET, int8_faces=faces)
+    print(f"{out}: {run_dir.name} ({args.checkpoint}.pt) as ONNX opset {args.opset or OPSET}, dynamic batch, "
+          f"{'int8 (calibrated on validation faces)' if args.int8 else 'fp32'}; {out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+def add_predict_parser(sub) -> None:
+    """Register `fer predict` and `fer export` on the CLI's subparsers."""
+    p = sub.add_parser("export", help="export a run's model as ONNX (class names, preprocessing and temperature "
+                                      "in its metadata; pip install 'fer-studio[onnx]')")
+    p.add_argument("run", help="run id (or unique part of one), run folder, or default (the shipped model)")
+    p.add_argument("--onnx", type=Path, metavar="OUT.onnx",
+                   help="where to write it (default: model.onnx or model.int8.onnx in the run's folder, "
+                        "which the fastest-backend choice picks up)")
+    p.add_argument("--int8", action="store_true",
+                   help="quantise to int8 (static, calibrated on 512 validation faces; about 3x faster on a CPU)")
+    p.add_argument("--data", help="FER2013 to take the int8 calibration faces from (default: the run's data)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 18)")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--runs-dir", type=Path)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="emotion of every face in images (default: the shipped model)")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, ...)")
+    add_model_arguments(p)
+    p.add_argument("--json", action="store_true", help="print JSON (boxes, labels, all probabilities)")
+    p.add_argument("--annotate", type=Path, metavar="OUT", help="write the image with boxes and labels (a folder for several)")
+    p.add_argument("--cam", type=Path, metavar="OUT", help="write Grad-CAM overlays of the faces (a folder for several)")
+    p.add_argument("--cam-method", choices=CAM_METHODS.names(), default=DEFAULT_CAM_METHOD,
+                   help="eigencam is class-agnostic; the others explain the predicted class")
+    add_detector_arguments(p)
+    p.add_argument("--whole-image", action="store_true", help="when no face is found, classify the whole image")
+    p.set_defaults(func=cmd_predict)

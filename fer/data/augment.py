@@ -1,0 +1,78 @@
+"""Augmentation presets: callables on uint8 1×48×48 tensors, applied before `to_model_input`.
+
+The heavier presets follow the FER2013 studies (Khaireddin & Chen 2021; Minaee et al. 2019):
+random crops/rescale, horizontal flip, ±10–15° rotation, shifts, shear, brightness/contrast
+and random erasing. The `custom` preset is built from the `aug.*` settings, so any study's exact
+list of transforms can be written in a config.
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+import torch
+from torchvision.transforms import v2
+
+from fer.config import AugmentConfig
+from fer.core.registry import Registry
+
+Augment = Callable[[torch.Tensor], torch.Tensor]
+AUGMENTATIONS: Registry[Callable[[int, AugmentConfig], Optional[Augment]]] = Registry("augmentation preset")
+
+
+@AUGMENTATIONS.register("none")
+def no_augmentation(size: int = 48, params: Optional[AugmentConfig] = None) -> Optional[Augment]:
+    """Identity: the face as stored."""
+    return None
+
+
+@AUGMENTATIONS.register("light")
+def light(size: int = 48, params: Optional[AugmentConfig] = None) -> Augment:
+    """Flip and a padded random crop (±4 px shift)."""
+    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomCrop(size, padding=4, padding_mode="reflect")])
+
+
+@AUGMENTATIONS.register("standard")
+def standard(size: int = 48, params: Optional[AugmentConfig] = None) -> Augment:
+    """Random resized crop, flip, ±10° rotation, brightness/contrast jitter."""
+    return v2.Compose([
+        v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomRotation(10),
+        v2.ColorJitter(brightness=0.2, contrast=0.2),
+    ])
+
+
+@AUGMENTATIONS.register("heavy")
+def heavy(size: int = 48, params: Optional[AugmentConfig] = None) -> Augment:
+    """Khaireddin & Chen style: ±20% rescale and shift, ±15° rotation, shear, jitter, erasing."""
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomAffine(degrees=15, translate=(0.2, 0.2), scale=(0.8, 1.2), shear=10),
+        v2.ColorJitter(brightness=0.3, contrast=0.3),
+        v2.RandomErasing(p=0.5, scale=(0.02, 0.15), value=0),
+    ])
+
+
+@AUGMENTATIONS.register("custom")
+def custom(size: int = 48, params: Optional[AugmentConfig] = None) -> Optional[Augment]:
+    """Built from the aug.* settings: crop, flip, rotation, shift, jitter, erasing, in that order."""
+    p = params or AugmentConfig()
+    steps: List[Callable] = []
+    if p.crop == "resized":
+        steps.append(v2.RandomResizedCrop(size, scale=tuple(p.crop_scale), ratio=tuple(p.crop_ratio), antialias=True))
+    elif p.crop == "pad":
+        steps.append(v2.RandomCrop(size, padding=p.crop_padding, padding_mode="reflect"))
+    if p.flip:
+        steps.append(v2.RandomHorizontalFlip())
+    if p.rotation > 0 or p.translate > 0:
+        steps.append(v2.RandomAffine(degrees=p.rotation, translate=(p.translate, p.translate) if p.translate else None))
+    if p.jitter > 0:
+        steps.append(v2.ColorJitter(brightness=p.jitter, contrast=p.jitter))
+    if p.erasing > 0:
+        steps.append(v2.RandomErasing(p=p.erasing, scale=tuple(p.erasing_scale), value=0))
+    return v2.Compose(steps) if steps else None
+
+
+def build_augmentation(name: str, size: int = 48, params: Optional[AugmentConfig] = None) -> Optional[Augment]:
+    """The preset `name` as a callable (None for 'none'); `params` feed the 'custom' preset."""
+    return AUGMENTATIONS.get(name)(size, params)

@@ -1,8 +1,0 @@
-"""Faces in photos and frames: detection (MediaPipe / Haar / none), model-file cache, cropping."""
-from fer.faces.crop import crop_face, to_gray
-from fer.faces.detectors import (FACE_DETECTORS, PHOTO_TILES, DetectorSettings, Face, FaceDetector, create_detector,
-                                 merge_faces)
-from fer.faces.model_files import ModelFileUnavailable, ensure_model_file, model_cache_dir
-
-__all__ = ["FACE_DETECTORS", "PHOTO_TILES", "merge_faces", "DetectorSettings", "Face", "FaceDetector", "ModelFileUnavailable", "create_detector",
-           "crop_face", "ensure_model_file", "model_cache_dir", "to_gray"]

@@ -1,0 +1,6 @@
+"""From pixels to emotions: face detection (`faces/`), the detect → crop → classify `pipeline`,
+classifiers (the CNN `predictor`, the ONNX Runtime predictor in `onnx`, MediaPipe `blendshapes`),
+`classifiers` (loading any run's classifier and choosing its engine), `export` (ONNX export of a
+run), `explain` (Grad-CAM), `images`, `annotate`, the webcam's `live` analyzer, `video` files and
+their `face_tracks`. Imports the layers below it (core to runs), never training or jobs.
+"""

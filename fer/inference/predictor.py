@@ -1,0 +1,127 @@
+"""The CNN classifier: a model rebuilt from its checkpoint alone, batched faces → probabilities.
+
+    predictor = Predictor.from_run("plain-cnn-default")      # or from_checkpoint(path), or default()
+    result = predict_image(predictor, load_image("photo.jpg"), detector)   # fer.inference.pipeline
+    for face in result.faces: print(face.box, face.label, face.confidence)
+
+Faces go through the same `to_model_input` as evaluation. `tta` averages over a horizontal flip
+("flip") or the ten 44×44 corner/centre crops and their flips ("tencrop"). A checkpoint fitted with
+a temperature (fer.metrics.calibration, at the end of training) gives calibrated probabilities unless
+`calibrated=False`. `Ensemble` averages the probabilities of several classifiers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from fer.metrics.calibration import apply_temperature
+from fer.runs.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
+from fer.inference.pipeline import Classifier
+from fer.data.preprocess import Preprocessing, to_model_input
+from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
+
+TTA_MODES = ("none", "flip", "tencrop")
+
+
+def _ten_crops(faces: torch.Tensor, crop: int = 44) -> torch.Tensor:
+    """N×1×48×48 → 10N×1×crop×crop: four corners and centre, each also flipped."""
+    size = faces.shape[-1]
+    starts = [(0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop),
+              ((size - crop) // 2, (size - crop) // 2)]
+    crops = [faces[..., y:y + crop, x:x + crop] for y, x in starts]
+    crops += [c.flip(-1) for c in crops]
+    return torch.cat(crops)
+
+
+class Predictor:
+    """A trained model plus its preprocessing and class names; batched face → probabilities."""
+
+    def __init__(self, model: torch.nn.Module, class_names: Sequence[str], spec: Preprocessing,
+                 name: str = "", device: str | torch.device = "cpu", tta: str = "none", batch_size: int = 64,
+                 provenance: Optional[Dict[str, Any]] = None, temperature: float = 1.0) -> None:
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.class_names = list(class_names)
+        self.spec = spec
+        self.name = name
+        self.tta = tta
+        self.batch_size = batch_size
+        self.provenance = provenance or {}  # which checkpoint and epoch, for evaluation records
+        self.temperature = float(temperature)  # 1.0: the model's own probabilities
+        self.backend = "torch"
+
+    @classmethod
+    def from_loaded(cls, ckpt: Dict[str, Any], name: str = "", checkpoint: str = "", calibrated: bool = True,
+                    **kwargs) -> "Predictor":
+        """Rebuild from a loaded checkpoint dict (with its fitted temperature, when `calibrated` and it has one)."""
+        calibration = ckpt.get("calibration") if isinstance(ckpt.get("calibration"), dict) else {}
+        temperature = float(calibration.get("temperature", 1.0)) if calibrated else 1.0
+        return cls(model_from_checkpoint(ckpt), ckpt["class_names"], preprocessing_from_checkpoint(ckpt),
+                   name=name or ckpt.get("config", {}).get("name", ""),
+                   provenance={"checkpoint": checkpoint, "epoch": int(ckpt.get("epoch", 0))},
+                   temperature=temperature, **kwargs)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs) -> "Predictor":
+        """Rebuild from a checkpoint file alone (`weights_only=True`)."""
+        path = Path(path)
+        name = kwargs.pop("name", None)
+        ckpt = load_checkpoint(path)
+        return cls.from_loaded(ckpt, name=name or ckpt.get("config", {}).get("name") or path.parent.name,
+                               checkpoint=path.stem, **kwargs)
+
+    @classmethod
+    def from_run(cls, run: str | Path, runs_dir: Optional[Path] = None, checkpoint: str = "best",
+                 **kwargs) -> "Predictor":
+        """The best (or last) checkpoint of a run, by id, unique part of one, or folder."""
+        run_dir = resolve_run(run, runs_dir)
+        return cls.from_checkpoint(run_dir / f"{checkpoint}.pt", name=run_dir.name, **kwargs)
+
+    @classmethod
+    def default(cls, **kwargs) -> "Predictor":
+        """The model that ships with the package (used whenever no run is chosen)."""
+        return cls.from_checkpoint(SHIPPED_RUN_DIR / "best.pt", name="default", **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs → logits (an exported-model backend overrides this)."""
+        return self.model(x)
+
+    @torch.no_grad()
+    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 N×48×48 faces → N×C probabilities (float32)."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        batch = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.uint8))[:, None]
+        out = []
+        for chunk in batch.split(self.batch_size):
+            views = {"none": chunk, "flip": torch.cat([chunk, chunk.flip(-1)]),
+                     "tencrop": _ten_crops(chunk)}[self.tta]
+            logits = self.forward(to_model_input(views, self.spec).to(self.device))
+            probs = torch.softmax(logits.float(), dim=1).cpu()
+            out.append(probs.view(-1, len(chunk), probs.shape[1]).mean(0))
+        return apply_temperature(torch.cat(out).numpy(), self.temperature)
+
+
+class Ensemble:
+    """Several classifiers with the same classes; probabilities are averaged."""
+
+    def __init__(self, members: Sequence[Classifier]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one classifier")
+        names = list(members[0].class_names)
+        if any(list(m.class_names) != names for m in members):
+            raise ValueError("ensemble members must share the same class names in the same order")
+        self.members = list(members)
+        self.class_names, self.name = names, "+".join(m.name for m in members)
+        self.backend = "+".join(dict.fromkeys(getattr(m, "backend", "features") for m in members))
+        # Grad-CAM explains the first member (when it is an image model).
+        self.model, self.spec = getattr(members[0], "model", None), getattr(members[0], "spec", None)
+
+    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
+        """The mean of every member's probabilities."""
+        return np.mean([m.predict_faces(faces) for m in self.members], axis=0).astype(np.float32)

@@ -1,0 +1,275 @@
+"""Runs on a Ray cluster: the queue's worker hands each Ray-targeted run to Ray as a task.
+
+A run queued with a Ray target (`fer suite run --ray`, `fer sweep --ray`, the Train page) sits in the
+one queue like any other. The runs folder's worker connects to Ray as a driver and submits it as a
+task that runs `fer train --run RUN` on whichever node Ray picks, with the run's GPUs (or CPU cores)
+reserved. The task writes into the run folder itself, so that folder must be at the same path on
+every node (a shared filesystem); the leaderboard and curves then update live as for local runs.
+
+Targets, as stored in a run's status (`target`): "ray" starts a local Ray instance in the worker,
+"ray:auto" joins the cluster this machine belongs to (`ray start`), "ray:ADDRESS" a given head
+("10.0.0.5:6379", or a Ray Client "ray://head:10001"). Ray is an optional extra: nothing here
+imports it until a Ray run is dispatched.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from fer.core.errors import UserError
+from fer.runs.writer import CANCEL_FILE, lock_held, write_status
+from fer.runs.store import FINISHED_STATES, read_status
+from fer.core.files import read_json, utc_now
+
+RAY_INSTALL = "pip install 'fer-studio[ray]'"
+LOCAL = "local"
+log = logging.getLogger(__name__)
+
+
+class RayUnavailable(UserError):
+    """Ray is not installed, or its cluster cannot be reached."""
+
+
+def require_ray():
+    """The `ray` module, or RayUnavailable saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailable(f"running on a Ray cluster needs Ray, an optional extra: {RAY_INSTALL}") from None
+    return ray
+
+
+def ray_target(address: Optional[str]) -> str:
+    """The target for `--ray [ADDRESS]`: "ray" (a local Ray instance), "ray:auto" or "ray:ADDRESS"."""
+    address = (address or "").strip()
+    return f"ray:{address}" if address else "ray"
+
+
+def ray_address(target: str) -> Optional[str]:
+    """The Ray address of a target ("" for a local instance), or None when it is not a Ray target."""
+    target = target or LOCAL
+    if target == "ray":
+        return ""
+    return target[len("ray:"):] if target.startswith("ray:") else None
+
+
+def describe_target(target: Optional[str]) -> str:
+    """A target in words: "this machine", "a local Ray instance", "the Ray cluster at …"."""
+    address = ray_address(target or LOCAL)
+    if address is None:
+        return "this machine"
+    return "a local Ray instance" if not address else \
+        ("the Ray cluster this machine belongs to" if address == "auto" else f"the Ray cluster at {address}")
+
+
+def task_resources(config: Dict[str, Any], cluster: Dict[str, float]) -> Dict[str, float]:
+    """What a run's task asks Ray for: its GPUs where the cluster has some, else CPU cores.
+
+    One core for the training process plus one per data-loader worker; a multi-process (DDP) run on
+    a CPU-only cluster needs that for each of its `train.gpus` processes.
+    """
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    processes = max(1, _int(train.get("gpus"), 1))
+    cores = 1 + max(0, _int(data.get("num_workers"), 0))
+    if cluster.get("GPU", 0) >= 1:
+        return {"num_gpus": processes, "num_cpus": cores}
+    return {"num_cpus": cores * processes}
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _fits(need: Dict[str, float], held: List[Dict[str, float]], cluster: Dict[str, float]) -> bool:
+    """Whether the cluster has room for `need` beside the tasks already submitted."""
+    names = {"num_gpus": "GPU", "num_cpus": "CPU"}
+    return all(sum(h.get(k, 0) for h in held) + v <= cluster.get(names[k], 0) for k, v in need.items())
+
+
+def train_on_node(run_dir: str) -> Dict[str, Any]:
+    """The Ray task: `fer train --run RUN` in a child process on this node; a Ray cancel stops it cleanly.
+
+    A child process (not `train()` here) so each run gets a fresh CUDA context and frees all of its
+    memory, and so the SIGTERM of a cancel reaches a process that saves and marks itself cancelled.
+    """
+    state = read_status(Path(run_dir)).get("state")
+    if state != "queued":  # cancelled (or started elsewhere) while it waited for resources
+        return {"skipped": state, "node": socket.gethostname()}
+    proc = subprocess.Popen([sys.executable, "-m", "fer", "train", "--run", run_dir, "--quiet"],
+                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    try:
+        return {"returncode": proc.wait(), "node": socket.gethostname()}
+    except BaseException:  # ray.cancel raises KeyboardInterrupt here
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the Ray worker dies (Linux), as the run would on a dead node.
+
+    Otherwise a worker killed by Ray (its memory monitor, a forced cancel) leaves an orphan training
+    on resources Ray has already handed to someone else.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class RayDispatcher:
+    """The worker's link to one Ray cluster: submits runs as tasks, cancels them, and sees them end."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.ray = require_ray()
+        address = ray_address(target)
+        try:
+            # The worker is a long-lived driver: Ray's own log lines go to its log, not to the runs.
+            self.ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+                          logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise RayUnavailable(f"cannot reach {describe_target(target)}: {e}") from None
+        self.remote = self.ray.remote(max_retries=0)(train_on_node)  # a retry would train a run twice
+        self.tasks: Dict[Path, Any] = {}  # run folder -> ObjectRef
+        self.needs: Dict[Path, Dict[str, float]] = {}
+        self.cancelled: set = set()
+
+    def cluster(self) -> Dict[str, float]:
+        """The cluster's total resources (CPU, GPU, …)."""
+        return self.ray.cluster_resources()
+
+    def start_ready(self, queue: List[Path], statuses: Dict[Path, Dict[str, Any]]) -> None:
+        """Submit queued runs, in queue order, while the cluster has room for them; the head waits for room."""
+        cluster = self.cluster()
+        for run_dir in queue:
+            if run_dir in self.tasks:
+                continue
+            config = read_json(run_dir / "config.json", {})
+            need = task_resources(config if isinstance(config, dict) else {}, cluster)
+            if not _fits(need, [], cluster):
+                write_status(run_dir, "failed", finished_at=utc_now(),
+                             error=f"it needs {need} but {describe_target(self.target)} has {cluster}")
+                continue
+            if not _fits(need, list(self.needs.values()), cluster):
+                waiting = f"waiting for room on {describe_target(self.target)}"
+                if statuses[run_dir].get("waiting") != waiting:
+                    write_status(run_dir, "queued", waiting=waiting)
+                return
+            write_status(run_dir, "queued", waiting=f"submitted to {describe_target(self.target)}", slots=None)
+            self.tasks[run_dir] = self.remote.options(**need).remote(str(run_dir))
+            self.needs[run_dir] = need
+
+    def cancel_requested(self, statuses: Dict[Path, Dict[str, Any]]) -> None:
+        """Cancel the Ray task of a run taken off the queue or asked to stop (CANCEL file)."""
+        for run_dir, ref in self.tasks.items():
+            if run_dir in self.cancelled:
+                continue
+            state = statuses.get(run_dir, {}).get("state")
+            if state == "cancelled" or (run_dir / CANCEL_FILE).exists():
+                self.ray.cancel(ref)  # a running task SIGTERMs its `fer train`, which saves and stops
+                self.cancelled.add(run_dir)
+
+    def reap(self) -> int:
+        """Collect finished tasks; a task lost with its node leaves its run `interrupted`. How many ended."""
+        if not self.tasks:
+            return 0
+        refs = list(self.tasks.values())
+        done, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        ended = 0
+        for run_dir in [r for r, ref in self.tasks.items() if ref in done]:
+            ref = self.tasks.pop(run_dir)
+            self.needs.pop(run_dir, None)
+            ended += 1
+            try:
+                result = self.ray.get(ref)
+                error = None
+            except self.ray.exceptions.TaskCancelledError:
+                result, error = {}, None
+            except self.ray.exceptions.RayError as e:
+                result, error = {}, f"the Ray task died ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
+            self._settle(run_dir, result, error, cancelled=run_dir in self.cancelled)
+            self.cancelled.discard(run_dir)
+        return ended
+
+    def _settle(self, run_dir: Path, result: Dict[str, Any], error: Optional[str], cancelled: bool) -> None:
+        """The run's state once its task is gone, where the training process could not write it."""
+        status = read_json(run_dir / "status.json", {})
+        state = status.get("state") if isinstance(status, dict) else None
+        if state in FINISHED_STATES or lock_held(run_dir):  # it wrote its own end, or it still trains
+            return
+        if cancelled:  # cancelled before its process got going
+            write_status(run_dir, "cancelled", finished_at=utc_now(), waiting=None)
+        elif error:  # the node (or its worker process) died under the run: resumable anywhere
+            write_status(run_dir, "interrupted", finished_at=utc_now(), error=error, waiting=None)
+        elif state == "queued":
+            write_status(run_dir, "failed", finished_at=utc_now(), waiting=None,
+                         error=f"the training process exited before starting (exit code {result.get('returncode')})")
+        elif state == "running":  # exited without a last word (killed): as a dead local process reads
+            write_status(run_dir, "interrupted", finished_at=utc_now(), waiting=None,
+                         error=f"the training process on {result.get('node', '?')} ended without finishing")
+
+    def shutdown(self) -> None:
+        """Leave the cluster (a local Ray instance stops with it)."""
+        self.ray.shutdown()
+
+
+class RayRuns:
+    """The queue worker's Ray side: it joins a cluster once a run for one is queued, and leaves when idle."""
+
+    def __init__(self) -> None:
+        self.dispatcher: Optional[RayDispatcher] = None
+
+    def busy(self) -> bool:
+        """Whether a submitted task has not ended yet."""
+        return self.dispatcher is not None and bool(self.dispatcher.tasks)
+
+    def poll(self, statuses: Dict[Path, Dict[str, Any]], queue_key: Callable[[Dict[str, Any], Path], Any],
+             paused: bool) -> int:
+        """Cancel and collect tasks, then hand queued Ray runs (in `queue_key` order) to their cluster; how many ended."""
+        ended = 0
+        if self.dispatcher is not None:
+            self.dispatcher.cancel_requested(statuses)
+            ended = self.dispatcher.reap()
+        queue = sorted((p for p, s in statuses.items() if s.get("state") == "queued"
+                        and (s.get("target") or LOCAL) != LOCAL), key=lambda p: queue_key(statuses[p], p))
+        if paused or not queue:
+            return ended
+        if self.dispatcher is None:
+            target = statuses[queue[0]]["target"]
+            try:
+                self.dispatcher = RayDispatcher(target)
+            except RayUnavailable as e:  # its runs fail saying why, instead of waiting for ever
+                for run_dir in (p for p in queue if statuses[p]["target"] == target):
+                    write_status(run_dir, "failed", finished_at=utc_now(), error=str(e), waiting=None)
+                return ended
+        # One driver joins one cluster at a time: runs for another wait until this one's tasks are done.
+        mine = [p for p in queue if statuses[p]["target"] == self.dispatcher.target]
+        for run_dir in (p for p in queue if statuses[p]["target"] != self.dispatcher.target):
+            waiting = f"waiting: the worker is using {describe_target(self.dispatcher.target)}"
+            if statuses[run_dir].get("waiting") != waiting:
+                write_status(run_dir, "queued", waiting=waiting)
+        self.dispatcher.start_ready(mine, statuses)
+        if not self.dispatcher.tasks and not mine:
+            self.close()
+        return ended
+
+    def close(self) -> None:
+        """Leave the cluster (a local Ray instance stops with it)."""
+        if self.dispatcher is not None:
+            self.dispatcher.shutdown()
+            self.dispatcher = None

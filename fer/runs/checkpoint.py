@@ -1,0 +1,122 @@
+"""Self-describing checkpoints that load with `torch.load(weights_only=True)`.
+
+A checkpoint holds everything needed to rebuild and use the model with no other file: format
+version, model name and kwargs, class names, preprocessing, the unwrapped model's state dict,
+metrics and the run config (plus optimizer/scheduler state for resuming).
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from fer.core.files import checkpoint_file_problem
+from fer.models import create_model
+from fer.data.preprocess import Preprocessing
+
+FORMAT_VERSION = 1
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain module under torch.compile / DataParallel wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+def checkpoint_payload(model: nn.Module, config: Dict[str, Any], class_names: Sequence[str],
+                       preprocessing: Preprocessing, epoch: int, metrics: Dict[str, Any],
+                       training_state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Everything a checkpoint holds (the run writer saves it atomically)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": config["model"]["name"], "kwargs": dict(config["model"]["kwargs"]),
+                  "num_classes": len(class_names), "in_chans": preprocessing.in_chans},
+        "class_names": list(class_names),
+        "preprocessing": preprocessing.to_dict(),
+        "state_dict": unwrap_model(model).state_dict(),
+        "epoch": epoch,
+        "metrics": metrics,
+        "config": config,
+        "training_state": training_state or {},
+    }
+
+
+REQUIRED_KEYS = ("model", "class_names", "preprocessing", "state_dict")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable fer-studio checkpoint; the message is one line saying why."""
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
+    """Load a checkpoint safely (tensors and plain data only) and check its format version and keys.
+
+    `weights_only=True` means a pickle that would import or call anything (a `__reduce__` payload) is
+    refused by PyTorch's restricted unpickler before it runs; every failure becomes a one-line CheckpointError.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    try:
+        if (problem := checkpoint_file_problem(path)) is not None:  # empty, or not torch.save's zip
+            raise CheckpointError(f"{path}: unreadable checkpoint ({problem})")
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except pickle.UnpicklingError as e:  # what weights_only refuses: code, or globals it does not allow
+        raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain data "
+                              f"({_refusal(e)})") from None
+    except Exception as e:  # truncated zip, garbage bytes, a tensor for a device this machine lacks …
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+    version = ckpt.get("format_version") if isinstance(ckpt, dict) else None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not a fer-studio checkpoint of format {FORMAT_VERSION} (found {version!r})")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return ckpt
+
+
+def _refusal(error: BaseException) -> str:
+    """The line of PyTorch's long weights_only message that names what was refused."""
+    lines = [line.strip() for line in str(error).splitlines() if "Unsupported" in line or "WeightsUnpickler" in line]
+    return (lines[0] if lines else _first_line(error))[:300]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
+
+
+def model_from_checkpoint(ckpt: Dict[str, Any]) -> nn.Module:
+    """Rebuild the model from a loaded checkpoint alone, in eval mode."""
+    spec = ckpt["model"]
+    # The state dict holds every weight, so never fetch ImageNet weights again (it may be offline).
+    try:
+        kwargs = {k: v for k, v in spec["kwargs"].items() if k not in ("pretrained", "weights_path")}
+        model = create_model(spec["name"], num_classes=spec["num_classes"], in_chans=spec["in_chans"], **kwargs)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint's model cannot be built ({type(e).__name__}: {_first_line(e)})") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        # load_state_dict lists every missing and unexpected key over many lines: keep the gist.
+        missing = getattr(e, "args", [""])[0].count("Missing key") if isinstance(e, RuntimeError) else 0
+        raise CheckpointError(f"checkpoint's weights do not fit its model {spec['name']!r} "
+                              f"({_first_line(e)}{'…' if missing else ''})") from None
+    return model.eval()
+
+
+def preprocessing_from_checkpoint(ckpt: Dict[str, Any]) -> Preprocessing:
+    """The preprocessing the checkpoint's model was trained with."""
+    return Preprocessing(**ckpt["preprocessing"])

@@ -1,0 +1,308 @@
+"""The one writer of run folders: every file in a run folder is created, changed or removed here.
+
+Training (through `fer.training.recorder.RunRecorder`), the job queue, blendshape runs, `fer eval` and the
+user's edits (rename, retag, delete) all call these functions; viewers only read (`fer.runs.store`).
+Whole files are written by `fer.core.files.atomic_write` (temp file, fsync, rename), so a reader or a
+crash never sees half of one; metrics and the log grow by appended lines.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fer.config import RunConfig
+from fer.core.errors import UserError
+from fer.core.files import atomic_write, write_json, write_text
+from fer.runs.store import STATES, inside_package, read_jsonl, read_status
+from fer.core.files import read_json, utc_now
+
+CANCEL_FILE = "CANCEL"
+RESERVE_FILE = ".space-reserve"  # ballast freed on a full disk, so the failure itself can still be written
+RESERVE_BYTES = 256 * 1024
+TRAIN_LOCK = ".train.lock"  # flock held by the process training the run (the OS drops it when that dies)
+
+
+class RunBusy(UserError):
+    """The run is being trained by another process right now."""
+
+
+# --- who trains a run ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def training_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's training lock for the block; RunBusy when another process holds it.
+
+    Two `fer train --resume` of one run, or a resume racing the worker, would write one folder at
+    once: the second is refused before it touches anything.
+    """
+    fh = open(Path(run_dir) / TRAIN_LOCK, "a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        status = read_status(run_dir)
+        raise RunBusy(f"{Path(run_dir).name} is being trained by another process "
+                      f"(pid {status.get('pid', '?')} on {status.get('host', '?')}); it cannot be trained twice at once")
+    try:
+        yield
+    finally:
+        fh.close()
+
+
+def is_training(run_dir: Path) -> bool:
+    """Whether a live process holds the run's training lock (or its status says it runs)."""
+    return read_status(run_dir).get("state") == "running" or lock_held(run_dir)
+
+
+def lock_held(run_dir: Path) -> bool:
+    """Whether a live process holds the run's training lock."""
+    try:
+        fh = open(Path(run_dir) / TRAIN_LOCK, "r")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except OSError:
+            return True
+
+
+# --- creating a run ----------------------------------------------------------------------------------------------
+
+def new_run_id(name: str) -> str:
+    """Sortable and unique: UTC time to the second, the run name, and a random suffix."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    # ASCII letters and digits only: the id is a folder name on any OS and in any shell.
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in name)[:40].strip("-") or "run"
+    return f"{stamp}-{safe}-{secrets.token_hex(2)}"
+
+
+def create_run(cfg: RunConfig, root: Path, state: str = "queued", **status: Any) -> Path:
+    """A new run folder under `root` with config.json and status.json (default: queued)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    run_dir = root / new_run_id(cfg.name)
+    run_dir.mkdir()
+    write_text(run_dir / "config.json", cfg.to_json())
+    # queued_ns orders the queue: runs created within one second keep the order they were created in.
+    write_status(run_dir, state, created_at=utc_now(), queued_ns=time.time_ns(), epochs=cfg.train.epochs, **status)
+    return run_dir
+
+
+def reserve_space(run_dir: Path) -> None:
+    """Set aside a little disk for the run's last words (status, log line) should the disk fill up."""
+    try:
+        with open(Path(run_dir) / RESERVE_FILE, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+    except OSError:
+        release_space(run_dir)  # no room even for this: the run will say so when it fails
+
+
+def release_space(run_dir: Path) -> None:
+    """Give the reserved space back (on a full disk, or when the run stops)."""
+    (Path(run_dir) / RESERVE_FILE).unlink(missing_ok=True)
+
+
+# --- status, metrics, log ----------------------------------------------------------------------------------------
+
+def write_status(run_dir: Path, state: str, **fields: Any) -> Dict[str, Any]:
+    """Merge `fields` into status.json, set its state, and stamp the writing process and time."""
+    if state not in STATES:
+        raise ValueError(f"unknown run state {state!r}")
+    run_dir = Path(run_dir)
+    status = read_json(run_dir / "status.json", {}) or {}
+    status.update(fields, state=state, updated_at=utc_now(), pid=os.getpid(), host=socket.gethostname())
+    write_json(run_dir / "status.json", status)
+    return status
+
+
+def _append_line(path: Path, row: Mapping[str, Any]) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(dict(row)) + "\n")
+        fh.flush()  # viewers see it at once
+
+
+def append_metrics(run_dir: Path, row: Mapping[str, Any]) -> None:
+    """Append one epoch's metrics as a JSON line."""
+    _append_line(Path(run_dir) / "metrics.jsonl", row)
+
+
+def append_batch_loss(run_dir: Path, row: Mapping[str, Any]) -> None:
+    """Append a point of the smoothed training loss (epoch, batch, loss) to batches.jsonl."""
+    _append_line(Path(run_dir) / "batches.jsonl", row)
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Keep only rows up to `last_epoch` in metrics.jsonl and batches.jsonl (a resumed run redoes the rest)."""
+    for name in ("metrics.jsonl", "batches.jsonl"):
+        rows = read_jsonl(Path(run_dir) / name)
+        kept = [r for r in rows if int(r.get("epoch", 0)) <= last_epoch]
+        if len(kept) != len(rows):
+            write_text(Path(run_dir) / name, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break an active tqdm bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm  # only when echoing to a terminal
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def open_log(run_dir: Path, echo: bool = False) -> logging.Logger:
+    """A logger appending to the run's train.log (and echoing to stderr when `echo`)."""
+    run_dir = Path(run_dir)
+    logger = logging.getLogger(f"fer.run.{run_dir.name}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    close_log(logger)
+    fh = logging.FileHandler(run_dir / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(fh)
+    if echo:
+        sh = _TqdmHandler()
+        sh.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(sh)
+    return logger
+
+
+def close_log(logger: logging.Logger) -> None:
+    """Close and detach the logger's handlers."""
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+# --- model files and evaluations ---------------------------------------------------------------------------------
+
+def save_checkpoint(run_dir: Path, name: str, payload: Dict[str, Any]) -> None:
+    """Write a checkpoint payload (see fer.runs.checkpoint) as `name`, atomically."""
+    import torch  # only checkpoint writes need it; the queue and the CLI's light commands stay torch-free
+
+    atomic_write(Path(run_dir) / name, lambda fh: torch.save(payload, fh))
+
+
+def save_arrays(run_dir: Path, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write numpy arrays as an .npz (loadable with allow_pickle=False)."""
+    atomic_write(Path(run_dir) / name, lambda fh: np.savez(fh, **arrays))
+
+
+def save_model_export(run_dir: Path, name: str, data: bytes) -> Path:
+    """Write an exported model (e.g. ONNX) beside the run's checkpoints, atomically; never inside the package."""
+    if inside_package(Path(run_dir)):
+        raise UserError("the shipped model's folder is read-only: pass an output path")
+    path = Path(run_dir) / name
+    atomic_write(path, lambda fh: fh.write(data))
+    return path
+
+
+def record_evaluation(run_dir: Path, metrics: Dict[str, Any], predictions: pd.DataFrame) -> None:
+    """eval_<split>.json and predictions_<split>.csv for one evaluated split."""
+    if inside_package(run_dir):
+        raise PermissionError(f"{run_dir} is inside the installed package, which fer never writes to "
+                              "(evaluations of the shipped model go to fer.runs.store.evaluation_dir)")
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    split = metrics["split"]
+    if not str(split).replace("_", "").isalnum():
+        raise ValueError(f"not a split name: {split!r}")
+    write_json(Path(run_dir) / f"eval_{split}.json", metrics)
+    atomic_write(Path(run_dir) / f"predictions_{split}.csv",
+                 lambda fh: fh.write(predictions.to_csv(index=False).encode("utf-8")))
+
+
+def export_run(run_dir: Path, dest: Path, files: Iterable[str], extra_texts: Mapping[str, str]) -> Path:
+    """Copy `files` of a run into a fresh folder `dest`, plus extra text files (a card, the run id)."""
+    run_dir, dest = Path(run_dir), Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in files:
+        if (run_dir / name).is_file():
+            atomic_write(dest / name, lambda fh, src=run_dir / name: fh.write(src.read_bytes()))
+    for name, text in extra_texts.items():
+        write_text(dest / name, text)
+    return dest
+
+
+# --- requests and the user's edits -------------------------------------------------------------------------------
+
+def tracker_dir(run_dir: Path) -> Path:
+    """The run's folder for experiment trackers' own files (W&B offline runs, TensorBoard events)."""
+    folder = Path(run_dir) / "trackers"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def request_cancel(run_dir: Path, prune: str = "") -> None:
+    """Ask a running job to stop after its current batch (it saves state and marks itself cancelled).
+
+    With `prune` (why), a sweep stops a poor trial: the run then marks itself `pruned` instead.
+    """
+    write_json(Path(run_dir) / CANCEL_FILE, {"at": utc_now(), **({"pruned": prune} if prune else {})})
+
+
+def prune_reason(run_dir: Path) -> str:
+    """Why a sweep pruned the run (from its stop request), or "" when it was a plain cancel."""
+    request = read_json(Path(run_dir) / CANCEL_FILE, {})
+    return str(request.get("pruned") or "") if isinstance(request, dict) else ""
+
+
+def clear_cancel(run_dir: Path) -> None:
+    """Remove a pending cancel request."""
+    (Path(run_dir) / CANCEL_FILE).unlink(missing_ok=True)
+
+
+def _edit_config(run_dir: Path, **changes: Any) -> None:
+    if is_training(run_dir):
+        raise ValueError(f"{run_dir.name} is training: edit it once it has stopped")
+    config = read_json(run_dir / "config.json")
+    if not isinstance(config, dict):
+        raise ValueError(f"{run_dir.name}: config.json is unreadable, so the run cannot be edited")
+    config.update(changes)
+    write_json(run_dir / "config.json", config)
+
+
+MAX_NAME_CHARS = 200
+
+
+def rename_run(run_dir: Path, name: str) -> None:
+    """Change a run's display name (its folder and id stay)."""
+    name = name.strip()
+    if not name:
+        raise ValueError("a run name cannot be empty")
+    if len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
+        raise ValueError(f"a run name is at most {MAX_NAME_CHARS} printable characters")
+    _edit_config(Path(run_dir), name=name)
+
+
+def set_tags(run_dir: Path, tags: Sequence[str]) -> None:
+    """Replace a run's tags."""
+    _edit_config(Path(run_dir), tags=[t.strip() for t in tags if t.strip()])
+
+
+def delete_run(run_dir: Path) -> None:
+    """Delete a run folder; a running or queued run must be cancelled first."""
+    run_dir = Path(run_dir)
+    state = read_status(run_dir).get("state")
+    if state in ("running", "queued") or is_training(run_dir):
+        raise ValueError(f"{run_dir.name} is {state if state in ('running', 'queued') else 'training'}: "
+                         "cancel it before deleting")
+    if not (run_dir / "config.json").is_file() or run_dir.is_symlink():
+        raise ValueError(f"{run_dir} is not a run folder")
+    shutil.rmtree(run_dir)

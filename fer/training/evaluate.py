@@ -1,0 +1,129 @@
+"""Scoring a classifier on a split (scikit-learn metrics) and evaluating a stored run.
+
+`score` works with any classifier (`class_names`, `predict_faces`): the CNN `Predictor` at the end of
+training, the blendshape classifier, or an ensemble. `evaluate_run` loads a run's classifier,
+scores it on a split and records the result in the run folder (`fer eval`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from fer.metrics.calibration import apply_temperature, calibration_metrics, fit_temperature
+from fer.runs.checkpoint import load_checkpoint
+from fer.inference.classifiers import load_classifier
+from fer.data import DataError, FaceData, load_run_data, split_index
+from fer.core.device import select_device
+from fer.core.errors import UserError
+from fer.inference.pipeline import Classifier
+from fer.inference.predictor import Predictor
+from fer.runs.writer import record_evaluation, save_checkpoint
+from fer.runs.store import evaluation_dir, inside_package, read_config
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    k = len(class_names)
+    preds = probs.argmax(1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, preds, labels=list(range(k)), zero_division=0)
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, preds)),
+        "macro_f1": float(f1_score(labels, preds, labels=list(range(k)), average="macro", zero_division=0)),
+        "per_class": {name: {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
+                             "support": int(support[c])} for c, name in enumerate(class_names)},
+        "class_names": list(class_names),
+        # Rows are true classes, columns predicted classes.
+        "confusion_matrix": confusion_matrix(labels, preds, labels=list(range(k))).tolist(),
+    }
+
+
+def predictions_frame(sources: np.ndarray, labels: np.ndarray, probs: np.ndarray,
+                      class_names: Sequence[str]) -> pd.DataFrame:
+    """One row per image: source id, true and predicted class, confidence and every probability."""
+    preds = probs.argmax(1)
+    df = pd.DataFrame({"source": sources, "true": np.asarray(class_names)[labels],
+                       "pred": np.asarray(class_names)[preds], "confidence": probs.max(1).round(6),
+                       "correct": preds == labels})
+    for c, name in enumerate(class_names):
+        df[f"p_{name}"] = probs[:, c].round(6)
+    return df
+
+
+@dataclass
+class Evaluation:
+    """A scored split: the metrics (eval_<split>.json) and the per-image predictions."""
+
+    metrics: Dict[str, Any]
+    predictions: pd.DataFrame
+
+
+def score(classifier: Classifier, data: FaceData, index: np.ndarray, split_name: str,
+          probs: Optional[np.ndarray] = None) -> Evaluation:
+    """Score `classifier` on `data[index]` against the labels (predicting, unless `probs` are given)."""
+    faces, labels = data.images[index], data.labels[index]
+    if probs is None:
+        probs = classifier.predict_faces(faces)
+    metrics = {"split": split_name, **classification_metrics(labels, probs, data.class_names),
+               **calibration_metrics(probs, labels, getattr(classifier, "temperature", 1.0)),
+               **getattr(classifier, "provenance", {})}
+    extra = getattr(classifier, "extra_metrics", None)  # e.g. the landmarker's face coverage
+    if extra is not None:
+        metrics.update(extra(faces))
+    return Evaluation(metrics, predictions_frame(data.sources[index], labels, probs, data.class_names))
+
+
+def fit_calibration(predictor: Predictor, data: FaceData, val_index: np.ndarray) -> Evaluation:
+    """Fit the predictor's temperature on the validation faces and return validation scored with it.
+
+    One pass over validation: the raw probabilities fit T, and the same probabilities with T applied
+    are the calibrated scores (never a test split: T would then be tuned on it).
+    """
+    predictor.temperature = 1.0
+    raw = predictor.predict_faces(data.images[val_index])
+    predictor.temperature = fit_temperature(raw, data.labels[val_index])
+    return score(predictor, data, val_index, "val", apply_temperature(raw, predictor.temperature))
+
+
+def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "best",
+                 data_path: Optional[str] = None) -> Dict[str, Any]:
+    """Score a run's classifier on `split` (test, val, train or a FER2013 split name) and record it."""
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir)
+    # Where the run trained may not exist here: evaluate on what this machine has.
+    classifier = load_classifier(run_dir, checkpoint=checkpoint, device=select_device("auto"),
+                                 batch_size=cfg.train.eval_batch_size)
+    data = load_run_data(cfg, data_path)
+    index, split_name = split_index(cfg, data, split)
+    result = score(classifier, data, index, split_name)
+    record_evaluation(evaluation_dir(run_dir), result.metrics, result.predictions)
+    return result.metrics
+
+
+def calibrate_run(run_dir: Path, data_path: Optional[str] = None) -> Dict[str, Any]:
+    """Fit a temperature on the run's validation split, store it in best.pt, and score val and test again.
+
+    Runs finish with a fitted temperature already; this is for runs trained before that (`fer calibrate`).
+    """
+    run_dir = Path(run_dir)
+    if inside_package(run_dir):
+        raise UserError("the shipped model comes calibrated; calibrate your own runs")
+    cfg = read_config(run_dir)
+    ckpt = load_checkpoint(run_dir / "best.pt")
+    predictor = Predictor.from_loaded(ckpt, name=run_dir.name, checkpoint="best", calibrated=False,
+                                      device=select_device("auto"), batch_size=cfg.train.eval_batch_size)
+    data = load_run_data(cfg, data_path)
+    index, _ = split_index(cfg, data, "val")
+    if len(index) == 0:
+        raise DataError(f"{run_dir.name} has no validation images in {data.origin} to fit a temperature on")
+    val = fit_calibration(predictor, data, index)
+    save_checkpoint(run_dir, "best.pt", {**ckpt, "calibration": {"temperature": predictor.temperature,
+                                                                 "fitted_on": "val"}})
+    record_evaluation(evaluation_dir(run_dir), val.metrics, val.predictions)
+    return {"val": val.metrics, "test": evaluate_run(run_dir, "test", "best", data_path)}

@@ -1,0 +1,160 @@
+"""Checking a run config before a run folder exists: every impossible setting fails at once, with one
+clear message, and costly ones come back as warnings.
+
+The checks cover the registry names and fixed choices, the numbers (a negative learning rate, a zero
+batch, a validation split that is the test split), the model itself (built on PyTorch's meta device,
+so a 100 M-parameter network costs no memory here, and run once on a meta batch so shape errors show
+now), and the data (the source exists and every split the run needs has images).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, List, Tuple
+
+import torch
+
+from fer.data.augment import AUGMENTATIONS
+from fer.config import FIXED_CHOICES, ConfigError, FieldSpec, RunConfig, field_specs, get_field
+from fer.data import DataError, default_data_path, load_run_data, run_class_names, splits_for
+from fer.core.device import amp_dtype, amp_warning, select_device
+from fer.models import MODELS, count_parameters, create_model
+from fer.training.optim import OPTIMIZERS, SCHEDULERS
+
+# Above this many parameters a model is worth a warning: the default CNN has 1.8 M, ResNet-34 21 M.
+LARGE_MODEL_PARAMETERS = 25_000_000
+
+_RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
+    ("train.epochs", lambda v: v >= 1, "at least 1"),
+    ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.eval_batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.gpus", lambda v: v >= 1, "at least 1"),
+    ("train.global_batch", lambda v: v >= 0, "0 (batch_size × gpus) or more"),
+    ("train.grad_clip", lambda v: v >= 0, "0 (off) or more"),
+    ("train.early_stop_patience", lambda v: v >= 0, "0 (off) or more"),
+    ("optim.lr", lambda v: v > 0, "more than 0"),
+    ("optim.weight_decay", lambda v: v >= 0, "0 or more"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("optim.backbone_lr", lambda v: v >= 0, "0 (same as lr) or more"),
+    ("optim.alpha", lambda v: v > 0, "more than 0"),
+    ("optim.eps", lambda v: v > 0, "more than 0"),
+    ("optim.w_floor", lambda v: v > 0, "more than 0"),
+    ("optim.ratio_max", lambda v: v >= 1, "at least 1"),
+    ("optim.update_clip", lambda v: v > 0, "more than 0"),
+    ("sched.max_lr", lambda v: v >= 0, "0 (optim.lr) or more"),
+    ("sched.pct_start", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("sched.step_size", lambda v: v >= 1, "at least 1"),
+    ("sched.gamma", lambda v: v > 0, "more than 0"),
+    ("sched.factor", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("sched.patience", lambda v: v >= 0, "0 or more"),
+    ("sched.warmup_epochs", lambda v: v >= 0, "0 or more"),
+    ("sched.min_lr", lambda v: v >= 0, "0 or more"),
+    ("loss.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("data.limit", lambda v: v >= 0, "0 (all) or more"),
+    ("data.test_limit", lambda v: v >= 0, "0 (all) or more"),
+    ("data.num_workers", lambda v: v >= 0, "0 or more"),
+    ("data.std", lambda v: v > 0, "more than 0"),
+    ("model.input_size", lambda v: v >= 8, "at least 8"),
+    ("model.in_chans", lambda v: v >= 1, "at least 1"),
+    ("transfer.freeze_epochs", lambda v: v >= 0, "0 or more"),
+    ("aug.crop_padding", lambda v: v >= 0, "0 or more"),
+    ("aug.rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"),
+    ("aug.translate", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("aug.jitter", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("aug.erasing", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("aug.crop_scale", lambda v: _is_range(v, 0, 1), "two numbers 0 < low ≤ high ≤ 1"),
+    ("aug.crop_ratio", lambda v: _is_range(v, 0, math.inf), "two numbers 0 < low ≤ high"),
+    ("aug.erasing_scale", lambda v: _is_range(v, 0, 1), "two numbers 0 < low ≤ high ≤ 1"),
+]
+
+
+def _is_range(value: Any, low: float, high: float) -> bool:
+    """A [lo, hi] pair of numbers with low < lo ≤ hi ≤ high."""
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
+            and low < value[0] <= value[1] <= high)
+
+
+def config_fields() -> List[FieldSpec]:
+    """Every config field with its choices: the fixed lists and the registries' names."""
+    return field_specs({**FIXED_CHOICES, "model.name": MODELS.names(), "optim.name": OPTIMIZERS.names(),
+                        "sched.name": SCHEDULERS.names(), "augmentation": AUGMENTATIONS.names()})
+
+
+def _check_choices(cfg: RunConfig) -> None:
+    for registry, name in ((MODELS, cfg.model.name), (OPTIMIZERS, cfg.optim.name), (SCHEDULERS, cfg.sched.name),
+                           (AUGMENTATIONS, cfg.augmentation)):
+        if name not in registry:
+            raise ConfigError(f"unknown {registry.kind} {name!r}; choose from: {', '.join(registry.names())}")
+    for key, choices in FIXED_CHOICES.items():
+        if key != "train.device" and get_field(cfg, key) not in choices:  # devices: cuda:1 is fine too
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {get_field(cfg, key)!r}")
+    try:
+        amp_dtype(cfg.train.amp, select_device(cfg.train.device))
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    for key, ok, expected in _RANGES:
+        value = get_field(cfg, key)
+        if isinstance(value, float) and not math.isfinite(value) or not ok(value):
+            raise ConfigError(f"{key} must be {expected}; got {value!r}")
+    if cfg.train.sync_bn and cfg.train.gpus > 1 and select_device(cfg.train.device).type != "cuda":
+        raise ConfigError("train.sync_bn needs CUDA: PyTorch's SyncBatchNorm works with GPU modules only")
+    per_step = cfg.train.batch_size * cfg.train.gpus
+    if cfg.train.global_batch and cfg.train.global_batch % per_step:
+        raise ConfigError(f"train.global_batch ({cfg.train.global_batch}) must be a multiple of train.batch_size × "
+                          f"train.gpus ({per_step}): the difference is made up by gradient accumulation")
+    if cfg.data.val_source == cfg.data.test_split:
+        raise ConfigError(f"data.val_source and data.test_split are both {cfg.data.test_split}: a test split is "
+                          "never used for model selection; validate on train_fraction or the other test split")
+
+
+def _check_model(cfg: RunConfig) -> List[str]:
+    # The weights of a pretrained model are fetched when training starts; the shape is all that matters here.
+    kwargs = {k: v for k, v in cfg.model.kwargs.items() if k not in ("pretrained", "weights_path")}
+    size, n_classes = cfg.model.input_size, len(run_class_names(cfg))
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # e.g. "zero-element tensors": the error below says more
+            model = create_model(cfg.model.name, num_classes=n_classes, in_chans=cfg.model.in_chans, **kwargs)
+            logits = model(torch.empty(2, cfg.model.in_chans, size, size))
+        for name in cfg.transfer.unfreeze if cfg.transfer.freeze_epochs > 0 else ():
+            if name != "all":
+                model.get_submodule(name)
+    except Exception as e:  # a bad kwarg, a shape that does not fit, a module that does not exist
+        raise ConfigError(f"model {cfg.model.name} with kwargs {cfg.model.kwargs} cannot be built for "
+                          f"{size}×{size} input: {type(e).__name__}: {e}") from None
+    if tuple(logits.shape) != (2, n_classes):
+        raise ConfigError(f"model {cfg.model.name} gives outputs of shape {tuple(logits.shape)}, not (batch, classes)")
+    n = count_parameters(model)
+    if n > LARGE_MODEL_PARAMETERS:
+        return [f"model {cfg.model.name} has {n / 1e6:.0f} M parameters ({n * 16 / 2**30:.1f} GiB with AdamW's "
+                f"state): training it will take very long on a CPU (the default CNN has 1.8 M)"]
+    return []
+
+
+def _check_data(cfg: RunConfig) -> None:
+    data = load_run_data(cfg, cfg.data.path or str(default_data_path()))
+    splits = splits_for(cfg, data)
+    for role, index in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        if len(index) == 0:
+            where = {"test": f"data.test_split={cfg.data.test_split}", "val": f"data.val_source={cfg.data.val_source}",
+                     "train": "Training"}[role]
+            raise DataError(f"{data.origin} has no images for {where} ({role}); its splits are "
+                            f"{', '.join(sorted(set(data.split_names())))}")
+
+
+def check_config(cfg: RunConfig) -> List[str]:
+    """Raise ConfigError/DataError on a setting that cannot train; return warnings for costly ones."""
+    _check_choices(cfg)
+    _check_numbers(cfg)
+    warnings = _check_model(cfg)
+    try:
+        _check_data(cfg)
+    except ValueError as e:  # make_splits' own checks (e.g. a split too small to stratify)
+        raise DataError(str(e)) from None
+    warning = amp_warning(cfg.train.amp, select_device(cfg.train.device))
+    return warnings + ([warning] if warning else [])
