@@ -23,8 +23,9 @@ from pathlib import Path
 
 from fer.config import load_config
 from fer.jobs.submit import submit_all
+from fer.training.validate import check_config
 from fer.jobs.queue import set_worker_slots
-from fer.jobs.ray import LOCAL, ray_target
+from fer.jobs.queue import LOCAL, ray_target
 from fer.runs.store import FINISHED_STATES, read_status
 
 
@@ -35,7 +36,7 @@ def batch(data: str, root: Path, target: str, args: argparse.Namespace) -> dict:
     configs = [load_config(None, sets + [f"name=bench-{i}"]) for i in range(args.runs)]
     set_worker_slots(root, args.jobs)
     start = time.monotonic()
-    runs = submit_all(configs, root, target)
+    runs = submit_all([check_config(c) for c in configs], root, target)
     queued = {r: time.monotonic() for r in runs}
     running, done = {}, {}
     while len(done) < len(runs):

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import tiny_overrides
+from fer.training.validate import check_config
 from fer.cli.main import main
 from fer.runs.store import read_metrics, read_status, resolve_run
 
@@ -120,11 +121,11 @@ def test_cancel_command_goes_through_the_job_queue(small_folder, tmp_path):
     from fer.config import load_config
     from fer.runs.writer import write_status
     from fer.training.fit import create_run
-    queued = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=queued")))
+    queued = create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=queued"))))
     assert read_status(queued)["state"] == "queued"
     assert "cancelled (it was queued)" in fer("cancel", queued).stdout  # it simply leaves the queue
     assert read_status(queued)["state"] == "cancelled" and not (queued / "CANCEL").exists()
-    running = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=running")))
+    running = create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=running"))))
     write_status(running, "running")  # this test process plays the training job
     assert "cancel requested" in fer("cancel", running).stdout
     assert (running / "CANCEL").exists()

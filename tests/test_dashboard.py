@@ -6,6 +6,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import tiny_overrides
+from fer.training.validate import check_config
 from fer.config import load_config
 from fer.runs.store import list_runs, resolve_run
 from fer.training.fit import train
@@ -194,7 +195,7 @@ def test_gradcam_page_defaults_to_a_class_sensitive_method(cbam_run, small_folde
 def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_folder, tmp_path):
     import time
 
-    from fer.jobs.queue import worker_pid
+    from fer.jobs.worker import worker_pid
     from fer.runs.store import read_status
 
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
@@ -261,7 +262,7 @@ def test_a_failed_run_offers_edit_and_relaunch_instead_of_resume(small_folder, t
     from fer.runs.writer import write_status
     from fer.training.fit import create_run
 
-    run = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=broken", "optim.lr=0.5")))
+    run = create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=broken", "optim.lr=0.5"))))
     write_status(run, "failed", error="RuntimeError: DefaultCPUAllocator: not enough memory")  # before epoch 1
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     labels = [b.label for b in at.button]
@@ -289,7 +290,7 @@ def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_pat
     from fer.training.fit import create_run
 
     set_paused(tmp_path, True)  # nothing starts: the queue's order is what is shown
-    first, second = (create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={n}")), tmp_path)
+    first, second = (create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={n}"))), tmp_path)
                      for n in ("first", "second"))
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     assert not at.exception

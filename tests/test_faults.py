@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from conftest import tiny_overrides
+from fer.training.validate import check_config
 from fer.runs.checkpoint import load_checkpoint
 from fer.config import load_config
 from fer.runs.writer import RunBusy, delete_run, rename_run, training_lock
@@ -42,7 +43,7 @@ def _fer(*args, **kwargs) -> subprocess.Popen:
 def _queued(small_folder: Path, runs: Path, epochs: int, *extra: str) -> Path:
     cfg = load_config(None, tiny_overrides(small_folder, runs, epochs, WIDE, "data.limit=96", "train.batch_size=16",
                                            *extra))
-    return create_run(cfg, runs)
+    return create_run(check_config(cfg), runs)
 
 
 def _assert_intact(run: Path, epochs: int) -> int:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
 from conftest import write_fer_csv
+from fer.training.validate import check_config
 from fer.runs.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from fer.inference.classifiers import available_models, load_classifier, unusable_models
 from fer.config import ConfigError, load_config
@@ -125,7 +126,7 @@ def test_run_names_never_escape_the_runs_folder(name, tmp_path):
 
     cfg = load_config(None, [])
     cfg.name = name
-    run = create_run(cfg, tmp_path / "runs")
+    run = create_run(check_config(cfg), tmp_path / "runs")
     assert run.parent == tmp_path / "runs" and len(run.name) < 80
     assert set(run.name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
     assert json.loads((run / "config.json").read_text())["name"] == name  # the display name is kept as given

@@ -4,9 +4,11 @@ import time
 import pytest
 
 from conftest import tiny_overrides
+from fer.training.validate import check_config
 from fer.config import load_config
 from fer.jobs.submit import submit
-from fer.jobs.queue import cancel, ensure_worker, queued_runs, resume, worker_pid
+from fer.jobs.queue import cancel, queued_runs
+from fer.jobs.worker import ensure_worker, resume, worker_pid
 from fer.runs.store import read_status
 
 
@@ -21,9 +23,9 @@ def _wait(predicate, timeout=240):
 
 
 def test_queue_runs_one_at_a_time_and_cancel_then_resume(small_folder, tmp_path):
-    first = submit(load_config(None, tiny_overrides(small_folder, tmp_path, 2, "name=first")), tmp_path)
-    second = submit(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=second")), tmp_path)
-    third = submit(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=third")), tmp_path)
+    first = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 2, "name=first"))), tmp_path)
+    second = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=second"))), tmp_path)
+    third = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=third"))), tmp_path)
     pid = worker_pid(tmp_path)
     assert pid and ensure_worker(tmp_path) == pid  # a second launch reuses the live worker
     cancel(third)  # still queued: it simply leaves the queue

@@ -16,7 +16,8 @@ from fer.inference.predictor import Predictor
 from fer.runs.writer import save_checkpoint
 
 pytest.importorskip("onnxruntime")  # the `onnx` extra (installed by the dev extra, so CI always runs these)
-from fer.inference.onnx import OPSET, OnnxPredictor, export_onnx  # noqa: E402
+from fer.inference.onnx import OnnxPredictor
+from fer.inference.export import OPSET, export_onnx  # noqa: E402
 
 
 @pytest.mark.parametrize("name", MODELS.names())

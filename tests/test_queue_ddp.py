@@ -16,11 +16,12 @@ import psutil
 import pytest
 
 from conftest import tiny_overrides
+from fer.training.validate import check_config
 from fer.config import load_config
 from fer.jobs.submit import submit
 from fer.inference.predictor import Predictor
-from fer.jobs.queue import (describe_job, ensure_worker, machine_slots, move, queued_runs, set_auto_resume, set_paused,
-                       set_priority, set_worker_slots, wait, worker_pid)
+from fer.jobs.queue import describe_job, move, queued_runs, set_auto_resume, set_paused, set_priority, set_worker_slots
+from fer.jobs.worker import ensure_worker, machine_slots, wait, worker_pid
 from fer.runs.store import read_metrics, read_status
 from fer.core.files import pid_alive
 from fer.training.fit import train
@@ -62,7 +63,7 @@ def _wait_for(predicate, timeout=300.0):
 def test_queue_order_priorities_and_moves(small_folder, tmp_path):
     from fer.training.fit import create_run
     set_paused(tmp_path, True)
-    a, b, c = (create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={n}")), tmp_path)
+    a, b, c = (create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={n}"))), tmp_path)
                for n in ("a", "b", "c"))
     assert queued_runs(tmp_path) == [a, b, c]
     set_priority(c, 5)
@@ -92,10 +93,10 @@ def test_slots_come_from_the_setting_or_fer_slots(tmp_path, monkeypatch):
 def test_two_cpu_slots_run_two_jobs_at_once_and_a_two_slot_job_waits(small_folder, tmp_path):
     set_worker_slots(tmp_path, 2)
     long = [load_config(None, tiny_overrides(small_folder, tmp_path, 12, f"name=long{i}")) for i in (1, 2)]
-    first, second = (submit(cfg, tmp_path) for cfg in long)
-    wide = submit(load_config(None, tiny_overrides(small_folder, tmp_path, 2, "name=wide", "train.gpus=2",
-                                                   "train.batch_size=16")), tmp_path)
-    after = submit(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=after")), tmp_path)
+    first, second = (submit(check_config(cfg), tmp_path) for cfg in long)
+    wide = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 2, "name=wide", "train.gpus=2",
+                                                   "train.batch_size=16"))), tmp_path)
+    after = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=after"))), tmp_path)
     assert _wait_for(lambda: "waiting for 2 free slots" in (read_status(wide).get("waiting") or ""))
     assert read_status(after)["state"] == "queued"  # it does not overtake the head of the queue
     states = wait([first, second, wide, after])
@@ -111,7 +112,7 @@ def test_two_cpu_slots_run_two_jobs_at_once_and_a_two_slot_job_waits(small_folde
 @pytest.mark.slow
 def test_the_worker_honours_priorities(small_folder, tmp_path):
     set_paused(tmp_path, True)  # nothing starts while the queue is arranged
-    runs = {name: submit(load_config(None, tiny_overrides(small_folder, tmp_path, 2, f"name={name}")), tmp_path)
+    runs = {name: submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 2, f"name={name}"))), tmp_path)
             for name in ("a", "b", "c")}
     set_priority(runs["c"], 5)
     move(runs["b"], "up")  # c, b, a
@@ -124,7 +125,7 @@ def test_the_worker_honours_priorities(small_folder, tmp_path):
 
 @pytest.mark.slow
 def test_killing_the_worker_leaves_runs_that_resume(small_folder, tmp_path):
-    run = submit(load_config(None, tiny_overrides(small_folder, tmp_path, 40, "name=survivor")), tmp_path)
+    run = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 40, "name=survivor"))), tmp_path)
     assert _wait_for(lambda: len(read_metrics(run)) >= 1 and (run / "last.pt").is_file())
     pid = worker_pid(tmp_path)
     os.killpg(pid, signal.SIGKILL)  # the worker and the job it started, with no chance to write anything

@@ -18,10 +18,13 @@ import pytest
 
 from conftest import tiny_overrides
 from fer.runs.checkpoint import load_checkpoint
-from fer.config import load_config
+from fer.config import RunConfig, load_config
 from fer.jobs.submit import submit_all
-from fer.jobs.queue import describe_job, resume, wait
-from fer.jobs.ray import describe_target, ray_address, ray_target, task_resources
+from fer.training.validate import check_config
+from fer.jobs.queue import describe_job
+from fer.jobs.worker import resume, wait
+from fer.jobs.ray import task_resources
+from fer.jobs.queue import describe_target, ray_address, ray_target
 from fer.runs.store import list_runs, read_metrics, read_status
 from fer.core.files import read_json
 
@@ -33,10 +36,10 @@ def test_targets_and_task_resources():
     assert ray_address("local") is None and ray_address("ray") == "" and ray_address("ray:ray://h:10001") == "ray://h:10001"
     assert describe_target("ray:auto") == "the Ray cluster this machine belongs to"
     assert describe_target(None) == "this machine" and describe_target("ray") == "a local Ray instance"
-    cfg = {"train": {"gpus": 2}, "data": {"num_workers": 3}}
+    cfg = load_config(None, ["train.gpus=2", "data.num_workers=3"])
     assert task_resources(cfg, {"GPU": 8.0, "CPU": 64.0}) == {"num_gpus": 2, "num_cpus": 4}
     assert task_resources(cfg, {"CPU": 64.0}) == {"num_cpus": 8}  # two CPU processes, each with its loaders
-    assert task_resources({}, {"CPU": 2.0}) == {"num_cpus": 1}
+    assert task_resources(RunConfig(), {"CPU": 2.0}) == {"num_cpus": 1}
 
 
 @pytest.mark.slow
@@ -69,7 +72,7 @@ def _dead(proc: psutil.Process) -> bool:
 def test_ray_cancel_and_a_worker_that_dies(small_folder, tmp_path):
     configs = [load_config(None, tiny_overrides(small_folder, tmp_path, 30, "data.limit=96", "train.batch_size=16",
                                                 f"name={name}")) for name in ("cancel-me", "lose-my-node")]
-    cancelled, lost = submit_all(configs, tmp_path, target=ray_target(None))
+    cancelled, lost = submit_all([check_config(c) for c in configs], tmp_path, target=ray_target(None))
     deadline = time.monotonic() + 300
     while not all(read_metrics(r).shape[0] for r in (cancelled, lost)):  # both train at once (1 CPU each)
         assert time.monotonic() < deadline, (tmp_path / ".worker.log").read_text()[-3000:]

@@ -8,6 +8,7 @@ import torch
 
 import fer.training.fit as train_module
 from conftest import tiny_overrides
+from fer.training.validate import check_config
 from fer.runs.checkpoint import FORMAT_VERSION, load_checkpoint
 from fer.config import load_config
 from fer.core.constants import CLASS_NAMES
@@ -186,7 +187,7 @@ def test_weighted_sampler_balances_classes(full_data):
 def test_runs_dir_defaults_to_environment(small_folder, tmp_path, monkeypatch):
     from fer.training.fit import create_run
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "env_runs"))
-    run = create_run(load_config(None, [f"data.path={small_folder}"]))
+    run = create_run(check_config(load_config(None, [f"data.path={small_folder}"])))
     assert run.parent == tmp_path / "env_runs"
 
 
@@ -213,7 +214,7 @@ def test_live_progress_tells_the_truth(finished_run):
 def test_eta_before_the_first_epoch_ends(small_folder, tmp_path):
     from fer.runs.writer import create_run, write_status
     from fer.runs.store import run_progress
-    run = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 10)), tmp_path)
+    run = create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 10))), tmp_path)
     write_status(run, "running", epoch=1, epochs=10, batch=50, batches=100, epoch_started=1000.0, phase="training")
     progress = run_progress(run, now=1030.0)  # 50 batches in 30 s, no finished epoch yet
     assert progress.eta_s == pytest.approx(30 / 50 * 100 * 9.5) and progress.phase == "training"
@@ -224,6 +225,6 @@ def test_eta_before_the_first_epoch_ends(small_folder, tmp_path):
 def test_suite_runs_queue_in_the_order_they_were_made(small_folder, tmp_path):
     from fer.jobs.queue import queued_runs
     from fer.runs.writer import create_run
-    made = [create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={name}")), tmp_path)
+    made = [create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={name}"))), tmp_path)
             for name in ("zeta", "alpha", "mid")]  # within one second: the same time stamp in their ids
     assert queued_runs(tmp_path) == made

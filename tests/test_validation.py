@@ -76,13 +76,14 @@ def test_forced_bf16_on_a_cpu_without_it_warns_in_the_log(small_folder, tmp_path
 def test_impossible_settings_fail_before_a_run_folder_exists(override, message, small_folder, tmp_path):
     cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 1, *override.split(" && ")))
     with pytest.raises((ConfigError, DataError), match=re.escape(message)):
-        create_run(cfg)
+        create_run(check_config(cfg))
     assert not any(tmp_path.iterdir())
 
 
 def test_a_huge_model_is_a_warning_found_on_the_meta_device(small_folder, tmp_path):
     cfg = load_config(None, [f"data.path={small_folder}", f"runs_dir={tmp_path}", "model.kwargs={depth: 99}"])
-    warnings = check_config(cfg)  # 114 M parameters, never allocated
+    checked = check_config(cfg)  # 114 M parameters, never allocated
+    warnings = checked.warnings
     assert len(warnings) == 1 and "M parameters" in warnings[0]
-    run = create_run(cfg)  # allowed when the user insists, and the warning goes with the run
+    run = create_run(checked)  # allowed when the user insists, and the warning goes with the run
     assert "M parameters" in (run / "status.json").read_text()

@@ -17,7 +17,7 @@ choices = model_choices()
 left, mid, right = st.columns(3)
 name = left.selectbox("Model", list(choices), key="cam_model")
 predictor = cached_classifier((choices[name],), runs_dir())
-if getattr(predictor, "model", None) is None:
+if not predictor.explainable:
     st.warning(f"{name} is not an image model (MediaPipe features), so it has no class activation maps.")
     st.stop()
 method = mid.selectbox("Method", cam_methods(), key="cam_method", format_func=lambda m: CAM_METHODS.info(m)["title"])

@@ -47,7 +47,7 @@ show_cam = st.toggle("Show Grad-CAM for each face", key="predict_cam")
 cam_method = st.selectbox("CAM method", cam_methods(), key="predict_cam_method",
                           format_func=lambda m: CAM_METHODS.info(m)["title"]) if show_cam else None
 explainer = cached_classifier(chosen, runs_dir(), tta) if show_cam else None  # Grad-CAM needs the PyTorch model
-if explainer is not None and getattr(explainer, "model", None) is None:
+if explainer is not None and not explainer.explainable:
     st.info(f"{names[0]} is not an image model, so it has no Grad-CAM.")
     show_cam = False
 NO_FACE_HINT = "Turn on “No face found: classify the whole image” under Prediction settings in the sidebar."
@@ -68,7 +68,7 @@ for i, upload in enumerate(uploads or []):
     left, right = st.columns([3, 2])
     left.image(annotate(rgb, result),
                caption=f"{len(result.faces)} face(s), model {' + '.join(names)} "
-                       f"({getattr(predictor, 'backend', 'features')})")
+                       f"({predictor.backend})")
     left.markdown(" · ".join(f"#{n}: **{f.label}** ({f.confidence:.0%})" for n, f in enumerate(result.faces, 1)))
     for n, face in enumerate(result.faces, 1):  # one chart per face, as wide as the column
         probs = pd.DataFrame({"emotion": list(face.probabilities), "probability": list(face.probabilities.values())})

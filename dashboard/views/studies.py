@@ -8,7 +8,8 @@ import streamlit as st
 
 from common import data_path, runs_dir
 from fer.core.errors import UserError
-from fer.jobs.submit import fitted_to_data, submit_all, submit_suite
+from fer.jobs.submit import fitted_to_data, submit, submit_suite
+from fer.training.validate import check_config
 from fer.jobs.suites import STUDIES, study_recipe, study_table, suite_report
 
 
@@ -62,7 +63,7 @@ with recipe_col.form("studies_recipe_form"):
     if st.form_submit_button("Queue the best-model recipe"):
         try:
             cfg = fitted_to_data([study_recipe(key, int(recipe_epochs), [f"data.path={data_path()}"])])[0]
-            run_dir = submit_all([cfg], folder)[0]
+            run_dir = submit(check_config(cfg), folder)
         except (UserError, ValueError) as e:
             st.error(str(e))
         else:

@@ -14,6 +14,7 @@ import streamlit as st
 from common import runs_dir
 from fer.core.errors import UserError
 from fer.jobs.submit import submit
+from fer.training.validate import check_config
 from fer.jobs.sweeps.study import (METRIC, SweepError, best_config, definition, history, importances, list_sweeps,
                               load_study, parallel_coordinates, require_optuna, reproduce_command, summary,
                               trials_table)
@@ -116,7 +117,8 @@ else:
     epochs = st.number_input("Epochs for the full run", 1, 1000, int(tables["epochs"]), key="sweeps_best_epochs")
     if st.button("Launch a full run with these settings", type="primary", key="sweeps_launch_best"):
         try:
-            run_dir = submit(best_config(load_study(name, Path(folder), storage or None), int(epochs)), folder)
+            best_cfg = best_config(load_study(name, Path(folder), storage or None), int(epochs))
+            run_dir = submit(check_config(best_cfg), folder)
         except (UserError, ValueError) as e:
             st.error(f"Not launched: {e}")
         else:

@@ -20,9 +20,10 @@ from fer.core.device import device_summary
 from fer.core.errors import UserError
 from fer.jobs.submit import submit, submit_suite
 from fer.jobs.machine import cpu_stats, gpu_stats
-from fer.jobs.queue import (cancel, describe_job, machine_slots, move, queued_runs, resume, set_auto_resume, set_paused,
-                       set_worker_slots, settings, worker_pid)
-from fer.jobs.ray import LOCAL, describe_target, ray_target
+from fer.jobs.queue import (cancel, describe_job, move, queued_runs, set_auto_resume, set_paused, set_worker_slots,
+                            settings)
+from fer.jobs.worker import machine_slots, resume, worker_pid
+from fer.jobs.queue import LOCAL, describe_target, ray_target
 from fer.runs.store import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
 from fer.jobs.suites import SUITES
 from fer.training.validate import check_config, config_fields
@@ -97,13 +98,13 @@ with new_run:
     if launched:
         try:
             cfg = apply(RunConfig(), {**values, "data.path": source})
-            warnings = check_config(cfg)
-            if warnings and not confirmed:
-                for warning in warnings:
+            checked = check_config(cfg)  # the one check of this launch: submit takes the checked config
+            if checked.warnings and not confirmed:
+                for warning in checked.warnings:
                     st.warning(warning)
                 st.info("Not launched yet: tick the confirmation above the button to launch it anyway.")
             else:
-                run_dir = submit(cfg, folder, target)
+                run_dir = submit(checked, folder, target)
                 st.session_state.pop("train_relaunch_of", None)
                 st.toast(f"Queued {run_dir.name}: a background worker trains it, even if you close the page.")
         except (ConfigError, DataError, UserError) as e:

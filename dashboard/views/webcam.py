@@ -53,7 +53,7 @@ if st.session_state["webcam_settings"] != settings_key:
 analyzer.threads = int(threads)
 if analyzer.note:
     st.warning(analyzer.note)
-st.caption(f"Inference engine: {getattr(predictor, 'backend', 'features')} (the fastest available)")
+st.caption(f"Inference engine: {predictor.backend} (the fastest available)")
 
 
 def on_frame(frame):

@@ -16,8 +16,9 @@ from typing import List, Optional
 import pandas as pd
 
 from fer.core.errors import UserError
-from fer.jobs.queue import (cancel, describe_job, machine_slots, move, queued_runs, resume, run_worker, set_auto_resume,
-                       set_paused, set_priority, set_worker_slots, settings, worker_pid)
+from fer.jobs.queue import (cancel, describe_job, move, queued_runs, set_auto_resume, set_paused, set_priority,
+                            set_worker_slots, settings)
+from fer.jobs.worker import machine_slots, resume, run_worker, worker_pid
 from fer.runs.store import BOARD_COLUMNS, list_runs, read_status, resolve_run
 
 LIGHT_COMMANDS = ("runs", "cancel", "worker", "queue")

@@ -7,7 +7,7 @@ from typing import List
 
 from fer.inference.classifiers import load_ensemble
 from fer.inference.faces import FACE_DETECTORS, DetectorSettings
-from fer.inference.onnx import BACKENDS, checkpoint_predictor
+from fer.inference.classifiers import BACKENDS, checkpoint_predictor
 from fer.inference.predictor import TTA_MODES
 
 

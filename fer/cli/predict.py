@@ -27,7 +27,7 @@ def _output_path(out: Path, image: Path, suffix: str, many: bool) -> Path:
 
 
 def _cam_grid(predictor, result, method: str) -> np.ndarray:
-    if getattr(predictor, "model", None) is None:
+    if not predictor.explainable:
         raise ValueError(f"{predictor.name} is not an image model, so it has no Grad-CAM")
     faces = np.stack([f.face for f in result.faces])
     heatmaps, _ = explain_faces(predictor, faces, method)
@@ -87,7 +87,7 @@ def _predict_all(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from fer.inference.onnx import OPSET, calibration_faces, export_into_run, export_onnx  # the onnx extra
+    from fer.inference.export import OPSET, calibration_faces, export_into_run, export_onnx  # the onnx extra
 
     run_dir = SHIPPED_RUN_DIR if args.run == "default" else resolve_run(args.run, args.runs_dir)
     if args.onnx is None:

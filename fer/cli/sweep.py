@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from fer.cli.train import add_ray_option
-from fer.jobs.ray import LOCAL, describe_target, ray_target
+from fer.jobs.queue import LOCAL, describe_target, ray_target
 from fer.jobs.sweeps import (PRUNERS, SweepError, SweepSettings, importances, list_sweeps, load_study, open_study,
                         reproduce_command, run_sweep, summary, trials_table)
 

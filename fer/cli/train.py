@@ -23,10 +23,11 @@ from fer.models import MODELS
 from fer.training.optim import OPTIMIZERS, SCHEDULERS
 from fer.jobs.queue import RESUMABLE_STATES
 from fer.core.quiet import native_stderr_silenced
-from fer.jobs.ray import LOCAL, ray_target
+from fer.jobs.queue import LOCAL, ray_target
 from fer.runs.store import read_config, read_status, resolve_run
 from fer.jobs.suites import STUDIES, SUITES, study_table, suite_report
 from fer.training.fit import train
+from fer.training.validate import check_config
 
 
 
@@ -61,7 +62,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.runs_dir:
             cfg.runs_dir = str(args.runs_dir)
         if args.queue:
-            run_dir = submit(cfg)
+            run_dir = submit(check_config(cfg))
             print(f"{run_dir}: queued; the background worker trains it (watch it with fer runs or the dashboard)")
             return 0
         run_dir = train(cfg, progress=not args.quiet)

@@ -27,7 +27,7 @@ def cmd_video(args: argparse.Namespace) -> int:
                                  margin=args.margin, align=args.align)
         info = analysis.info
         print(f"{info.path}: {info.width}×{info.height}, {info.fps:.2f} fps, {info.frames or '?'} frames, "
-              f"{info.duration_s:.1f} s; model {classifier.name} ({getattr(classifier, 'backend', 'torch')}), "
+              f"{info.duration_s:.1f} s; model {classifier.name} ({classifier.backend}), "
               f"detector {detector.name}" + (f" ({detector.note})" if detector.note else ""), file=sys.stderr)
         if info.scale < 1:
             print(f"note: frames are analysed at {info.analysed_width}×{info.analysed_height}; boxes are given "

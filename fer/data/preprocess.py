@@ -1,9 +1,12 @@
 """The one preprocessing path from a grayscale face to a model input tensor.
 
-Training, evaluation, photo upload and webcam all end in `to_model_input`, so a face crop and the
-same FER2013 image give bit-identical tensors. Augmentation happens before it, on uint8 images.
+Training, evaluation, photo upload, video, webcam, Grad-CAM and the ONNX export all end in
+`to_model_input` (uint8 tensors) or `faces_to_model_input` (uint8 arrays), so a face crop and the same
+FER2013 image give bit-identical tensors. Augmentation happens before it, on uint8 images.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -26,14 +29,16 @@ def to_model_input(batch: torch.Tensor, spec: Preprocessing) -> torch.Tensor:
     return x
 
 
+def faces_to_model_input(faces: np.ndarray | Sequence[np.ndarray], spec: Preprocessing) -> torch.Tensor:
+    """uint8 N×48×48 faces (an array or a list of crops) -> the model's float N×C×S×S input batch."""
+    batch = np.ascontiguousarray(np.asarray(faces, dtype=np.uint8))
+    return to_model_input(torch.from_numpy(batch)[:, None], spec)
+
+
 def face_to_uint8_48(face: np.ndarray) -> np.ndarray:
-    """Any face crop (gray, BGR or BGRA; any size) -> 48×48 uint8 gray, as FER2013 stores faces."""
-    if face.dtype != np.uint8:
-        raise TypeError(f"face crops must be uint8, got {face.dtype}")
-    if face.ndim == 3:
-        code = cv2.COLOR_BGRA2GRAY if face.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-        face = cv2.cvtColor(face, code) if face.shape[2] > 1 else face[..., 0]
+    """A gray face crop of any size (uint8 H×W) -> 48×48 uint8 gray, as FER2013 stores faces."""
+    if face.dtype != np.uint8 or face.ndim != 2:
+        raise TypeError(f"face crops must be uint8 gray H×W, got {face.dtype} {face.shape}")
     if face.shape != (IMAGE_SIZE, IMAGE_SIZE):
         face = cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(face)
-

@@ -32,11 +32,6 @@ _PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_", re.IGNORECASE)
 _SPLIT_CANON = {s.lower(): s for s in SPLITS}
 
 
-def _empty(origin: str, report: LoadReport) -> FaceData:
-    return FaceData(np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.zeros(0, np.int64),
-                    np.zeros(0, np.int8), np.zeros(0, dtype=str), origin, report)
-
-
 # ---------------------------------------------------------------- CSV
 
 def _counted_lines(fh, size: int, progress: Optional[Progress]) -> Iterable[str]:

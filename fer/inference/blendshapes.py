@@ -177,7 +177,7 @@ class BlendshapePredictor:
     def __init__(self, classifier: BlendshapeClassifier, name: str = "", download: bool = True) -> None:
         self.classifier, self.name = classifier, name
         self.class_names = classifier.class_names
-        self.model = None  # no Grad-CAM: the features are not an image model
+        self.backend, self.explainable = "features", False  # no Grad-CAM: the features are not an image model
         self.provenance = {"checkpoint": "classifier", "epoch": 1}
         self._extractor = FeatureExtractor(download=download)
 

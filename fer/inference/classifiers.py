@@ -1,20 +1,31 @@
-"""A run's classifier, whatever kind of model it holds, and the model choices the UI offers.
+"""A run's classifier, whatever kind of model it holds and whichever engine runs it, and the UI's model choices.
 
 Each kind of run registers how to recognise its folder (the file its trained model lives in) and
 how to load it; callers never branch on the kind. Today: CNN checkpoints (`best.pt`, loaded as a
 `Predictor`) and MediaPipe-feature classifiers (`classifier.json`, a `BlendshapePredictor`).
+
+`BACKENDS` names how a checkpoint run is executed: `torch`, `onnx` (an fp32 export, made once and cached
+under the cache folder) and `auto`, the fastest available: the run's own int8 export (`model.int8.onnx`,
+written by `fer export RUN --int8`, shipped for the default model) when ONNX Runtime is installed and the
+export matches the checkpoint, else the fp32 export, else PyTorch. Every model load goes through here.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from fer.inference import blendshapes
 from fer.inference.pipeline import Classifier
-from fer.inference.onnx import checkpoint_predictor
-from fer.inference.predictor import Ensemble
+from fer.core.files import sha256_of
+from fer.inference.onnx import FP32_FILE, INT8_FILE, OnnxPredictor, onnx_available
+from fer.inference.predictor import Ensemble, Predictor
+from fer.runs.checkpoint import CheckpointError
 from fer.core.registry import Registry
 from fer.runs.store import SHIPPED_RUN_DIR, checkpoint_problem, default_runs_dir, resolve_run
+
+BACKENDS = ("auto", "torch", "onnx")
+log = logging.getLogger(__name__)
 
 # kind -> loader(run_dir, name, checkpoint, **options); `marker` is the file that makes a folder that kind.
 RUN_KINDS: Registry[Callable[..., Classifier]] = Registry("run kind")
@@ -34,6 +45,48 @@ def _load_blendshape_run(run_dir: Path, name: str, checkpoint: str = "best", bac
                          **options: Any) -> Classifier:
     # One fitted classifier per run: no checkpoints to choose, and test-time augmentation does not apply.
     return blendshapes.BlendshapePredictor(blendshapes.BlendshapeClassifier.load(run_dir), name=name)
+
+
+def checkpoint_predictor(checkpoint: Path, backend: str = "torch", **options: Any) -> Predictor:
+    """The checkpoint's predictor on `backend` (auto: the fastest available; see the module docstring)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    checkpoint = Path(checkpoint)
+    torch_options = {k: v for k, v in options.items() if k != "threads"}  # PyTorch keeps the caller's threads
+    if backend == "torch" or (backend == "auto" and not onnx_available()):
+        return Predictor.from_checkpoint(checkpoint, **torch_options)
+    onnx_options = {k: v for k, v in options.items() if k in ("tta", "batch_size", "threads")}
+    onnx_options["name"] = options.get("name") or checkpoint.parent.name
+    digest = sha256_of(checkpoint)
+    if backend == "auto" and checkpoint.name == "best.pt":
+        beside = _matching_export(checkpoint, digest, onnx_options)
+        if beside is not None:
+            return beside
+    from fer.inference.export import cached_export  # only when an export must be made
+
+    if backend == "onnx":
+        return OnnxPredictor(cached_export(checkpoint, digest), **onnx_options)
+    try:
+        return OnnxPredictor(cached_export(checkpoint, digest), **onnx_options)
+    except (CheckpointError, OSError):
+        raise  # a refused or unreadable checkpoint is the user's answer, not a reason to try PyTorch
+    except Exception as e:  # noqa: BLE001 - a model the exporter cannot handle still predicts
+        log.warning("ONNX export of %s failed (%s); using PyTorch", checkpoint, e)
+        return Predictor.from_checkpoint(checkpoint, **torch_options)
+
+
+def _matching_export(checkpoint: Path, digest: str, options: Dict[str, Any]) -> Optional[OnnxPredictor]:
+    """The run's own export beside `checkpoint` (int8 first), when it was made from this very file."""
+    for candidate in (checkpoint.parent / INT8_FILE, checkpoint.parent / FP32_FILE):
+        if not candidate.is_file():
+            continue
+        try:
+            predictor = OnnxPredictor(candidate, **options)
+        except Exception:  # noqa: BLE001 - a damaged export: the next choice serves
+            continue
+        if predictor.metadata.get("fer.source_sha256") == digest:  # a retrained best.pt makes it stale
+            return predictor
+    return None
 
 
 def run_kind(run_dir: Path) -> Optional[str]:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from fer.data.preprocess import to_model_input
+from fer.data.preprocess import faces_to_model_input
 from fer.core.registry import Registry
 
 CAM_METHODS: Registry[type] = Registry("CAM method")
@@ -67,8 +67,7 @@ def explain_faces(predictor, faces: np.ndarray, method: str = "gradcam", target:
     """(heatmaps N×48×48 in 0..1, explained class indices) for uint8 N×48×48 faces (array or list)."""
     model, spec = predictor.model, predictor.spec
     faces = np.ascontiguousarray(np.asarray(faces, dtype=np.uint8))
-    x = to_model_input(torch.from_numpy(faces)[:, None], spec)
-    x = x.to(next(model.parameters()).device)
+    x = faces_to_model_input(faces, spec).to(next(model.parameters()).device)
     with torch.no_grad():
         predicted = model(x).argmax(1).tolist()
     index = _class_index(target, predictor.class_names)
@@ -95,8 +94,7 @@ def attention_views(predictor, faces: np.ndarray) -> Dict[str, np.ndarray]:
     """Built-in attention, as N×48×48 arrays in 0..1: CBAM maps per block, Deep-Emotion's warped input."""
     model, spec = predictor.model, predictor.spec
     faces = np.ascontiguousarray(np.asarray(faces, dtype=np.uint8))
-    x = to_model_input(torch.from_numpy(faces)[:, None], spec)
-    x = x.to(next(model.parameters()).device)
+    x = faces_to_model_input(faces, spec).to(next(model.parameters()).device)
     size = faces.shape[1:]
     views: Dict[str, np.ndarray] = {}
     if hasattr(model, "attention_maps"):

@@ -7,18 +7,21 @@ with evaluation), an `Ensemble`, or the MediaPipe-feature `BlendshapePredictor`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Protocol, Sequence
+from typing import Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from fer.inference.faces import Face, FaceDetector, crop_face, to_gray
 
 
+@runtime_checkable
 class Classifier(Protocol):
     """What the pipeline, evaluation and the pages need of a model."""
 
     name: str
     class_names: Sequence[str]
+    backend: str  # what computes it: "torch", "onnxruntime-int8", "features", or an ensemble's joined by "+"
+    explainable: bool  # whether Grad-CAM can explain it: it holds a PyTorch image model (`model`, `spec`)
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """uint8 N×48×48 faces → N×C probabilities."""

@@ -54,6 +54,7 @@ class Predictor:
         self.provenance = provenance or {}  # which checkpoint and epoch, for evaluation records
         self.temperature = float(temperature)  # 1.0: the model's own probabilities
         self.backend = "torch"
+        self.explainable = True  # Grad-CAM can look inside the PyTorch model
 
     @classmethod
     def from_loaded(cls, ckpt: Dict[str, Any], name: str = "", checkpoint: str = "", calibrated: bool = True,
@@ -96,6 +97,7 @@ class Predictor:
         """uint8 N×48×48 faces → N×C probabilities (float32)."""
         if len(faces) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        # TTA views are cut from the uint8 faces, before the one preprocessing (as in training).
         batch = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.uint8))[:, None]
         out = []
         for chunk in batch.split(self.batch_size):
@@ -118,9 +120,11 @@ class Ensemble:
             raise ValueError("ensemble members must share the same class names in the same order")
         self.members = list(members)
         self.class_names, self.name = names, "+".join(m.name for m in members)
-        self.backend = "+".join(dict.fromkeys(getattr(m, "backend", "features") for m in members))
+        self.backend = "+".join(dict.fromkeys(m.backend for m in members))
         # Grad-CAM explains the first member (when it is an image model).
-        self.model, self.spec = getattr(members[0], "model", None), getattr(members[0], "spec", None)
+        self.explainable = members[0].explainable
+        self.model = members[0].model if self.explainable else None
+        self.spec = members[0].spec if self.explainable else None
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """The mean of every member's probabilities."""

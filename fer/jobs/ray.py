@@ -17,17 +17,17 @@ import logging
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+from fer.config import ConfigError, RunConfig
 from fer.core.errors import UserError
+from fer.core.extras import require
+from fer.jobs.queue import LOCAL, describe_target, queue_key, train_command
 from fer.runs.writer import CANCEL_FILE, lock_held, write_status
-from fer.runs.store import FINISHED_STATES, read_status
+from fer.runs.store import FINISHED_STATES, read_config, read_status
 from fer.core.files import read_json, utc_now
 
-RAY_INSTALL = "pip install 'fer-studio[ray]'"
-LOCAL = "local"
 log = logging.getLogger(__name__)
 
 
@@ -37,56 +37,20 @@ class RayUnavailable(UserError):
 
 def require_ray():
     """The `ray` module, or RayUnavailable saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise RayUnavailable(f"running on a Ray cluster needs Ray, an optional extra: {RAY_INSTALL}") from None
-    return ray
+    return require("ray", "ray", "running on a Ray cluster needs Ray", RayUnavailable)
 
 
-def ray_target(address: Optional[str]) -> str:
-    """The target for `--ray [ADDRESS]`: "ray" (a local Ray instance), "ray:auto" or "ray:ADDRESS"."""
-    address = (address or "").strip()
-    return f"ray:{address}" if address else "ray"
-
-
-def ray_address(target: str) -> Optional[str]:
-    """The Ray address of a target ("" for a local instance), or None when it is not a Ray target."""
-    target = target or LOCAL
-    if target == "ray":
-        return ""
-    return target[len("ray:"):] if target.startswith("ray:") else None
-
-
-def describe_target(target: Optional[str]) -> str:
-    """A target in words: "this machine", "a local Ray instance", "the Ray cluster at …"."""
-    address = ray_address(target or LOCAL)
-    if address is None:
-        return "this machine"
-    return "a local Ray instance" if not address else \
-        ("the Ray cluster this machine belongs to" if address == "auto" else f"the Ray cluster at {address}")
-
-
-def task_resources(config: Dict[str, Any], cluster: Dict[str, float]) -> Dict[str, float]:
+def task_resources(cfg: RunConfig, cluster: Dict[str, float]) -> Dict[str, float]:
     """What a run's task asks Ray for: its GPUs where the cluster has some, else CPU cores.
 
     One core for the training process plus one per data-loader worker; a multi-process (DDP) run on
     a CPU-only cluster needs that for each of its `train.gpus` processes.
     """
-    train = config.get("train") if isinstance(config.get("train"), dict) else {}
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    processes = max(1, _int(train.get("gpus"), 1))
-    cores = 1 + max(0, _int(data.get("num_workers"), 0))
+    processes = max(1, cfg.train.gpus)
+    cores = 1 + max(0, cfg.data.num_workers)
     if cluster.get("GPU", 0) >= 1:
         return {"num_gpus": processes, "num_cpus": cores}
     return {"num_cpus": cores * processes}
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
 
 
 def _fits(need: Dict[str, float], held: List[Dict[str, float]], cluster: Dict[str, float]) -> bool:
@@ -104,8 +68,7 @@ def train_on_node(run_dir: str) -> Dict[str, Any]:
     state = read_status(Path(run_dir)).get("state")
     if state != "queued":  # cancelled (or started elsewhere) while it waited for resources
         return {"skipped": state, "node": socket.gethostname()}
-    proc = subprocess.Popen([sys.executable, "-m", "fer", "train", "--run", run_dir, "--quiet"],
-                            stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(train_command(Path(run_dir)), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     try:
         return {"returncode": proc.wait(), "node": socket.gethostname()}
     except BaseException:  # ray.cancel raises KeyboardInterrupt here
@@ -159,8 +122,11 @@ class RayDispatcher:
         for run_dir in queue:
             if run_dir in self.tasks:
                 continue
-            config = read_json(run_dir / "config.json", {})
-            need = task_resources(config if isinstance(config, dict) else {}, cluster)
+            try:
+                need = task_resources(read_config(run_dir), cluster)
+            except ConfigError as e:  # a hand-edited config.json: fail the run, never the queue
+                write_status(run_dir, "failed", finished_at=utc_now(), error=f"config.json is unusable: {e}")
+                continue
             if not _fits(need, [], cluster):
                 write_status(run_dir, "failed", finished_at=utc_now(),
                              error=f"it needs {need} but {describe_target(self.target)} has {cluster}")
@@ -238,9 +204,8 @@ class RayRuns:
         """Whether a submitted task has not ended yet."""
         return self.dispatcher is not None and bool(self.dispatcher.tasks)
 
-    def poll(self, statuses: Dict[Path, Dict[str, Any]], queue_key: Callable[[Dict[str, Any], Path], Any],
-             paused: bool) -> int:
-        """Cancel and collect tasks, then hand queued Ray runs (in `queue_key` order) to their cluster; how many ended."""
+    def poll(self, statuses: Dict[Path, Dict[str, Any]], paused: bool) -> int:
+        """Cancel and collect tasks, then hand queued Ray runs (in queue order) to their cluster; how many ended."""
         ended = 0
         if self.dispatcher is not None:
             self.dispatcher.cancel_requested(statuses)

@@ -71,6 +71,19 @@ def read_status(run_dir: Path) -> Dict[str, Any]:
     return status
 
 
+def status_int(status: Dict[str, Any], key: str) -> int:
+    """A number in a status (priority, queue time, resume count); a hand-edited or damaged value counts as 0."""
+    try:
+        return int(status.get(key) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def run_folders(root: Path) -> List[Path]:
+    """The folders of `root` holding a config.json: the runs the queue and its worker see."""
+    return [p for p in Path(root).glob("*") if (p / "config.json").is_file()] if Path(root).is_dir() else []
+
+
 def read_jsonl(path: Path) -> List[Dict[str, Any]]:
     """The JSON lines of a file as dicts (empty when missing); a torn or foreign line is ignored."""
     return _read_jsonl_counted(path)[0]

@@ -39,21 +39,21 @@ from fer.runs.writer import create_run as create_run_folder, training_lock
 from fer.runs.store import default_runs_dir, read_config
 from fer.core.files import utc_now
 from fer.training.transfer import apply_freeze, parameter_groups
-from fer.training.validate import check_config
+from fer.training.validate import CheckedConfig, check_config
 
 CANCEL_CHECK_EVERY = 10  # batches between cancel checks in a multi-process run (each is a collective)
 
 
-def create_run(cfg: RunConfig, runs_dir: Optional[Path] = None, **status: Any) -> Path:
-    """Check `cfg` and make its run folder as 'queued' (with extra `status` fields); training may start later.
+def create_run(checked: CheckedConfig, runs_dir: Optional[Path] = None, **status: Any) -> Path:
+    """The run folder of a checked config, as 'queued' (with extra `status` fields); training may start later.
 
     Warnings from the check (a huge model, an emulated precision) go into the status and the run's log.
     """
-    warnings = check_config(cfg)
-    # Record where the data really came from, so `fer eval` finds it later from any directory.
-    cfg.data.path = str(Path(cfg.data.path or default_data_path()).expanduser().resolve())
-    return create_run_folder(cfg, Path(runs_dir or cfg.runs_dir or default_runs_dir()), warnings=warnings,
-                             **status)
+    if not isinstance(checked, CheckedConfig):
+        raise TypeError("create_run takes the CheckedConfig that check_config returns")
+    cfg = checked.config
+    return create_run_folder(cfg, Path(runs_dir or cfg.runs_dir or default_runs_dir()),
+                             warnings=list(checked.warnings), **status)
 
 
 @contextmanager
@@ -94,7 +94,7 @@ def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progr
     if run_dir is None:
         if cfg is None:
             raise ValueError("train() needs a config or a run folder")
-        run_dir = create_run(cfg)
+        run_dir = create_run(check_config(cfg))
     else:
         run_dir = Path(run_dir)
         cfg = read_config(run_dir)

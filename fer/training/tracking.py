@@ -19,6 +19,7 @@ import numpy as np
 
 from fer.runs import writer as run_writer
 from fer.config import RunConfig
+from fer.core.extras import install_hint
 from fer.core.registry import Registry
 
 TRACKERS: Registry[Callable[[RunConfig, Path], "Tracker"]] = Registry("tracker")
@@ -203,8 +204,7 @@ class Trackers:
                 started.append(TRACKERS.get(name)(cfg, run_dir, folder))
                 log.info("tracking with %s", name)
             except ImportError:
-                log.warning("warning: tracker %s is off for this run: not installed (pip install "
-                            "'fer-studio[%s]')", name, name)
+                log.warning("warning: tracker %s is off for this run: not installed (%s)", name, install_hint(name))
             except Exception as e:  # offline, refused, misconfigured: the run goes on without it
                 log.warning("warning: tracker %s is off for this run: %s: %s", name, type(e).__name__, e)
         return cls(started, log)

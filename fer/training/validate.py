@@ -8,15 +8,18 @@ now), and the data (the source exists and every split the run needs has images).
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, List, Tuple
 
 import torch
 
 from fer.data.augment import AUGMENTATIONS
 from fer.config import FIXED_CHOICES, ConfigError, FieldSpec, RunConfig, field_specs, get_field
-from fer.data import DataError, default_data_path, load_run_data, run_class_names, splits_for
+from fer.data import RunData, default_data_path, run_class_names
 from fer.core.device import amp_dtype, amp_warning, select_device
 from fer.models import MODELS, count_parameters, create_model
 from fer.training.optim import OPTIMIZERS, SCHEDULERS
@@ -136,25 +139,23 @@ def _check_model(cfg: RunConfig) -> List[str]:
     return []
 
 
-def _check_data(cfg: RunConfig) -> None:
-    data = load_run_data(cfg, cfg.data.path or str(default_data_path()))
-    splits = splits_for(cfg, data)
-    for role, index in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
-        if len(index) == 0:
-            where = {"test": f"data.test_split={cfg.data.test_split}", "val": f"data.val_source={cfg.data.val_source}",
-                     "train": "Training"}[role]
-            raise DataError(f"{data.origin} has no images for {where} ({role}); its splits are "
-                            f"{', '.join(sorted(set(data.split_names())))}")
+@dataclass(frozen=True)
+class CheckedConfig:
+    """A run config that passed `check_config`, its data source resolved, with the warnings its costly
+    settings raised. `create_run` and `submit` take only this, so one launch is checked exactly once."""
+
+    config: RunConfig
+    warnings: Tuple[str, ...] = ()
 
 
-def check_config(cfg: RunConfig) -> List[str]:
-    """Raise ConfigError/DataError on a setting that cannot train; return warnings for costly ones."""
+def check_config(cfg: RunConfig) -> CheckedConfig:
+    """Raise ConfigError/DataError on a setting that cannot train; the checked config, with warnings for costly ones."""
     _check_choices(cfg)
     _check_numbers(cfg)
     warnings = _check_model(cfg)
-    try:
-        _check_data(cfg)
-    except ValueError as e:  # make_splits' own checks (e.g. a split too small to stratify)
-        raise DataError(str(e)) from None
+    config = copy.deepcopy(cfg)
+    # Record where the data really came from, so `fer eval` finds it later from any directory.
+    config.data.path = str(Path(cfg.data.path or default_data_path()).expanduser().resolve())
+    RunData.from_config(config).check()
     warning = amp_warning(cfg.train.amp, select_device(cfg.train.device))
-    return warnings + ([warning] if warning else [])
+    return CheckedConfig(config, tuple(warnings + ([warning] if warning else [])))

@@ -20,7 +20,7 @@ from fer.config import ConfigError, load_config
 from fer.data import DataError
 from fer.jobs.submit import fitted_to_data, submit
 from fer.jobs.queue import set_worker_slots
-from fer.jobs.ray import LOCAL
+from fer.jobs.queue import LOCAL
 from fer.core.registry import Registry
 from fer.runs.writer import request_cancel
 from fer.runs.store import FINISHED_STATES, default_runs_dir, read_metrics, read_status
@@ -172,7 +172,7 @@ def run_sweep(study, settings: SweepSettings, runs_dir: Optional[Path] = None, p
             cfg = trial_config(study, trial.params, f"{study.study_name}-t{trial.number}",
                                [f"sweep:{study.study_name}", f"trial:{trial.number}"])
             try:
-                run_dir = submit(fitted_to_data([cfg])[0], root, settings.target)
+                run_dir = submit(check_config(fitted_to_data([cfg])[0]), root, settings.target)
             except (ConfigError, DataError) as e:  # this combination cannot train: Optuna learns it failed
                 trial.set_user_attr("error", str(e))
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -16,12 +16,12 @@ import pandas as pd
 
 from fer.config import RunConfig, from_dict, load_config
 from fer.core.errors import UserError
+from fer.core.extras import require
 from fer.runs.store import default_runs_dir
 from fer.jobs.sweeps.space import Param, as_overrides, parse_space, trial_layer
 
 SWEEPS_FOLDER = "sweeps"
 METRIC = "val_acc"  # maximised: the best validation accuracy of the trial's run (never a test split)
-OPTUNA_INSTALL = "pip install 'fer-studio[sweep]'"
 
 
 class SweepError(UserError):
@@ -30,10 +30,7 @@ class SweepError(UserError):
 
 def require_optuna():
     """The `optuna` module (quiet: the sweep prints its own lines), or SweepError saying how to install it."""
-    try:
-        import optuna
-    except ImportError:
-        raise SweepError(f"sweeps need Optuna, an optional extra: {OPTUNA_INSTALL}") from None
+    optuna = require("optuna", "sweep", "sweeps need Optuna", SweepError)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
