@@ -24,6 +24,7 @@ dashboard: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# For development: skips the tests marked slow (browser, worker queues, suites, long trainings).
+# For development: skips the tests marked slow (browser, worker queues, suites, trainings, subprocesses),
+# two test processes at once (one thread each): under 3 minutes on a 2-core machine.
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -n 2

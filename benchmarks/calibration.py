@@ -7,9 +7,9 @@ import argparse
 import platform
 from datetime import date
 
-from fer.metrics.calibration import apply_temperature, expected_calibration_error
-from fer.data import load_run_data, split_index
+from fer.data import RunData
 from fer.inference.predictor import Predictor
+from fer.metrics.calibration import apply_temperature, expected_calibration_error
 from fer.runs.store import SHIPPED_RUN_DIR, read_config, resolve_run
 
 
@@ -23,12 +23,13 @@ def main() -> None:
     cfg = read_config(run_dir)
     raw_model = Predictor.from_run(run_dir, calibrated=False)
     temperature = Predictor.from_run(run_dir).temperature
-    data = load_run_data(cfg, args.data)
+    run_data = RunData.from_config(cfg, args.data)
+    data = run_data.data
     print(f"model {run_dir.name}; T = {temperature:.3f} (fitted on validation); "
           f"{platform.processor() or platform.machine()}; {date.today()}")
     print("| split | faces | accuracy | ECE without T | ECE with T |\n|---|---|---|---|---|")
     for role in ("val", "test"):
-        index, name = split_index(cfg, data, role)
+        index, name = run_data.split(role)
         raw = raw_model.predict_faces(data.images[index])
         labels = data.labels[index]
         print(f"| {name} | {len(index):,} | {(raw.argmax(1) == labels).mean():.2%} | "

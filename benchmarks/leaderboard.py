@@ -16,8 +16,8 @@ from pathlib import Path
 
 from fer.config import RunConfig
 from fer.models import MODELS
-from fer.runs.writer import append_metrics, write_json, write_status, write_text
 from fer.runs.store import list_runs
+from fer.runs.writer import append_metrics, write_json, write_status, write_text
 
 
 def make_runs(root: Path, n: int) -> None:

@@ -25,9 +25,9 @@ import torch
 from predict_latency import frame_640x480  # the same real-face frame as the latency benchmark
 
 from fer.data import load_fer2013
+from fer.inference.export import calibration_faces, export_onnx
 from fer.inference.faces import DetectorSettings, create_detector
 from fer.inference.onnx import INT8_FILE, OnnxPredictor
-from fer.inference.export import calibration_faces, export_onnx
 from fer.inference.pipeline import predict_image
 from fer.inference.predictor import Predictor
 from fer.runs.store import SHIPPED_RUN_DIR, resolve_run

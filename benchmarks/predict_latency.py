@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from skimage import data as skdata
 
-from fer.inference.faces import DetectorSettings, create_detector, crop_face, to_gray
 from fer.inference.classifiers import load_classifier
+from fer.inference.faces import DetectorSettings, create_detector, crop_face, to_gray
 
 
 def frame_640x480() -> np.ndarray:

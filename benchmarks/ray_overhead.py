@@ -22,11 +22,10 @@ from datetime import date
 from pathlib import Path
 
 from fer.config import load_config
+from fer.jobs.queue import LOCAL, ray_target, set_worker_slots
 from fer.jobs.submit import submit_all
-from fer.training.validate import check_config
-from fer.jobs.queue import set_worker_slots
-from fer.jobs.queue import LOCAL, ray_target
 from fer.runs.store import FINISHED_STATES, read_status
+from fer.training.validate import check_config
 
 
 def batch(data: str, root: Path, target: str, args: argparse.Namespace) -> dict:

@@ -18,14 +18,14 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from fer.data.augment import build_augmentation
 from fer.config import RunConfig
-from fer.data import load_fer2013
-from fer.data.loaders import train_loader
 from fer.core.device import amp_dtype
-from fer.training.loops import autocast
-from fer.models import create_model
+from fer.data import load_fer2013
+from fer.data.augment import build_augmentation
+from fer.data.loaders import train_loader
 from fer.data.preprocess import to_model_input
+from fer.models import create_model
+from fer.training.loops import autocast
 
 
 def imagefolder_loader(root: str, batch_size: int, workers: int) -> DataLoader:

@@ -9,9 +9,10 @@ from typing import Dict
 import pandas as pd
 import streamlit as st
 
-from fer.inference.classifiers import available_models, load_ensemble, unusable_models
 from fer.data import FaceData, default_data_path, load_fer2013
 from fer.data.cache import is_cached
+from fer.data.stats import DatasetReport, dataset_report
+from fer.inference.classifiers import available_models, load_ensemble, unusable_models
 from fer.inference.pipeline import Classifier
 from fer.runs.store import default_runs_dir, list_runs
 
@@ -52,6 +53,12 @@ def cached_dataset(path: str) -> FaceData:
             bar.empty()
         _DECODED.add(path)
     return _cached_dataset(path)
+
+
+@st.cache_data(show_spinner="Computing statistics…", max_entries=4)
+def cached_report(path: str) -> DatasetReport:
+    """The source's statistics (what the Overview and the Data page show), computed once per source."""
+    return dataset_report(cached_dataset(path))
 
 
 @st.cache_data(ttl=5, show_spinner=False)

@@ -1,8 +1,9 @@
 """Shared fixtures. Tests read real FER2013 through FER_TEST_DATA (set by .ci/run / the Makefile).
 
-Tiers: tests marked `slow` (the browser, real worker queues, suites, long trainings) run in the full
-suite (`make test`, CI) and are skipped by `make test-fast`. One tiny run, trained once per session
-(`trained_run`), serves every module that only needs *a* trained model.
+Tiers: tests marked `slow` (the browser, real worker queues, suites, long trainings, subprocess
+trainings) run in the full suite (`make test`, CI) and are skipped by `make test-fast`. One tiny run,
+trained once per session (`trained_run`), serves every module that only needs *a* trained model.
+Helpers reach tests as fixtures (`tiny_overrides`, `write_fer_csv`, ...), never by importing this file.
 """
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per test process (set before PyTorch is imported):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # two processes on two cores, not four threads fighting
 
 import cv2
 import numpy as np
@@ -170,3 +174,41 @@ def mediapipe_models():
     offline = bool(os.environ.get("FER_MODEL_CACHE"))
     return [ensure_model_file(name, download=not offline)
             for name in ("blaze_face_short_range.tflite", "face_landmarker.task")]
+
+
+# --- helpers, as fixtures -----------------------------------------------------------------------------------------
+
+@pytest.fixture(name="tiny_overrides", scope="session")
+def tiny_overrides_fixture():
+    """tiny_overrides(data, runs, epochs, *extra): --set items for a fast CPU run on the small sample."""
+    return tiny_overrides
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> str:
+    """The --set item of the tiny CNN every quick training uses."""
+    return TINY_MODEL
+
+
+@pytest.fixture(scope="session")
+def known_counts() -> dict:
+    """The published per-class counts of the image-folder release (Training, PublicTest)."""
+    return KNOWN_COUNTS
+
+
+@pytest.fixture(name="write_fer_csv", scope="session")
+def write_fer_csv_fixture():
+    """write_fer_csv(data, path, header=..., extra_rows=...): FaceData written as Kaggle's fer2013.csv."""
+    return write_fer_csv
+
+
+@pytest.fixture(name="csv_as_image_folders", scope="session")
+def csv_as_image_folders_fixture():
+    """csv_as_image_folders(csv, dest): the CSV written out in the image-folder release's layout."""
+    return csv_as_image_folders
+
+
+@pytest.fixture(scope="session")
+def data_from_csv() -> bool:
+    """Whether the test data came from fer2013.csv (its pixels differ slightly from the release's JPEGs)."""
+    return DATA_FROM_CSV

@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from fer.training.blendshape_run import train_blendshape_run
-from fer.inference.blendshapes import (N_BLENDSHAPES, N_FEATURES, BlendshapeClassifier, BlendshapePredictor, FeatureExtractor,
-                             geometry_features)
+from fer.inference.blendshapes import (BlendshapeClassifier, BlendshapePredictor, FeatureExtractor, N_BLENDSHAPES,
+                                       N_FEATURES, geometry_features)
 from fer.inference.classifiers import load_classifier
-from fer.training.evaluate import evaluate_run
 from fer.inference.faces import create_detector
 from fer.inference.pipeline import predict_image
-from fer.runs.writer import save_arrays, write_json
 from fer.runs.store import list_runs, read_status
+from fer.runs.writer import save_arrays, write_json
+from fer.training.blendshape_run import blendshape_config
+from fer.training.evaluate import evaluate_run
+from fer.training.fit import train
 
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
@@ -21,8 +22,9 @@ pytestmark = pytest.mark.usefixtures("mediapipe_models")
 
 @pytest.fixture(scope="module")
 def blendshape_run(small_folder, tmp_path_factory):
-    return train_blendshape_run(str(small_folder), "blendshapes-test", tmp_path_factory.mktemp("runs"),
-                                Cs=(0.1, 1.0))
+    cfg = blendshape_config(str(small_folder), "blendshapes-test", (0.1, 1.0), limit=0, seed=0, tags=())
+    cfg.runs_dir = str(tmp_path_factory.mktemp("runs"))
+    return train(cfg)  # checked, queued, then trained as every run is
 
 
 def test_features_of_real_faces(small_data):

@@ -10,15 +10,15 @@ import shutil
 import numpy as np
 import pytest
 
-from fer.metrics.calibration import (apply_temperature, calibration_metrics, expected_calibration_error, fit_temperature,
-                             reliability_table)
-from fer.runs.checkpoint import load_checkpoint
 from fer.cli.main import main
-from fer.runs.compare import reliability
-from fer.training.evaluate import calibrate_run
-from fer.inference.predictor import Predictor
-from fer.runs.store import SHIPPED_RUN_DIR
 from fer.core.files import read_json
+from fer.inference.predictor import Predictor
+from fer.metrics.calibration import (apply_temperature, calibration_metrics, expected_calibration_error,
+                                     fit_temperature, reliability_table)
+from fer.runs.checkpoint import load_checkpoint
+from fer.runs.compare import reliability
+from fer.runs.store import SHIPPED_RUN_DIR
+from fer.training.evaluate import calibrate_run
 
 
 def _overconfident(n: int = 4000, classes: int = 7, seed: int = 0):

@@ -8,10 +8,9 @@ import time
 
 import pytest
 
-from conftest import tiny_overrides
-from fer.training.validate import check_config
 from fer.cli.main import main
 from fer.runs.store import read_metrics, read_status, resolve_run
+from fer.training.validate import check_config
 
 
 def fer(*args, env=None, check=True, timeout=300):
@@ -39,7 +38,7 @@ def test_help_for_every_command(command, capsys):
 
 
 @pytest.mark.slow
-def test_train_runs_eval_end_to_end(small_folder, tmp_path):
+def test_train_runs_eval_end_to_end(small_folder, tmp_path, tiny_overrides):
     config = tmp_path / "exp.yaml"
     config.write_text("name: cli-run\ntags: [cli]\noptim:\n  lr: 0.003\n")
     proc = fer("train", "--config", config, *sets(tiny_overrides(small_folder, tmp_path / "runs", 2)),
@@ -68,7 +67,7 @@ def test_train_runs_eval_end_to_end(small_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_crash_then_resume(small_folder, tmp_path):
+def test_crash_then_resume(small_folder, tmp_path, tiny_overrides):
     runs = tmp_path / "runs"
     args = [sys.executable, "-m", "fer.cli.main", "train", "--quiet",
             *sets(tiny_overrides(small_folder, runs, 30, "name=crashy", "augmentation=none"))]
@@ -100,7 +99,7 @@ def test_crash_then_resume(small_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_cancels_cleanly(small_folder, tmp_path):
+def test_sigterm_cancels_cleanly(small_folder, tmp_path, tiny_overrides):
     runs = tmp_path / "runs"
     args = [sys.executable, "-m", "fer.cli.main", "train", "--quiet",
             *sets(tiny_overrides(small_folder, runs, 50, "name=term"))]
@@ -117,7 +116,7 @@ def test_sigterm_cancels_cleanly(small_folder, tmp_path):
     assert read_status(found[0])["state"] == "cancelled"
 
 
-def test_cancel_command_goes_through_the_job_queue(small_folder, tmp_path):
+def test_cancel_command_goes_through_the_job_queue(small_folder, tmp_path, tiny_overrides):
     from fer.config import load_config
     from fer.runs.writer import write_status
     from fer.training.fit import create_run
@@ -131,6 +130,7 @@ def test_cancel_command_goes_through_the_job_queue(small_folder, tmp_path):
     assert (running / "CANCEL").exists()
 
 
+@pytest.mark.slow
 def test_data_stats_on_csv_and_folders(small_csv, small_folder):
     out = fer("data", "stats", small_csv).stdout
     assert "385 images" in out and "imbalance ratio" in out and "exact duplicates" in out
@@ -165,7 +165,7 @@ def test_light_commands_never_import_torch(tmp_path):
 
 
 def test_runs_table_fits_the_terminal(trained_run):
-    from fer.cli.main import fit_table
+    from fer.cli.queue import fit_table
     from fer.runs.store import BOARD_COLUMNS, list_runs
     board = list_runs(trained_run.parent, include_default=True)[BOARD_COLUMNS]
     for width in (60, 100, 160):

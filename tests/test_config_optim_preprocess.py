@@ -1,5 +1,6 @@
 """Config layering, optimizer/scheduler registries, and the one preprocessing path."""
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +9,9 @@ import torch
 
 from fer.config import ConfigError, RunConfig, flatten, load_config
 from fer.data.loaders import eval_loader
+from fer.data.preprocess import Preprocessing, to_model_input
 from fer.inference.faces import Face, crop_face, to_gray
 from fer.training.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
-from fer.data.preprocess import Preprocessing, to_model_input
 
 
 def test_config_layers_defaults_file_then_overrides(tmp_path):
@@ -60,16 +61,42 @@ def test_optimizers_reduce_a_convex_loss(name):
     assert (w ** 2).sum().item() < 0.5 * start
 
 
+# The learning rate at the start of each of 6 epochs (5 batches each), stepped at the scheduler's declared
+# cadence exactly as the training loop does: a schedule stepped per batch when it counts epochs (or the
+# reverse) ends far too early or never, and its trace differs from these.
+SCHEDULE_TRACES = {
+    "none": [0.1] * 6,
+    "step": [0.1, 0.1, 0.01, 0.01, 0.001, 0.001],  # step_size 2
+    "multistep": [0.1, 0.1, 0.01, 0.01, 0.001, 0.001],  # milestones [2, 4]
+    "plateau": [0.1, 0.1, 0.05, 0.025, 0.0125, 0.00625],  # an accuracy that never improves, patience 0
+    "cosine": [0.05 * (1 + math.cos(math.pi * e / 6)) for e in range(6)],
+    "warmup_cosine": [0.02, 0.1, 0.09045, 0.06545, 0.03455, 0.00955],  # one warm-up epoch, then cosine
+    "onecycle": [0.004, 0.07037, 0.09778, 0.075, 0.03887, 0.00869],  # max_lr / 25 up to the peak at 30%, down
+}
+
+
 @pytest.mark.parametrize("name", SCHEDULERS.names())
-def test_schedulers_build_with_their_cadence(name):
+def test_each_scheduler_spans_the_run_at_its_cadence(name):
+    cfg = load_config(None, [f"sched.name={name}", "sched.step_size=2", "sched.milestones=[2, 4]",
+                             "sched.patience=0", "sched.warmup_epochs=1"]).sched
     w = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([w], lr=0.1)
-    sched, cadence = build_scheduler(opt, load_config(None, [f"sched.name={name}"]).sched, epochs=4,
-                                     steps_per_epoch=10)
-    assert cadence in ("batch", "epoch", "plateau")
+    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+    sched, cadence = build_scheduler(opt, cfg, epochs=6, steps_per_epoch=5)
     assert (sched is None) == (name == "none")
-    expected = {"onecycle": "batch", "warmup_cosine": "batch", "plateau": "plateau"}.get(name, "epoch")
-    assert cadence == expected
+    starts = []
+    for _ in range(6):
+        starts.append(opt.param_groups[0]["lr"])
+        for _ in range(5):
+            opt.step()
+            if cadence == "batch":
+                sched.step()
+        if cadence == "epoch" and sched is not None:
+            sched.step()
+        elif cadence == "plateau":
+            sched.step(0.5)
+    assert starts == pytest.approx(SCHEDULE_TRACES[name], rel=1e-3), cadence
+    if name in ("cosine", "warmup_cosine"):  # annealed to min_lr exactly when the run ends
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_onecycle_peaks_mid_run_and_plateau_reduces():

@@ -5,11 +5,10 @@ from typing import Optional
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import tiny_overrides
-from fer.training.validate import check_config
 from fer.config import load_config
 from fer.runs.store import list_runs, resolve_run
 from fer.training.fit import train
+from fer.training.validate import check_config
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -94,7 +93,7 @@ def test_predict_page_reports_bad_uploads_and_faceless_images(tmp_path, runs_wit
 
 
 @pytest.fixture(scope="module")
-def two_runs(small_folder, tmp_path_factory):
+def two_runs(small_folder, tmp_path_factory, tiny_overrides):
     runs = tmp_path_factory.mktemp("compare_runs")
     train(load_config(None, tiny_overrides(small_folder, runs, 2, "name=slow", "optim.lr=0.001", "tags=[suite:depth, variant:depth1, seed:0]")))
     train(load_config(None, tiny_overrides(small_folder, runs, 2, "name=fast", "optim.lr=0.01")))
@@ -226,6 +225,24 @@ def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_fo
     assert worker_pid(tmp_path) is None
 
 
+def test_one_launch_from_the_train_page_checks_its_config_once(small_folder, tmp_path, monkeypatch):
+    from fer.jobs.queue import cancel, queued_runs, set_paused
+    from fer.training import validate
+
+    checks = []
+    real = validate._check_model  # every check_config call builds the model once, on the meta device
+    monkeypatch.setattr(validate, "_check_model", lambda cfg: checks.append(cfg.name) or real(cfg))
+    set_paused(tmp_path, True)  # queued, not trained: this test is about the launch
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
+    at.text_input(key="train_field_name").set_value("checked-once")
+    at.text_input(key="train_field_model.kwargs").set_value("{widths: [8, 16, 32], hidden: 32}")
+    at.button(key="FormSubmitter:train_form-Launch training").click().run()
+    assert not at.exception and "Queued" in at.toast[0].value
+    assert checks == ["checked-once"]  # the page's check is the only one: submit takes the checked config
+    (run,) = queued_runs(tmp_path)
+    assert cancel(run) == "cancelled (it was queued)"
+
+
 def test_train_page_rejects_a_bad_setting(small_folder, tmp_path):
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     at.number_input(key="train_field_train.epochs").set_value(0)
@@ -258,7 +275,7 @@ def test_train_page_asks_before_a_huge_model(small_folder, tmp_path):
     assert any("Not launched yet" in i.value for i in at.info) and list_runs(tmp_path).empty
 
 
-def test_a_failed_run_offers_edit_and_relaunch_instead_of_resume(small_folder, tmp_path):
+def test_a_failed_run_offers_edit_and_relaunch_instead_of_resume(small_folder, tmp_path, tiny_overrides):
     from fer.runs.writer import write_status
     from fer.training.fit import create_run
 
@@ -285,7 +302,7 @@ def test_gradcam_page_says_when_face_detection_falls_back_offline(tmp_path, monk
     assert any("Haar" in w.value for w in at.warning) and len(at.image) >= 1  # said, and it still works
 
 
-def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_path):
+def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_path, tiny_overrides):
     from fer.jobs.queue import cancel, queued_runs, set_paused, settings
     from fer.training.fit import create_run
 
@@ -340,7 +357,7 @@ def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(smal
     cancel(run)
 
 
-def test_sweeps_page_shows_a_study_and_launches_its_best_trial(small_folder, tmp_path):
+def test_sweeps_page_shows_a_study_and_launches_its_best_trial(small_folder, tmp_path, tiny_overrides):
     optuna = pytest.importorskip("optuna")
     from fer.jobs.queue import cancel, set_paused
     from fer.jobs.sweeps import SweepSettings, open_study

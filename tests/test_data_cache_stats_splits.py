@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from fer.core.constants import CLASS_NAMES
-from fer.data import FaceData, load_fer2013, make_splits
-from fer.data import cache as cache_module
-from fer.data.stats import (class_counts, duplicate_groups, imbalance_ratio, leakage_report, mean_faces,
-                            pixel_stats, summarize)
+from fer.data import FaceData, cache as cache_module, load_fer2013, make_splits
+from fer.data.stats import (class_counts, duplicate_groups, imbalance_ratio, leakage_report, mean_faces, pixel_stats,
+                            summarize)
 
 
 def test_cache_serves_second_load_and_notices_changes(small_folder, tmp_path, monkeypatch):

@@ -4,18 +4,17 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import KNOWN_COUNTS, write_fer_csv
 from fer.core.constants import CLASS_NAMES, SPLITS
 from fer.data import DataError, load_fer2013, read_fer_csv, read_image_folders
 from fer.data.readers import resolve_source
 from fer.data.stats import class_counts
 
 
-def test_full_image_folders_match_published_counts(full_data):
+def test_full_image_folders_match_published_counts(full_data, known_counts):
     counts = class_counts(full_data)
     assert counts.loc["Training", "total"] == 28_709
     assert counts.loc["PublicTest", "total"] == 3_589
-    for split, per_class in KNOWN_COUNTS.items():
+    for split, per_class in known_counts.items():
         for name, n in per_class.items():
             assert counts.loc[split, name] == n, (split, name)
     assert full_data.images.shape == (32_298, 48, 48) and full_data.images.dtype == np.uint8
@@ -28,8 +27,7 @@ def test_split_comes_from_file_prefix(full_data):
         assert source.split("/")[-1].startswith(split + "_")
 
 
-def test_a_csv_becomes_the_test_suites_image_folders(small_csv, small_data, tmp_path):
-    from conftest import csv_as_image_folders
+def test_a_csv_becomes_the_test_suites_image_folders(small_csv, small_data, tmp_path, csv_as_image_folders):
     folders = read_image_folders(csv_as_image_folders(small_csv, tmp_path / "fer2013"))
     order = np.lexsort((folders.labels, folders.images.reshape(len(folders), -1).sum(1)))
     expected = np.lexsort((small_data.labels, small_data.images.reshape(len(small_data), -1).sum(1)))
@@ -48,7 +46,7 @@ def test_csv_reader_matches_folder_reader(small_data, small_csv):
     assert from_csv.sources[0] == "csv:2"
 
 
-def test_icml_variant_header_with_spaces(small_data, tmp_path):
+def test_icml_variant_header_with_spaces(small_data, tmp_path, write_fer_csv):
     path = write_fer_csv(small_data.subset(np.arange(20)), tmp_path / "icml_face_data.csv",
                          header=("emotion", " Usage", " pixels"))
     # Column order differs too: rewrite rows as emotion, Usage, pixels.
@@ -60,7 +58,7 @@ def test_icml_variant_header_with_spaces(small_data, tmp_path):
     np.testing.assert_array_equal(data.labels, small_data.labels[:20])
 
 
-def test_csv_bad_rows_are_skipped_and_counted(small_data, tmp_path):
+def test_csv_bad_rows_are_skipped_and_counted(small_data, tmp_path, write_fer_csv):
     good = small_data.subset(np.arange(10))
     pixels = " ".join(["7"] * 2304)
     bad = [f"3,{' '.join(['7'] * 2303)},Training",            # wrong pixel count

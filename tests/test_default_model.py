@@ -6,12 +6,11 @@ import pytest
 from skimage import data as skdata
 
 from fer.data import load_fer2013
-from conftest import DATA_FROM_CSV
 from fer.inference.classifiers import load_classifier
-from fer.runs.release import MAX_BYTES
 from fer.inference.faces import create_detector
 from fer.inference.pipeline import predict_image
 from fer.inference.predictor import Predictor
+from fer.runs.release import MAX_BYTES
 from fer.runs.store import SHIPPED_RUN_DIR, list_runs, resolve_run
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
@@ -26,7 +25,7 @@ def test_shipped_run_folder_is_complete_and_small():
 
 
 @pytest.mark.slow
-def test_default_model_scores_its_card_on_public_test(fer_root):
+def test_default_model_scores_its_card_on_public_test(fer_root, data_from_csv):
     recorded = json.loads((SHIPPED_RUN_DIR / "eval_PublicTest.json").read_text())
     predictor = Predictor.default()
     data = load_fer2013(fer_root)
@@ -34,7 +33,7 @@ def test_default_model_scores_its_card_on_public_test(fer_root):
     probs = predictor.predict_faces(data.images[test])
     accuracy = float((probs.argmax(1) == data.labels[test]).mean())
     # Batching may move a borderline face or two; the CSV's original pixels are not the release's JPEGs.
-    assert accuracy == pytest.approx(recorded["accuracy"], abs=0.01 if DATA_FROM_CSV else 6e-4)
+    assert accuracy == pytest.approx(recorded["accuracy"], abs=0.01 if data_from_csv else 6e-4)
     assert accuracy >= 0.66  # the bar for a CPU-trained default model
 
 

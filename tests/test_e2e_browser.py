@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from conftest import tiny_overrides
 from fer.config import load_config
 from fer.training.fit import train
 
@@ -58,7 +57,7 @@ def write_y4m(path: Path, rgb: np.ndarray, seconds: int = 4, fps: int = 30) -> P
 
 
 @pytest.fixture(scope="module")
-def app_url(small_folder, tmp_path_factory):
+def app_url(small_folder, tmp_path_factory, tiny_overrides):
     runs = tmp_path_factory.mktemp("e2e_runs")
     train(load_config(None, tiny_overrides(small_folder, runs, 1, "name=e2e")))
     port = _free_port()

@@ -22,14 +22,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from conftest import tiny_overrides
-from fer.training.validate import check_config
-from fer.runs.checkpoint import load_checkpoint
 from fer.config import load_config
-from fer.runs.writer import RunBusy, delete_run, rename_run, training_lock
-from fer.runs.store import list_runs, read_metrics, read_status
 from fer.core.files import read_json
+from fer.runs.checkpoint import load_checkpoint
+from fer.runs.store import list_runs, read_metrics, read_status
+from fer.runs.writer import RunBusy, delete_run, rename_run, training_lock
 from fer.training.fit import create_run, train
+from fer.training.validate import check_config
 
 # A wide hidden layer makes checkpoints ~10 MB, so a write (and its fsync) lasts long enough to be hit.
 WIDE = "model.kwargs={widths: [8, 16, 32], hidden: 2048}"
@@ -40,10 +39,14 @@ def _fer(*args, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, start_new_session=True, **kwargs)
 
 
-def _queued(small_folder: Path, runs: Path, epochs: int, *extra: str) -> Path:
-    cfg = load_config(None, tiny_overrides(small_folder, runs, epochs, WIDE, "data.limit=96", "train.batch_size=16",
-                                           *extra))
-    return create_run(check_config(cfg), runs)
+@pytest.fixture
+def queued(small_folder, tiny_overrides):
+    """queued(runs, epochs, *extra): a queued run of the wide tiny model on a 96-face sample."""
+    def make(runs: Path, epochs: int, *extra: str) -> Path:
+        cfg = load_config(None, tiny_overrides(small_folder, runs, epochs, WIDE, "data.limit=96",
+                                               "train.batch_size=16", *extra))
+        return create_run(check_config(cfg), runs)
+    return make
 
 
 def _assert_intact(run: Path, epochs: int) -> int:
@@ -91,10 +94,10 @@ def _kill_when(proc: subprocess.Popen, run: Path, moment: str, rng: random.Rando
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_moments_never_loses_finished_work(small_folder, tmp_path):
+def test_kill_9_at_random_moments_never_loses_finished_work(queued, small_folder, tmp_path):
     # Long enough that no kill comes after the run's end: about 0.5 s an epoch, and a kill every 3–9 s.
     epochs, rng = 60, random.Random(13)
-    run = _queued(small_folder, tmp_path, epochs)
+    run = queued(tmp_path, epochs)
     moments = ["checkpoint", "random", "checkpoint", "random", "checkpoint", "random", "random", "evaluating"]
     killed = []
     for i, moment in enumerate(moments):
@@ -142,9 +145,9 @@ def _terminate_when(proc: subprocess.Popen, run: Path, moment: str, timeout: flo
 
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["training", "checkpoint"])
-def test_sigterm_cancels_cleanly_and_resume_finishes(small_folder, tmp_path, moment):
+def test_sigterm_cancels_cleanly_and_resume_finishes(queued, small_folder, tmp_path, moment):
     # A SIGTERM landing inside torch.save once came back re-wrapped as a RuntimeError: the run read as failed.
-    run = _queued(small_folder, tmp_path, 12)
+    run = queued(tmp_path, 12)
     proc = _fer("train", "--run", run.name, "--runs-dir", tmp_path, "--quiet")
     assert _terminate_when(proc, run, moment), "the run ended before the signal"
     status = read_status(run)
@@ -163,15 +166,15 @@ def _tmpfs(path: Path, size: int) -> None:
 
 
 @pytest.mark.slow
-def test_full_disk_fails_clearly_keeps_checkpoints_and_resumes_once_freed(small_folder, tmp_path):
-    probe = _queued(small_folder, tmp_path / "probe", 1)
+def test_full_disk_fails_clearly_keeps_checkpoints_and_resumes_once_freed(queued, small_folder, tmp_path):
+    probe = queued(tmp_path / "probe", 1)
     train(run_dir=probe)
     checkpoint = (probe / "last.pt").stat().st_size
     runs = tmp_path / "small_disk"
     # Room for one epoch's best.pt + last.pt and the small files, not for the next checkpoint's temp copy.
     _tmpfs(runs, 2 * checkpoint + 600 * 1024)
     try:
-        run = _queued(small_folder, runs, 4, "train.nonfinite=stop")
+        run = queued(runs, 4, "train.nonfinite=stop")
         train_proc = subprocess.run([sys.executable, "-m", "fer", "train", "--run", run.name, "--runs-dir", runs,
                                      "--quiet"], capture_output=True, text=True, timeout=300)
         status = read_status(run)
@@ -195,8 +198,8 @@ def test_full_disk_fails_clearly_keeps_checkpoints_and_resumes_once_freed(small_
 
 
 @pytest.mark.slow
-def test_a_run_trains_in_one_process_at_a_time(small_folder, tmp_path):
-    run = _queued(small_folder, tmp_path, 30)
+def test_a_run_trains_in_one_process_at_a_time(queued, small_folder, tmp_path):
+    run = queued(tmp_path, 30)
     first = _fer("train", "--run", run.name, "--runs-dir", tmp_path, "--quiet")
     try:
         while read_status(run).get("state") != "running":
@@ -222,8 +225,8 @@ def test_a_run_trains_in_one_process_at_a_time(small_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_started_at_once_train_each_run_once(small_folder, tmp_path):
-    runs = [_queued(small_folder, tmp_path, 1) for _ in range(2)]
+def test_two_workers_started_at_once_train_each_run_once(queued, small_folder, tmp_path):
+    runs = [queued(tmp_path, 1) for _ in range(2)]
     env = {**os.environ, "FER_SLOTS": "1"}
     workers = [subprocess.Popen([sys.executable, "-m", "fer", "worker", "--runs-dir", str(tmp_path)],
                                 stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
@@ -260,7 +263,7 @@ def test_editing_runs_while_the_leaderboard_reads_them(trained_run, tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])
-def test_a_diverging_run_stops_or_skips_and_says_so(policy, small_folder, tmp_path):
+def test_a_diverging_run_stops_or_skips_and_says_so(policy, small_folder, tmp_path, tiny_overrides):
     # Plain SGD with an absurd learning rate: one step later every loss is infinite or NaN.
     cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 2, "optim.name=sgd", "optim.lr=1e12",
                                            "data.limit=96", "train.batch_size=16", f"train.nonfinite={policy}"))

@@ -6,14 +6,13 @@ import json
 import numpy as np
 import pytest
 
-from conftest import tiny_overrides
-from fer.runs.checkpoint import load_checkpoint
 from fer.cli.main import main
 from fer.config import load_config
+from fer.core.files import read_json
 from fer.data import DataError, load_fer2013
 from fer.data.ferplus import FERPLUS_CLASSES, VOTE_COLUMNS, apply_ferplus, ferplus_target
 from fer.inference.predictor import Predictor
-from fer.core.files import read_json
+from fer.runs.checkpoint import load_checkpoint
 
 # FER2013 label index -> FER+ column (angry, disgust, fear, happy, sad, surprise, neutral).
 TO_FERPLUS = [4, 5, 6, 1, 3, 2, 0]
@@ -102,7 +101,7 @@ def test_ferplus_needs_the_csv_and_a_matching_votes_file(ferplus_files, small_fo
 
 
 @pytest.mark.parametrize("mode", ["majority", "soft"])
-def test_an_eight_class_ferplus_run_end_to_end(ferplus_files, tmp_path, mode, capsys):
+def test_an_eight_class_ferplus_run_end_to_end(ferplus_files, tmp_path, mode, capsys, tiny_overrides):
     from fer.training.fit import train
 
     csv_path, _ = ferplus_files
@@ -128,7 +127,7 @@ def test_an_eight_class_ferplus_run_end_to_end(ferplus_files, tmp_path, mode, ca
         assert list(at.dataframe[0].value.index) == list(FERPLUS_CLASSES)
 
 
-def test_bad_ferplus_settings_fail_before_a_run_exists(ferplus_files, small_folder, tmp_path):
+def test_bad_ferplus_settings_fail_before_a_run_exists(ferplus_files, small_folder, tmp_path, tiny_overrides):
     from fer.config import ConfigError
     from fer.training.validate import check_config
 

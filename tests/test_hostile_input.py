@@ -18,15 +18,13 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 from PIL import Image
 
-from conftest import write_fer_csv
-from fer.training.validate import check_config
-from fer.runs.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from fer.inference.classifiers import available_models, load_classifier, unusable_models
 from fer.config import ConfigError, load_config
 from fer.data import DataError, read_fer_csv, read_image_folders
+from fer.inference.classifiers import available_models, load_classifier, unusable_models
 from fer.inference.images import ImageError, load_image
-from fer.runs.writer import delete_run, new_run_id, record_evaluation, rename_run
+from fer.runs.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from fer.runs.store import SHIPPED_RUN_DIR, list_runs, resolve_run
+from fer.runs.writer import delete_run, new_run_id, record_evaluation, rename_run
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                       HealthCheck.function_scoped_fixture])
@@ -71,6 +69,7 @@ def runs_copy(trained_run, tmp_path) -> Path:
 
 # --- checkpoints ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_pickle_that_runs_code_is_refused_everywhere_without_running(runs_copy, small_folder, tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -126,7 +125,7 @@ def test_run_names_never_escape_the_runs_folder(name, tmp_path):
 
     cfg = load_config(None, [])
     cfg.name = name
-    run = create_run(check_config(cfg), tmp_path / "runs")
+    run = create_run(cfg, tmp_path / "runs")
     assert run.parent == tmp_path / "runs" and len(run.name) < 80
     assert set(run.name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
     assert json.loads((run / "config.json").read_text())["name"] == name  # the display name is kept as given
@@ -165,6 +164,7 @@ def test_new_run_ids_are_plain_names():
 
 # --- configs --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text, message", [
     ("!!python/object/apply:os.mkdir ['{marker}']\n", "not valid YAML/JSON"),
     ("train: !!python/object/new:os.system [touch {marker}]\n", "not valid YAML/JSON"),
@@ -265,6 +265,7 @@ def test_pages_list_every_other_run_beside_a_damaged_one(trained_run, small_fold
 
 # --- the shipped model stays read-only ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_evaluating_the_shipped_model_never_writes_into_the_package(small_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
     before = {p: p.stat().st_mtime_ns for p in SHIPPED_RUN_DIR.iterdir()}
@@ -304,7 +305,7 @@ def test_fuzzed_csv_rows_are_read_or_skipped_never_crash(rows, pixel_row, tmp_pa
 
 
 @pytest.mark.parametrize("variant", ["bom", "crlf", "quoted", "duplicate_header", "invalid_utf8", "huge_field"])
-def test_csv_variants_read_the_same_faces(variant, small_data, tmp_path):
+def test_csv_variants_read_the_same_faces(variant, small_data, tmp_path, write_fer_csv):
     clean = small_data.subset(np.arange(12))
     path = write_fer_csv(clean, tmp_path / "fer2013.csv")
     text = path.read_text()
@@ -382,6 +383,7 @@ def test_odd_image_files(tmp_path):
         load_image(b"\x89PNG" + b"\0" * (1024 * 1024 + 10), "big.png", max_bytes=1024 * 1024)
 
 
+@pytest.mark.slow
 def test_fer_predict_survives_folders_vanished_files_and_one_pixel_images(trained_run, small_folder, tmp_path):
     one = tmp_path / "one.png"
     Image.new("L", (1, 1), 128).save(one)

@@ -15,19 +15,19 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from fer.metrics.calibration import apply_temperature
 from fer.data import load_fer2013
 from fer.data.loaders import eval_loader
-from fer.training.loops import predict
+from fer.data.preprocess import Preprocessing, to_model_input
 from fer.inference.explain import CAM_METHODS, attention_views, explain_faces, overlay
-from fer.inference.faces import PHOTO_TILES, DetectorSettings, create_detector, crop_face, ensure_model_file
+from fer.inference.faces import DetectorSettings, PHOTO_TILES, create_detector, crop_face, ensure_model_file
 from fer.inference.faces.detectors import HaarDetector
 from fer.inference.faces.model_files import ModelFileUnavailable
 from fer.inference.images import ImageError, load_image
-from fer.models import MODELS, create_model
 from fer.inference.pipeline import NoFaceFound, predict_image
 from fer.inference.predictor import Ensemble, Predictor
-from fer.data.preprocess import Preprocessing, to_model_input
+from fer.metrics.calibration import apply_temperature
+from fer.models import MODELS, create_model
+from fer.training.loops import predict
 
 
 pytestmark = pytest.mark.usefixtures("mediapipe_models")
@@ -312,6 +312,7 @@ def test_attention_views_of_cbam_and_deep_emotion(small_data):
 
 # --- the CLI -------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fer_predict_cli(trained_run, tmp_path):
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(skdata.astronaut()).save(photo)

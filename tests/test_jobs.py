@@ -3,13 +3,12 @@ import time
 
 import pytest
 
-from conftest import tiny_overrides
-from fer.training.validate import check_config
 from fer.config import load_config
-from fer.jobs.submit import submit
 from fer.jobs.queue import cancel, queued_runs
+from fer.jobs.submit import submit
 from fer.jobs.worker import ensure_worker, resume, worker_pid
 from fer.runs.store import read_status
+from fer.training.validate import check_config
 
 
 pytestmark = pytest.mark.slow
@@ -22,7 +21,7 @@ def _wait(predicate, timeout=240):
     return predicate()
 
 
-def test_queue_runs_one_at_a_time_and_cancel_then_resume(small_folder, tmp_path):
+def test_queue_runs_one_at_a_time_and_cancel_then_resume(small_folder, tmp_path, tiny_overrides):
     first = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 2, "name=first"))), tmp_path)
     second = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=second"))), tmp_path)
     third = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "name=third"))), tmp_path)

@@ -4,13 +4,11 @@ import math
 import pytest
 import torch
 
-from conftest import tiny_overrides
-from fer.config import OptimConfig, load_config
-from fer.training.kaci import KaciFANN, MomentumKaci
-from fer.training.optim import OPTIMIZERS, build_optimizer, build_scheduler
-from fer.config import SchedConfig
+from fer.config import OptimConfig, SchedConfig, load_config
 from fer.runs.store import read_metrics
 from fer.training.fit import train
+from fer.training.kaci import KaciFANN, MomentumKaci
+from fer.training.optim import OPTIMIZERS, build_optimizer, build_scheduler
 
 KACI = [KaciFANN, MomentumKaci]
 
@@ -156,7 +154,7 @@ def test_onecycle_cycles_momentum_only_where_there_is_one():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,lr", [("kacifann", 0.3), ("momentum_kaci", 0.05)])
-def test_short_fer_training_reduces_the_loss(fer_root, tmp_path, name, lr):
+def test_short_fer_training_reduces_the_loss(fer_root, tmp_path, name, lr, tiny_overrides):
     cfg = load_config(None, tiny_overrides(fer_root, tmp_path, 4, f"optim.name={name}", f"optim.lr={lr}",
                                            "data.limit=2000", "sched.name=none", "augmentation=none",
                                            "train.amp=off"))

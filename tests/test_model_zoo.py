@@ -4,13 +4,13 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from fer.runs.checkpoint import checkpoint_payload, load_checkpoint, model_from_checkpoint
-from fer.runs.writer import save_checkpoint
 from fer.config import RunConfig
+from fer.data.preprocess import Preprocessing
 from fer.models import count_parameters, create_model
 from fer.models.blocks import CBAM, ResidualBlock, SqueezeExcite
 from fer.models.resnet import PretrainedWeightsError
-from fer.data.preprocess import Preprocessing
+from fer.runs.checkpoint import checkpoint_payload, load_checkpoint, model_from_checkpoint
+from fer.runs.writer import save_checkpoint
 
 
 @pytest.mark.parametrize("depth", [1, 3, 5, 7])

@@ -10,9 +10,9 @@ import textwrap
 
 import cv2
 import numpy as np
+import pytest
 from skimage import data as skdata
 
-from conftest import TINY_MODEL
 
 # Loaded before anything else in the child (a sitecustomize on PYTHONPATH): every attempt to resolve a
 # name or open a non-Unix socket is written to a log and refused.
@@ -80,7 +80,8 @@ def _child(tmp_path, env_extra, *args):
     return done, (log.read_text().splitlines() if log.exists() else [])
 
 
-def test_main_commands_never_touch_the_network(small_folder, tmp_path, mediapipe_models):
+@pytest.mark.slow
+def test_main_commands_never_touch_the_network(small_folder, tmp_path, mediapipe_models, tiny_model):
     cv2.imwrite(str(tmp_path / "photo.jpg"), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
     from fer.inference.video import VideoWriter
     clip = VideoWriter(tmp_path / "clip.mp4", 512, 512, 10)
@@ -88,7 +89,7 @@ def test_main_commands_never_touch_the_network(small_folder, tmp_path, mediapipe
         clip.write(np.ascontiguousarray(skdata.astronaut()), i / 10)
     clip.close()
     runs = tmp_path / "runs"
-    overrides = [f"data.path={small_folder}", f"runs_dir={runs}", "train.epochs=1", TINY_MODEL, "name=offline"]
+    overrides = [f"data.path={small_folder}", f"runs_dir={runs}", "train.epochs=1", tiny_model, "name=offline"]
     script = tmp_path / "commands.py"
     script.write_text(SCRIPT)
     done, attempts = _child(tmp_path, {"FER_RUNS_DIR": str(runs)}, str(script), str(small_folder), str(runs),
@@ -101,6 +102,7 @@ def test_main_commands_never_touch_the_network(small_folder, tmp_path, mediapipe
     assert [row["label"] for row in board] == ["default", "offline"] and board[1]["test_acc"] is not None, board
 
 
+@pytest.mark.slow
 def test_the_model_download_is_the_one_exception_and_falls_back_offline(tmp_path):
     cv2.imwrite(str(tmp_path / "photo.jpg"), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
     done, attempts = _child(tmp_path, {"FER_MODEL_CACHE": str(tmp_path / "empty-cache")},

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
 from fer.cli.main import main
 from fer.config import load_config
 from fer.core.constants import CLASS_NAMES
-from fer.models import MODELS, create_model
 from fer.inference.predictor import Predictor
+from fer.models import MODELS, create_model
+from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
 from fer.runs.writer import save_checkpoint
 
 pytest.importorskip("onnxruntime")  # the `onnx` extra (installed by the dev extra, so CI always runs these)

@@ -15,16 +15,15 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import tiny_overrides
-from fer.training.validate import check_config
 from fer.config import load_config
-from fer.jobs.submit import submit
+from fer.core.files import pid_alive
 from fer.inference.predictor import Predictor
 from fer.jobs.queue import describe_job, move, queued_runs, set_auto_resume, set_paused, set_priority, set_worker_slots
+from fer.jobs.submit import submit
 from fer.jobs.worker import ensure_worker, machine_slots, wait, worker_pid
 from fer.runs.store import read_metrics, read_status
-from fer.core.files import pid_alive
 from fer.training.fit import train
+from fer.training.validate import check_config
 
 LEARNS = ["model.kwargs={widths: [16, 32, 64], hidden: 64}", "data.limit=3000", "train.epochs=5",
           "augmentation=none", "optim.lr=0.003"]  # reaches ~35% on 3,000 real faces (majority class: 25%)
@@ -60,7 +59,7 @@ def _wait_for(predicate, timeout=300.0):
 
 # --- the queue, without training ---------------------------------------------------------------------------------
 
-def test_queue_order_priorities_and_moves(small_folder, tmp_path):
+def test_queue_order_priorities_and_moves(small_folder, tmp_path, tiny_overrides):
     from fer.training.fit import create_run
     set_paused(tmp_path, True)
     a, b, c = (create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={n}"))), tmp_path)
@@ -90,7 +89,7 @@ def test_slots_come_from_the_setting_or_fer_slots(tmp_path, monkeypatch):
 # --- the worker with several slots -------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_two_cpu_slots_run_two_jobs_at_once_and_a_two_slot_job_waits(small_folder, tmp_path):
+def test_two_cpu_slots_run_two_jobs_at_once_and_a_two_slot_job_waits(small_folder, tmp_path, tiny_overrides):
     set_worker_slots(tmp_path, 2)
     long = [load_config(None, tiny_overrides(small_folder, tmp_path, 12, f"name=long{i}")) for i in (1, 2)]
     first, second = (submit(check_config(cfg), tmp_path) for cfg in long)
@@ -110,7 +109,7 @@ def test_two_cpu_slots_run_two_jobs_at_once_and_a_two_slot_job_waits(small_folde
 
 
 @pytest.mark.slow
-def test_the_worker_honours_priorities(small_folder, tmp_path):
+def test_the_worker_honours_priorities(small_folder, tmp_path, tiny_overrides):
     set_paused(tmp_path, True)  # nothing starts while the queue is arranged
     runs = {name: submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 2, f"name={name}"))), tmp_path)
             for name in ("a", "b", "c")}
@@ -124,7 +123,7 @@ def test_the_worker_honours_priorities(small_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_killing_the_worker_leaves_runs_that_resume(small_folder, tmp_path):
+def test_killing_the_worker_leaves_runs_that_resume(small_folder, tmp_path, tiny_overrides):
     run = submit(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 40, "name=survivor"))), tmp_path)
     assert _wait_for(lambda: len(read_metrics(run)) >= 1 and (run / "last.pt").is_file())
     pid = worker_pid(tmp_path)
@@ -168,7 +167,7 @@ def test_ddp_on_two_processes_matches_one_process(fer_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_run_resumes_after_one_rank_is_killed(small_folder, tmp_path):
+def test_ddp_run_resumes_after_one_rank_is_killed(small_folder, tmp_path, tiny_overrides):
     args = [sys.executable, "-m", "fer", "train", "--quiet", "--nproc", "2",
             *_sets(tiny_overrides(small_folder, tmp_path, 30, "name=ranks", "train.batch_size=16"))]
     launcher = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -16,17 +16,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import tiny_overrides
-from fer.runs.checkpoint import load_checkpoint
 from fer.config import RunConfig, load_config
-from fer.jobs.submit import submit_all
-from fer.training.validate import check_config
-from fer.jobs.queue import describe_job
-from fer.jobs.worker import resume, wait
-from fer.jobs.ray import task_resources
-from fer.jobs.queue import describe_target, ray_address, ray_target
-from fer.runs.store import list_runs, read_metrics, read_status
 from fer.core.files import read_json
+from fer.jobs.queue import describe_job, describe_target, ray_address, ray_target
+from fer.jobs.ray import task_resources
+from fer.jobs.submit import submit_all
+from fer.jobs.worker import resume, wait
+from fer.runs.checkpoint import load_checkpoint
+from fer.runs.store import list_runs, read_metrics, read_status
+from fer.training.validate import check_config
 
 pytest.importorskip("ray")  # the `ray` extra (installed by the dev extra, so CI always runs these)
 
@@ -69,7 +67,7 @@ def _dead(proc: psutil.Process) -> bool:
 
 
 @pytest.mark.slow
-def test_ray_cancel_and_a_worker_that_dies(small_folder, tmp_path):
+def test_ray_cancel_and_a_worker_that_dies(small_folder, tmp_path, tiny_overrides):
     configs = [load_config(None, tiny_overrides(small_folder, tmp_path, 30, "data.limit=96", "train.batch_size=16",
                                                 f"name={name}")) for name in ("cancel-me", "lose-my-node")]
     cancelled, lost = submit_all([check_config(c) for c in configs], tmp_path, target=ray_target(None))

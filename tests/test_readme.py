@@ -71,3 +71,33 @@ def test_make_targets_exist():
     for target in re.findall(r"`make ([\w-]+)`", README) + ["dashboard", "test", "test-fast"]:
         assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"make {target}"
     assert os.access(ROOT / ".ci" / "run", os.R_OK)
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+# A dotted fer name in prose or code (`fer.runs.store.read_status`), not the tail of another word (transfer.x).
+FER_NAME = re.compile(r"(?<![\w./-])fer(?:\.[A-Za-z_]\w*)+")
+
+
+def _resolves(name: str) -> bool:
+    """Whether `fer.a.b.c` is a module, or an attribute reached from the longest importable module."""
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(obj, attribute):
+                return False
+            obj = getattr(obj, attribute)
+        return True
+    return False
+
+
+def test_every_fer_name_in_the_readme_and_docs_imports():
+    names = {(path.name, name) for path in DOCS for name in FER_NAME.findall(path.read_text())}
+    assert len(names) >= 10  # the docs do name the code
+    broken = sorted(f"{doc}: {name}" for doc, name in names if not _resolves(name))
+    assert not broken, broken

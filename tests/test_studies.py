@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from fer.data.augment import build_augmentation
 from fer.config import AugmentConfig, RunConfig, load_config
 from fer.data import make_splits
-from fer.models import create_model
+from fer.data.augment import build_augmentation
 from fer.jobs.suites import STUDIES, SUITES, fit_to_data, study_recipe, study_table, suite_configs
 from fer.jobs.suites.studies import model_parameters
+from fer.models import create_model
 from fer.training.validate import check_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 
-from conftest import TINY_MODEL
 from fer.config import ConfigError, load_config
 from fer.runs.store import list_runs, read_config, read_metrics, read_status
 
@@ -60,11 +59,11 @@ model.kwargs.hidden: [16, 64]
 
 
 @pytest.mark.slow
-def test_a_sweep_prunes_stores_its_study_resumes_and_reports(small_folder, tmp_path):
+def test_a_sweep_prunes_stores_its_study_resumes_and_reports(small_folder, tmp_path, tiny_model):
     space, runs = tmp_path / "space.yaml", tmp_path / "runs"
     space.write_text(SPACE)
     sets = [f"data.path={small_folder}", "data.val_fraction=0.3", "train.epochs=3", "train.batch_size=16",
-            TINY_MODEL]
+            tiny_model]
     base = [sys.executable, "-m", "fer", "sweep", "--name", "lr", "--runs-dir", str(runs), "--jobs", "2"]
     first = subprocess.run(base + ["--space", str(space), "--trials", "6", "--seed", "0", "--startup-trials", "2",
                                    *[a for s in sets for a in ("--set", s)]], capture_output=True, text=True, timeout=600)

@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_overrides
 
 from fer.config import load_config
 from fer.runs.store import read_config, read_metrics, read_status
-from fer.training.tracking import MlflowTracker, TensorboardTracker
 from fer.training.fit import train
+from fer.training.tracking import MlflowTracker, TensorboardTracker
 
 
 def wandb_records(path: Path):
@@ -46,7 +45,7 @@ def items(update) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tracked_run(small_folder, tmp_path_factory):
+def tracked_run(small_folder, tmp_path_factory, tiny_overrides):
     runs = tmp_path_factory.mktemp("tracked")
     mp = pytest.MonkeyPatch()
     mp.setenv("WANDB_MODE", "offline")
@@ -129,7 +128,7 @@ def test_a_resumed_run_continues_its_mlflow_run(tracked_run, tmp_path):
     first.finish("completed", [])
 
 
-def test_a_missing_or_failing_tracker_never_fails_the_run(small_folder, tmp_path, monkeypatch):
+def test_a_missing_or_failing_tracker_never_fails_the_run(small_folder, tmp_path, monkeypatch, tiny_overrides):
     monkeypatch.setitem(sys.modules, "wandb", None)  # not installed: `import wandb` raises ImportError
 
     def broken(self, row):
@@ -145,7 +144,7 @@ def test_a_missing_or_failing_tracker_never_fails_the_run(small_folder, tmp_path
     assert len(read_metrics(run_dir)) == 2
 
 
-def test_an_unreachable_mlflow_server_never_fails_the_run(small_folder, tmp_path, monkeypatch):
+def test_an_unreachable_mlflow_server_never_fails_the_run(small_folder, tmp_path, monkeypatch, tiny_overrides):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     run_dir = train(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "tracking.mlflow=true",

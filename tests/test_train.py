@@ -7,16 +7,15 @@ import pytest
 import torch
 
 import fer.training.fit as train_module
-from conftest import tiny_overrides
-from fer.training.validate import check_config
-from fer.runs.checkpoint import FORMAT_VERSION, load_checkpoint
 from fer.config import load_config
 from fer.core.constants import CLASS_NAMES
 from fer.data.loaders import train_loader
 from fer.inference.predictor import Predictor
-from fer.runs.writer import request_cancel
+from fer.runs.checkpoint import FORMAT_VERSION, load_checkpoint
 from fer.runs.store import list_runs, read_metrics, read_status
+from fer.runs.writer import request_cancel
 from fer.training.fit import train
+from fer.training.validate import check_config
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,8 @@ def test_leaderboard_lists_the_run(finished_run):
     assert row["config.optim.lr"] == 0.003 and row["tags"] == "smoke,test"
 
 
-def test_cancelled_then_resumed_run_retraces_an_uninterrupted_one(small_folder, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_cancelled_then_resumed_run_retraces_an_uninterrupted_one(small_folder, tmp_path, monkeypatch, tiny_overrides):
     overrides = tiny_overrides(small_folder, tmp_path, 3, "augmentation=heavy")
     straight = train(load_config(None, overrides))
 
@@ -119,7 +119,7 @@ def test_cancelled_then_resumed_run_retraces_an_uninterrupted_one(small_folder, 
     assert "resuming from last.pt at epoch 2" in (run / "train.log").read_text()
 
 
-def test_cancel_file_stops_the_job(small_folder, tmp_path, monkeypatch):
+def test_cancel_file_stops_the_job(small_folder, tmp_path, monkeypatch, tiny_overrides):
     real_epoch = train_module.train_one_epoch
 
     def cancel_during_epoch(model, loader, *args, on_batch=None, **kwargs):
@@ -138,7 +138,7 @@ def test_cancel_file_stops_the_job(small_folder, tmp_path, monkeypatch):
     assert not (run / "CANCEL").exists() and not (run / "last.pt").exists()
 
 
-def test_failure_is_recorded_in_status(small_folder, tmp_path, monkeypatch):
+def test_failure_is_recorded_in_status(small_folder, tmp_path, monkeypatch, tiny_overrides):
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("DefaultCPUAllocator: not enough memory")  # what a too-large batch gives mid-run
 
@@ -151,7 +151,8 @@ def test_failure_is_recorded_in_status(small_folder, tmp_path, monkeypatch):
     assert "Traceback" in (run / "train.log").read_text()
 
 
-def test_early_stopping_when_validation_stalls(small_folder, tmp_path):
+@pytest.mark.slow
+def test_early_stopping_when_validation_stalls(small_folder, tmp_path, tiny_overrides):
     cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 10, "optim.lr=1e-12", "sched.name=none",
                                            "train.early_stop_patience=2", "augmentation=none"))
     run = train(cfg)
@@ -160,7 +161,8 @@ def test_early_stopping_when_validation_stalls(small_folder, tmp_path):
     assert list(read_metrics(run)["epoch"]) == [1, 2, 3]
 
 
-def test_imbalance_options_sgd_plateau_and_cpu_bf16(small_folder, tmp_path):
+@pytest.mark.slow
+def test_imbalance_options_sgd_plateau_and_cpu_bf16(small_folder, tmp_path, tiny_overrides):
     cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 2, "data.sampler=weighted",
                                            "loss.class_weights=true", "loss.label_smoothing=0.1",
                                            "optim.name=sgd", "optim.lr=0.01", "sched.name=plateau",
@@ -191,7 +193,8 @@ def test_runs_dir_defaults_to_environment(small_folder, tmp_path, monkeypatch):
     assert run.parent == tmp_path / "env_runs"
 
 
-def test_fp16_autocast_uses_grad_scaler_and_saves_its_state(small_folder, tmp_path):
+@pytest.mark.slow
+def test_fp16_autocast_uses_grad_scaler_and_saves_its_state(small_folder, tmp_path, tiny_overrides):
     # CUDA's fp16 path (scale, unscale before clipping, step, update) runs on CPU autocast too.
     cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 2, "train.amp=fp16", "train.grad_clip=0.5"))
     run = train(cfg)
@@ -211,10 +214,10 @@ def test_live_progress_tells_the_truth(finished_run):
     assert "evaluating the best checkpoint" in (finished_run / "train.log").read_text()
 
 
-def test_eta_before_the_first_epoch_ends(small_folder, tmp_path):
+def test_eta_before_the_first_epoch_ends(small_folder, tmp_path, tiny_overrides):
     from fer.runs.writer import create_run, write_status
     from fer.runs.store import run_progress
-    run = create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 10))), tmp_path)
+    run = create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 10)), tmp_path)
     write_status(run, "running", epoch=1, epochs=10, batch=50, batches=100, epoch_started=1000.0, phase="training")
     progress = run_progress(run, now=1030.0)  # 50 batches in 30 s, no finished epoch yet
     assert progress.eta_s == pytest.approx(30 / 50 * 100 * 9.5) and progress.phase == "training"
@@ -222,9 +225,9 @@ def test_eta_before_the_first_epoch_ends(small_folder, tmp_path):
     assert run_progress(run, now=1030.0).phase == "evaluating"
 
 
-def test_suite_runs_queue_in_the_order_they_were_made(small_folder, tmp_path):
+def test_suite_runs_queue_in_the_order_they_were_made(small_folder, tmp_path, tiny_overrides):
     from fer.jobs.queue import queued_runs
     from fer.runs.writer import create_run
-    made = [create_run(check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={name}"))), tmp_path)
+    made = [create_run(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"name={name}")), tmp_path)
             for name in ("zeta", "alpha", "mid")]  # within one second: the same time stamp in their ids
     assert queued_runs(tmp_path) == made

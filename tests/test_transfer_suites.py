@@ -6,12 +6,12 @@ import pytest
 import torch
 import torchvision
 
-from fer.runs.checkpoint import load_checkpoint
 from fer.config import load_config
-from fer.models import create_model
 from fer.jobs.submit import run_suite
-from fer.runs.store import read_config, read_status
 from fer.jobs.suites import SUITES, study_table, suite_configs, suite_report, suite_runs
+from fer.models import create_model
+from fer.runs.checkpoint import load_checkpoint
+from fer.runs.store import read_config, read_status
 from fer.training.fit import train
 from fer.training.transfer import apply_freeze, parameter_groups
 
@@ -57,6 +57,7 @@ def test_freeze_schedule_and_parameter_groups():
     assert len(head["params"]) + len(backbone["params"]) == len(list(cnn.parameters()))
 
 
+@pytest.mark.slow
 def test_frozen_then_layer4_run_really_freezes(small_folder, tmp_path, imagenet_cache, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(imagenet_cache))
     cfg = load_config(None, [f"data.path={small_folder}", f"runs_dir={tmp_path}", "train.epochs=2",

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 import fer.core.device as device_module
-from conftest import tiny_overrides
 from fer.config import ConfigError, apply, load_config
-from fer.data import DataError
 from fer.core.device import amp_dtype, amp_warning
+from fer.data import DataError
 from fer.training.fit import create_run, train
 from fer.training.validate import check_config
 
@@ -44,7 +43,7 @@ def test_text_is_read_as_the_fields_type(tmp_path):
         apply(cfg, {"model.kwargs": "{widths: [8, 16"})
 
 
-def test_forced_bf16_on_a_cpu_without_it_warns_in_the_log(small_folder, tmp_path, monkeypatch):
+def test_forced_bf16_on_a_cpu_without_it_warns_in_the_log(small_folder, tmp_path, monkeypatch, tiny_overrides):
     monkeypatch.setattr(device_module, "cpu_flags", lambda: frozenset({"avx2"}))
     run = train(load_config(None, tiny_overrides(small_folder, tmp_path, 1, "train.amp=bf16", "data.limit=64")))
     assert "10-20x slower than fp32" in (run / "train.log").read_text()
@@ -73,7 +72,7 @@ def test_forced_bf16_on_a_cpu_without_it_warns_in_the_log(small_folder, tmp_path
     ("train.global_batch=100", "must be a multiple of train.batch_size × train.gpus (32)"),
     ("train.sync_bn=true && train.gpus=2", "train.sync_bn needs CUDA"),
 ])
-def test_impossible_settings_fail_before_a_run_folder_exists(override, message, small_folder, tmp_path):
+def test_impossible_settings_fail_before_a_run_folder_exists(override, message, small_folder, tmp_path, tiny_overrides):
     cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 1, *override.split(" && ")))
     with pytest.raises((ConfigError, DataError), match=re.escape(message)):
         create_run(check_config(cfg))
@@ -87,3 +86,16 @@ def test_a_huge_model_is_a_warning_found_on_the_meta_device(small_folder, tmp_pa
     assert len(warnings) == 1 and "M parameters" in warnings[0]
     run = create_run(checked)  # allowed when the user insists, and the warning goes with the run
     assert "M parameters" in (run / "status.json").read_text()
+
+
+@pytest.mark.parametrize("command", [["train", "--queue"], ["suite", "run", "depth", "--epochs", "1"],
+                                     ["blendshapes", "train", "--queue"]])
+def test_a_bad_setting_queues_nothing_from_any_command(command, small_folder, tmp_path, capsys):
+    from fer.cli.main import main
+
+    bad = ["--C", "-1"] if command[0] == "blendshapes" else ["--set", "optim.lr=-1"]
+    source = [str(small_folder)] if command[0] == "blendshapes" else ["--set", f"data.path={small_folder}"]
+    assert main([*command, *source, *bad, "--runs-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert ("model.kwargs.Cs" if command[0] == "blendshapes" else "optim.lr must be more than 0") in error
+    assert not [p for p in tmp_path.iterdir() if (p / "config.json").exists()]  # not one run folder, not even the first

@@ -184,6 +184,7 @@ def test_bad_videos_give_clear_errors(tmp_path, clip, capsys):
     assert main(["video", clip, "--every", "0", "--quiet"]) == 2
 
 
+@pytest.mark.slow
 def test_long_videos_stream_in_constant_memory(tmp_path):
     """Python-side peak memory is the same for a 60- and a 240-frame video: nothing piles up per frame."""
     frames = [_two_faces(i % 40, small=True) for i in range(240)]

@@ -7,9 +7,9 @@ import altair as alt
 import streamlit as st
 
 from common import cached_board, cached_dataset, data_path, runs_dir
-from fer.runs.compare import (confident_mistakes, confusion_difference, confusion_frame, evaluations, face_images,
-                         per_class_frame, reliability)
 from fer.data import DataError
+from fer.runs.compare import (confident_mistakes, confusion_difference, confusion_frame, evaluations, face_images,
+                              per_class_frame, reliability)
 
 
 def heatmap(frame, title: str, diverging: bool = False) -> alt.Chart:

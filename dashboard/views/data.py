@@ -5,10 +5,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from common import cached_dataset, data_path
+from common import cached_dataset, cached_report, data_path
 from fer.data import DataError
-from fer.data.stats import (class_counts, duplicate_groups, imbalance_ratio, leakage_report, mean_faces,
-                            pixel_stats, sample_faces)
+from fer.data.stats import sample_faces
 
 HOW_TO = """
 **Getting FER2013.** Download it from Kaggle, either as `fer2013.csv` (the *Challenges in Representation
@@ -16,16 +15,6 @@ Learning: Facial Expression Recognition* competition: columns `emotion`, `pixels
 image-folder release (`train/<class>/*.jpg`, `test/<class>/*.jpg`). Put it in `data/`, set `FER_DATA`,
 or type its path in the sidebar. Both layouts are read the same way; the decoded faces are cached.
 """
-
-
-@st.cache_data(show_spinner="Computing statistics…")
-def cached_stats(path: str) -> dict:
-    data = cached_dataset(path)
-    split = "Training" if "Training" in set(data.split_names()) else None
-    dups = duplicate_groups(data)
-    return {"counts": class_counts(data), "pixels": pixel_stats(data, split), "split": split,
-            "imbalance": {s: imbalance_ratio(data, s) for s in class_counts(data).index},
-            "mean_faces": mean_faces(data, split), "duplicates": dups, "leakage": leakage_report(data, dups)}
 
 
 st.title("Data")
@@ -37,13 +26,13 @@ except DataError as e:
     st.markdown(HOW_TO)
     st.stop()
 
-stats = cached_stats(path)
-counts = stats["counts"]
-cols = st.columns(3 + len(stats["imbalance"]))
+stats = cached_report(path)
+counts = stats.counts
+cols = st.columns(3 + len(stats.imbalance))
 cols[0].metric("Images", f"{len(data):,}")
 cols[1].metric("Source", data.origin.rsplit("/", 1)[-1] or data.origin, help=data.origin)
 cols[2].metric("Skipped files", data.report.n_skipped)
-for col, (split, ratio) in zip(cols[3:], stats["imbalance"].items()):  # one short figure per split
+for col, (split, ratio) in zip(cols[3:], stats.imbalance.items()):  # one short figure per split
     col.metric(f"Imbalance, {split}", f"{ratio:.1f}×", help="largest class / smallest class")
 if data.report.n_skipped or data.report.notes:
     st.info(f"Load report: {data.report.summary()}")
@@ -61,13 +50,13 @@ st.dataframe(counts, key="data_counts")
 st.subheader("Samples per class")
 per_class = st.slider("Faces per class", 4, 16, 8, key="data_per_class")
 seed = st.number_input("Sample seed", 0, 10_000, 0, key="data_seed")
-samples = sample_faces(data, per_class, stats["split"], int(seed))
+samples = sample_faces(data, per_class, stats.split, int(seed))
 for name, faces in samples.items():
     if len(faces):
         st.image(list(faces), width=64, caption=[name] + [""] * (len(faces) - 1))
 
 st.subheader("Pixels")
-px = stats["pixels"]
+px = stats.pixels
 c1, c2 = st.columns([2, 1])
 hist = pd.DataFrame({"intensity": np.arange(256), "pixels": px["histogram"]})
 # A log scale: FER2013 has a spike at 255 (saturated and padded faces) that would flatten everything else.
@@ -77,11 +66,11 @@ c1.altair_chart(alt.Chart(hist[hist["pixels"] > 0]).mark_area().encode(
 c2.metric(f"Mean ({px['split']})", f"{px['mean']:.1f}  ({px['mean_01']:.4f})")
 c2.metric("Std", f"{px['std']:.1f}  ({px['std_01']:.4f})")
 st.caption("Mean faces per class")
-st.image([np.clip(m, 0, 255).astype(np.uint8) for m in stats["mean_faces"]], width=96,
+st.image([np.clip(m, 0, 255).astype(np.uint8) for m in stats.mean_faces], width=96,
          caption=list(data.class_names))
 
 st.subheader("Duplicates and leakage")
-leak = stats["leakage"]
+leak = stats.leakage
 c = st.columns(4)
 c[0].metric("Duplicate groups", leak["duplicate_groups"])
 c[1].metric("Images in them", leak["duplicate_images"])
@@ -89,7 +78,7 @@ c[2].metric("Groups across splits", leak["cross_split_groups"])
 c[3].metric("Groups with conflicting labels", leak["conflicting_label_groups"])
 if leak["cross_split_pairs"]:
     st.write("Groups shared by split pairs: " + ", ".join(f"{k}: {v}" for k, v in leak["cross_split_pairs"].items()))
-dups = stats["duplicates"]
+dups = stats.duplicates
 if not dups.empty:
     conflicting = dups.groupby("group")["label"].transform("nunique") > 1
     st.dataframe(dups[conflicting].head(200), hide_index=True, key="data_conflicts")

@@ -7,8 +7,9 @@ from common import (cached_classifier, cached_dataset, data_path, model_choices,
                     upload_limit_bytes)
 from fer.data import DataError
 from fer.data.stats import sample_faces
-from fer.inference.explain import CAM_METHODS, attention_views, cam_caption, cam_methods, explain_faces, is_class_sensitive, overlay
-from fer.inference.faces import PHOTO_TILES, DetectorSettings, create_detector
+from fer.inference.explain import (CAM_METHODS, attention_views, cam_caption, cam_methods, explain_faces,
+                                   is_class_sensitive, overlay)
+from fer.inference.faces import DetectorSettings, PHOTO_TILES, create_detector
 from fer.inference.images import ImageError, load_image
 from fer.inference.pipeline import NoFaceFound, predict_image
 

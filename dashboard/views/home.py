@@ -1,17 +1,10 @@
 """Overview: the FER2013 class distribution per split and the run leaderboard."""
 import altair as alt
-import pandas as pd
 import streamlit as st
 
-from common import cached_board, cached_dataset, data_path, runs_dir
+from common import cached_board, cached_dataset, cached_report, data_path, runs_dir
 from fer.data import DataError
-from fer.data.stats import class_counts, imbalance_ratio
 from fer.runs.store import BOARD_COLUMNS
-
-
-@st.cache_data
-def cached_counts(path: str) -> pd.DataFrame:
-    return class_counts(cached_dataset(path))
 
 
 st.title("fer-studio")
@@ -28,11 +21,12 @@ except DataError as e:
         "image-folder release (`train/<class>/`, `test/<class>/`) — and put it in `data/`, or set `FER_DATA`, "
         "or type its path in the sidebar.")
 else:
-    counts = cached_counts(path)
+    report = cached_report(path)
+    counts = report.counts
     cols = st.columns(3)
     cols[0].metric("Images", f"{len(data):,}")
     cols[1].metric("Splits", ", ".join(counts.index))
-    cols[2].metric("Imbalance (Training, max/min)", f"{imbalance_ratio(data, 'Training'):.1f}×")
+    cols[2].metric("Imbalance (Training, max/min)", f"{report.imbalance.get('Training', float('nan')):.1f}×")
     if data.report.n_skipped or data.report.notes:
         st.info(f"Load report: {data.report.summary()}")
     long = counts.drop(columns="total").reset_index().melt(id_vars="split", var_name="class", value_name="images")

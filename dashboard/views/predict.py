@@ -6,7 +6,7 @@ import streamlit as st
 from common import cached_classifier, model_choices, runs_dir, upload_limit_bytes
 from fer.inference.annotate import annotate
 from fer.inference.explain import CAM_METHODS, cam_caption, cam_methods, explain_faces, overlay
-from fer.inference.faces import FACE_DETECTORS, PHOTO_TILES, DetectorSettings, FaceDetector, create_detector
+from fer.inference.faces import DetectorSettings, FACE_DETECTORS, FaceDetector, PHOTO_TILES, create_detector
 from fer.inference.images import ImageError, load_image
 from fer.inference.pipeline import NoFaceFound, predict_image
 from fer.inference.predictor import TTA_MODES

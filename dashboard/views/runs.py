@@ -8,10 +8,10 @@ import altair as alt
 import streamlit as st
 
 from common import cached_board, runs_dir
-from fer.runs.compare import config_diff, curves, parallel_coordinates
-from fer.runs.writer import delete_run, rename_run, set_tags
-from fer.runs.store import BOARD_COLUMNS, mixed_test_sets
 from fer.jobs.suites import SUITES, suite_report
+from fer.runs.compare import config_diff, curves, parallel_coordinates
+from fer.runs.store import BOARD_COLUMNS, mixed_test_sets
+from fer.runs.writer import delete_run, rename_run, set_tags
 
 SHOWN_COLUMNS = BOARD_COLUMNS[:-1] + ["train_val_gap", "train_seconds", "run_id"]
 HYPERPARAMETERS = ["config.model.name", "config.optim.name", "config.optim.lr", "config.optim.weight_decay",

@@ -9,8 +9,8 @@ import streamlit as st
 from common import data_path, runs_dir
 from fer.core.errors import UserError
 from fer.jobs.submit import fitted_to_data, submit, submit_suite
-from fer.training.validate import check_config
 from fer.jobs.suites import STUDIES, study_recipe, study_table, suite_report
+from fer.training.validate import check_config
 
 
 @st.cache_data(ttl=5, show_spinner=False)

@@ -14,10 +14,10 @@ import streamlit as st
 from common import runs_dir
 from fer.core.errors import UserError
 from fer.jobs.submit import submit
-from fer.training.validate import check_config
 from fer.jobs.sweeps.study import (METRIC, SweepError, best_config, definition, history, importances, list_sweeps,
-                              load_study, parallel_coordinates, require_optuna, reproduce_command, summary,
-                              trials_table)
+                                   load_study, parallel_coordinates, reproduce_command, require_optuna, summary,
+                                   trials_table)
+from fer.training.validate import check_config
 
 st.title("Sweeps")
 folder = runs_dir()

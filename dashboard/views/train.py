@@ -13,19 +13,18 @@ import altair as alt
 import streamlit as st
 
 from common import data_path, runs_dir
-from fer.runs.compare import curves
 from fer.config import ConfigError, FieldSpec, RunConfig, apply, get_field
-from fer.data import DataError
 from fer.core.device import device_summary
 from fer.core.errors import UserError
-from fer.jobs.submit import submit, submit_suite
+from fer.data import DataError
 from fer.jobs.machine import cpu_stats, gpu_stats
-from fer.jobs.queue import (cancel, describe_job, move, queued_runs, set_auto_resume, set_paused, set_worker_slots,
-                            settings)
-from fer.jobs.worker import machine_slots, resume, worker_pid
-from fer.jobs.queue import LOCAL, describe_target, ray_target
-from fer.runs.store import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
+from fer.jobs.queue import (LOCAL, cancel, describe_job, describe_target, move, queued_runs, ray_target,
+                            set_auto_resume, set_paused, set_worker_slots, settings)
+from fer.jobs.submit import submit, submit_suite
 from fer.jobs.suites import SUITES
+from fer.jobs.worker import machine_slots, resume, worker_pid
+from fer.runs.compare import curves
+from fer.runs.store import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
 from fer.training.validate import check_config, config_fields
 
 MAIN = ["name", "model.name", "optim.name", "sched.name", "augmentation", "train.epochs", "train.batch_size",

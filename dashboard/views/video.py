@@ -11,7 +11,7 @@ import altair as alt
 import streamlit as st
 
 from common import cached_classifier, model_choices, runs_dir, upload_limit_bytes
-from fer.inference.faces import FACE_DETECTORS, DetectorSettings, create_detector
+from fer.inference.faces import DetectorSettings, FACE_DETECTORS, create_detector
 from fer.inference.video import VIDEO_SUFFIXES, VideoError, analyse_video
 
 st.title("Video")

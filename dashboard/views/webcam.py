@@ -12,7 +12,7 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from common import cached_classifier, model_choices, runs_dir
-from fer.inference.faces import FACE_DETECTORS, DetectorSettings, create_detector
+from fer.inference.faces import DetectorSettings, FACE_DETECTORS, create_detector
 from fer.inference.live import LIVE_THREADS, LiveAnalyzer, Timeline
 
 

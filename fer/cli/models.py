@@ -5,9 +5,8 @@ import argparse
 from pathlib import Path
 from typing import List
 
-from fer.inference.classifiers import load_ensemble
-from fer.inference.faces import FACE_DETECTORS, DetectorSettings
-from fer.inference.classifiers import BACKENDS, checkpoint_predictor
+from fer.inference.classifiers import BACKENDS, checkpoint_predictor, load_ensemble
+from fer.inference.faces import DetectorSettings, FACE_DETECTORS
 from fer.inference.predictor import TTA_MODES
 
 

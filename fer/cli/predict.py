@@ -8,14 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer.inference.annotate import annotate
 from fer.cli.models import add_detector_arguments, add_model_arguments, build_classifier, detector_settings
+from fer.core.quiet import native_stderr_silenced
+from fer.inference.annotate import annotate
 from fer.inference.explain import CAM_METHODS, DEFAULT_CAM_METHOD, explain_faces, overlay
 from fer.inference.faces import create_detector
 from fer.inference.images import ImageError, load_image
 from fer.inference.pipeline import NoFaceFound, predict_image
-from fer.core.quiet import native_stderr_silenced
-from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
 
 
 def _output_path(out: Path, image: Path, suffix: str, many: bool) -> Path:
@@ -86,36 +85,8 @@ def _predict_all(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from fer.inference.export import OPSET, calibration_faces, export_into_run, export_onnx  # the onnx extra
-
-    run_dir = SHIPPED_RUN_DIR if args.run == "default" else resolve_run(args.run, args.runs_dir)
-    if args.onnx is None:
-        out = export_into_run(run_dir, args.checkpoint, args.int8, args.data)
-    else:
-        faces = calibration_faces(run_dir, args.data) if args.int8 else None
-        out = export_onnx(run_dir / f"{args.checkpoint}.pt", args.onnx, args.opset or OPSET, int8_faces=faces)
-    print(f"{out}: {run_dir.name} ({args.checkpoint}.pt) as ONNX opset {args.opset or OPSET}, dynamic batch, "
-          f"{'int8 (calibrated on validation faces)' if args.int8 else 'fp32'}; {out.stat().st_size / 1e6:.1f} MB")
-    return 0
-
-
-def add_predict_parser(sub) -> None:
-    """Register `fer predict` and `fer export` on the CLI's subparsers."""
-    p = sub.add_parser("export", help="export a run's model as ONNX (class names, preprocessing and temperature "
-                                      "in its metadata; pip install 'fer-studio[onnx]')")
-    p.add_argument("run", help="run id (or unique part of one), run folder, or default (the shipped model)")
-    p.add_argument("--onnx", type=Path, metavar="OUT.onnx",
-                   help="where to write it (default: model.onnx or model.int8.onnx in the run's folder, "
-                        "which the fastest-backend choice picks up)")
-    p.add_argument("--int8", action="store_true",
-                   help="quantise to int8 (static, calibrated on 512 validation faces; about 3x faster on a CPU)")
-    p.add_argument("--data", help="FER2013 to take the int8 calibration faces from (default: the run's data)")
-    p.add_argument("--opset", type=int, help="ONNX opset (default 18)")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.add_argument("--runs-dir", type=Path)
-    p.set_defaults(func=_cmd_export)
-
+def add_parsers(sub) -> None:
+    """Register `fer predict`."""
     p = sub.add_parser("predict", help="emotion of every face in images (default: the shipped model)")
     p.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, ...)")
     add_model_arguments(p)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer.cli.train import add_ray_option
+from fer.cli.common import add_ray_option
 from fer.jobs.queue import LOCAL, describe_target, ray_target
 from fer.jobs.sweeps import (PRUNERS, SweepError, SweepSettings, importances, list_sweeps, load_study, open_study,
-                        reproduce_command, run_sweep, summary, trials_table)
+                             reproduce_command, run_sweep, summary, trials_table)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -74,7 +74,7 @@ def _report(study, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_sweep_parser(sub) -> None:
+def add_parsers(sub) -> None:
     """Register `fer sweep` on the CLI's subparsers."""
     p = sub.add_parser("sweep", help="Optuna hyperparameter sweeps: each trial a run, poor trials pruned",
                        description="fer sweep [run]: create or continue the study NAME and train trials until it has "

@@ -11,8 +11,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fer.cli.models import add_detector_arguments, add_model_arguments, build_classifier, detector_settings
-from fer.inference.faces import create_detector
 from fer.core.quiet import native_stderr_silenced
+from fer.inference.faces import create_detector
 from fer.inference.video import VideoAnalysis
 
 
@@ -70,7 +70,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_video_parser(sub) -> None:
+def add_parsers(sub) -> None:
     """Register `fer video` on the CLI's subparsers."""
     p = sub.add_parser("video", help="emotions of every face through a video file (tracked faces, CSV, "
                                      "annotated MP4)")

@@ -9,7 +9,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from fer.core.constants import FER2013_MEAN, FER2013_STD, SPLITS, Preprocessing
+from fer.core.constants import FER2013_MEAN, FER2013_STD, Preprocessing, SPLITS
 
 # The fixed choices of some fields (registry-backed ones, such as model.name, come from the registries).
 TEST_SPLITS = SPLITS[1:]

@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
+from fer.core.files import atomic_write, cache_dir
 from fer.data.facedata import FaceData, LoadReport
 from fer.data.readers import Progress, read_fer_csv, read_image_folders, resolve_source
-from fer.core.files import atomic_write, cache_dir
 
 READER_VERSION = 1
 

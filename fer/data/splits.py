@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from fer.config import TEST_SPLITS, VAL_SOURCES, RunConfig
+from fer.config import RunConfig, TEST_SPLITS, VAL_SOURCES
 from fer.core.constants import SPLITS
 from fer.data.facedata import DataError, FaceData
 
@@ -83,16 +83,3 @@ def splits_for(cfg: RunConfig, data: FaceData) -> Splits:
     """The train/val/test indices a run's config defines (the same at training and evaluation time)."""
     return make_splits(data, cfg.data.val_source, cfg.data.val_fraction, cfg.data.test_split,
                        cfg.train.seed, cfg.data.limit, cfg.data.test_limit, cfg.data.train_splits, cfg.data.val_stratify)
-
-
-def split_index(cfg: RunConfig, data: FaceData, split: Optional[str]) -> Tuple[np.ndarray, str]:
-    """(indices, split name) for a role (test, val, train: as the run defined them) or a FER2013 split name."""
-    role = split or "test"
-    names = {"train": "train", "val": "val", "test": cfg.data.test_split}
-    if role in names:
-        index, split_name = getattr(splits_for(cfg, data), role), names[role]
-    else:
-        index, split_name = data.split_indices(role), role
-    if len(index) == 0:
-        raise ValueError(f"split {role!r} is empty in {data.origin}")
-    return index, split_name

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Dict, Optional
 
 import numpy as np
@@ -91,14 +92,42 @@ def mean_faces(data: FaceData, split: Optional[str] = "Training") -> np.ndarray:
     return out
 
 
+@dataclass
+class DatasetReport:
+    """Everything the Data page, the Overview and `fer data stats` show about a source, computed once."""
+
+    origin: str
+    n_images: int
+    counts: pd.DataFrame  # split × class, with a total column
+    imbalance: Dict[str, float]  # largest / smallest class, per split
+    split: Optional[str]  # what `pixels` and `mean_faces` describe: Training when present, else all (None)
+    pixels: Dict  # mean, std and the 256-bin histogram
+    mean_faces: np.ndarray  # classes × 48 × 48
+    duplicates: pd.DataFrame  # every image with an exact duplicate, by group
+    leakage: Dict
+    load_report: Dict
+
+    def to_json(self) -> Dict:
+        """What `fer data stats --json` prints (no histogram, mean faces or duplicate rows)."""
+        return {"origin": self.origin, "n_images": self.n_images, "counts": self.counts.to_dict(orient="index"),
+                "imbalance_ratio": dict(self.imbalance),
+                "pixels": {k: v for k, v in self.pixels.items() if k != "histogram"},
+                "leakage": self.leakage, "load_report": self.load_report}
+
+
+def dataset_report(data: FaceData) -> DatasetReport:
+    """The statistics of `data`: counts, imbalance, pixels and mean faces (of Training), duplicates, leakage."""
+    counts = class_counts(data)
+    split = "Training" if "Training" in counts.index else None
+    dups = duplicate_groups(data)
+    return DatasetReport(data.origin, len(data), counts, {s: imbalance_ratio(data, s) for s in counts.index},
+                         split, pixel_stats(data, split), mean_faces(data, split), dups, leakage_report(data, dups),
+                         data.report.to_dict())
+
+
 def summarize(data: FaceData) -> Dict:
     """Everything `fer data stats` prints, as one JSON-friendly dict."""
-    counts = class_counts(data)
-    pixels = pixel_stats(data, "Training" if "Training" in counts.index else None)
-    pixels.pop("histogram")
-    return {"origin": data.origin, "n_images": len(data), "counts": counts.to_dict(orient="index"),
-            "imbalance_ratio": {s: imbalance_ratio(data, s) for s in counts.index},
-            "pixels": pixels, "leakage": leakage_report(data), "load_report": data.report.to_dict()}
+    return dataset_report(data).to_json()
 
 
 def sample_faces(data: FaceData, per_class: int = 8, split: Optional[str] = "Training", seed: int = 0) -> Dict[str, np.ndarray]:

@@ -20,9 +20,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from fer.core.files import atomic_write
 from fer.data.cache import cache_dir
 from fer.inference.faces import ensure_model_file
-from fer.core.files import atomic_write
 
 UPSCALE = 192  # FER2013's 48×48 crops are too small for the landmarker; 4× works for ~90% of them
 N_BLENDSHAPES, N_LANDMARKS = 52, 478

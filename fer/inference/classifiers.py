@@ -15,13 +15,13 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from fer.inference import blendshapes
-from fer.inference.pipeline import Classifier
 from fer.core.files import sha256_of
+from fer.core.registry import Registry
+from fer.inference import blendshapes
 from fer.inference.onnx import FP32_FILE, INT8_FILE, OnnxPredictor, onnx_available
+from fer.inference.pipeline import Classifier
 from fer.inference.predictor import Ensemble, Predictor
 from fer.runs.checkpoint import CheckpointError
-from fer.core.registry import Registry
 from fer.runs.store import SHIPPED_RUN_DIR, checkpoint_problem, default_runs_dir, resolve_run
 
 BACKENDS = ("auto", "torch", "onnx")

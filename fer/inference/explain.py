@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from fer.data.preprocess import faces_to_model_input
 from fer.core.registry import Registry
+from fer.data.preprocess import faces_to_model_input
 
 CAM_METHODS: Registry[type] = Registry("CAM method")
 CAM_METHODS.register("gradcam", title="Grad-CAM", class_sensitive=True)(GradCAM)

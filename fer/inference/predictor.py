@@ -17,10 +17,10 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
+from fer.data.preprocess import Preprocessing, to_model_input
+from fer.inference.pipeline import Classifier
 from fer.metrics.calibration import apply_temperature
 from fer.runs.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
-from fer.inference.pipeline import Classifier
-from fer.data.preprocess import Preprocessing, to_model_input
 from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
 
 TTA_MODES = ("none", "flip", "tencrop")

@@ -21,8 +21,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 import numpy as np
 import pandas as pd
 
-from fer.inference.annotate import annotate
 from fer.core.errors import UserError
+from fer.inference.annotate import annotate
 from fer.inference.face_tracks import FaceTracker
 from fer.inference.images import MAX_PIXELS
 from fer.inference.pipeline import Classifier, ImagePrediction, NoFaceFound, predict_image

@@ -23,10 +23,10 @@ from typing import Any, Dict, List, Optional
 from fer.config import ConfigError, RunConfig
 from fer.core.errors import UserError
 from fer.core.extras import require
-from fer.jobs.queue import LOCAL, describe_target, queue_key, train_command
-from fer.runs.writer import CANCEL_FILE, lock_held, write_status
-from fer.runs.store import FINISHED_STATES, read_config, read_status
 from fer.core.files import read_json, utc_now
+from fer.jobs.queue import LOCAL, describe_target, queue_key, ray_address, train_command
+from fer.runs.store import FINISHED_STATES, read_config, read_status
+from fer.runs.writer import CANCEL_FILE, lock_held, write_status
 
 log = logging.getLogger(__name__)
 

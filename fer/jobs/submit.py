@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from fer.config import RunConfig
-from fer.jobs.queue import set_worker_slots
-from fer.jobs.worker import ensure_worker, wait
-from fer.jobs.ray import require_ray
-from fer.jobs.queue import LOCAL
 from fer.core.constants import SPLITS
 from fer.data import DataError, default_data_path, load_fer2013
+from fer.jobs.queue import LOCAL, set_worker_slots
+from fer.jobs.ray import require_ray
 from fer.jobs.suites import fit_to_data, suite_configs
+from fer.jobs.worker import ensure_worker, wait
 from fer.training.fit import create_run
 from fer.training.validate import CheckedConfig, check_config
 

@@ -24,8 +24,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence
 from fer.config import ConfigError
 from fer.core.files import pid_alive, utc_now, write_text
 from fer.jobs.machine import visible_gpus
-from fer.jobs.queue import (LOCAL, queue_key, queue_root, queued_runs, requeue, settings, statuses,
-                            train_command)
+from fer.jobs.queue import LOCAL, queue_key, queue_root, queued_runs, requeue, settings, statuses, train_command
 from fer.jobs.ray import RayRuns
 from fer.runs.store import FINISHED_STATES, read_config, read_status, status_int
 from fer.runs.writer import write_status

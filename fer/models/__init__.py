@@ -1,4 +1,7 @@
-"""The model zoo: importing this package registers every model in `MODELS`."""
+"""The model zoo: importing this package registers every model in `MODELS` (`create_model` builds one).
+
+One module per family; model files import `_registry`, never this package. Imports only `fer.core`.
+"""
 from fer.models import cnn, deep_emotion, resnet, xception  # noqa: F401  (registers the models)
 from fer.models._registry import MODELS, count_parameters, create_model, register_model
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 
 from fer.core.files import checkpoint_file_problem
-from fer.models import create_model
 from fer.data.preprocess import Preprocessing
+from fer.models import create_model
 
 FORMAT_VERSION = 1
 

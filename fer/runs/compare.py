@@ -11,10 +11,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from fer.metrics.calibration import apply_temperature, reliability_table
 from fer.config import flatten
-from fer.runs.store import evaluation_dir, evaluation_file, read_metrics
 from fer.core.files import read_json
+from fer.metrics.calibration import apply_temperature, reliability_table
+from fer.runs.store import evaluation_dir, evaluation_file, read_metrics
 
 CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_macro_f1", "lr")
 

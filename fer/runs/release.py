@@ -1,20 +1,25 @@
-"""The model that ships inside the package, and how a finished run becomes it.
+"""The model that ships inside the package, and how a finished run becomes it (`fer release RUN`).
 
-`fer/runs/shipped/` is an ordinary run folder (best checkpoint, config, metrics, status,
-evaluations, log) plus `CARD.md`, so every viewer treats it like any other run; the leaderboard
-lists it as source "built-in".
+`fer/runs/shipped/` is an ordinary run folder (best checkpoint and its int8 export, config, metrics,
+status, evaluations, log) plus `CARD.md` and `RUN_ID`, so every viewer treats it like any other run;
+the leaderboard lists it as source "built-in". `release_run` writes such a folder from a completed
+run, with the card generated from the run's own files.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from fer.runs.writer import export_run
-from fer.runs.store import SHIPPED_RUN_DIR, read_metrics
-from fer.core.files import read_json
+from typing import Any, Dict, List
 
-SHIPPED_FILES = ("best.pt", "config.json", "status.json", "metrics.jsonl", "train.log", "eval_val.json",
-                 "eval_PublicTest.json", "predictions_PublicTest.csv")
+from fer.core.errors import UserError
+from fer.core.files import read_json, sha256_of
+from fer.runs.store import SHIPPED_RUN_DIR, read_metrics
+from fer.runs.writer import export_run
+
+# What a release copies (eval and predictions of the run's test split are added by name).
+SHIPPED_FILES = ("best.pt", "config.json", "status.json", "metrics.jsonl", "train.log", "eval_val.json")
+INT8_EXPORT = "model.int8.onnx"  # fer export RUN --int8: shipped when it was made from this very best.pt
 MAX_BYTES = 20 * 1024 * 1024
 
 
@@ -29,13 +34,9 @@ def default_model_summary() -> str:
 
 
 def run_card(run_dir: Path, command: str) -> str:
-    """A Markdown card: data, recipe, results per class, how to reproduce."""
+    """A Markdown card: data, recipe, results per class, calibration, how to reproduce."""
     config = read_json(run_dir / "config.json")
-    status = read_json(run_dir / "status.json")
-    metrics = read_metrics(run_dir)
     test = read_json(run_dir / f"eval_{config['data']['test_split']}.json")
-    val = read_json(run_dir / "eval_val.json")
-    best = metrics.loc[metrics["val_acc"].idxmax()]
     lines = [
         f"# Default model: {config['name']} ({config['model']['name']})", "",
         "Ships inside `fer-studio` and is used whenever no run is chosen (photo upload, webcam, `fer predict`).", "",
@@ -45,11 +46,23 @@ def run_card(run_dir: Path, command: str) -> str:
         "## Recipe", "",
         "```json", json.dumps({k: config[k] for k in ("model", "augmentation", "optim", "sched", "loss", "train")},
                               indent=2), "```", "",
+        *_results_lines(run_dir, test), *_calibration_lines(run_dir, test),
+        "## Reproduce", "", "```bash", command, "```", ""]
+    return "\n".join(lines)
+
+
+def _results_lines(run_dir: Path, test: Dict[str, Any]) -> List[str]:
+    status = read_json(run_dir / "status.json")
+    metrics = read_metrics(run_dir)
+    val = read_json(run_dir / "eval_val.json")
+    best = metrics.loc[metrics["val_acc"].idxmax()]
+    seconds = metrics["seconds"]
+    lines = [
         "## Results", "",
         f"- {test['split']} accuracy **{test['accuracy']:.2%}**, macro-F1 {test['macro_f1']:.3f}",
         f"- validation accuracy {val['accuracy']:.2%} (best epoch {int(best['epoch'])} of {len(metrics)})",
-        f"- training time {metrics['seconds'].sum() / 60:.1f} min of epochs on {status.get('device', 'CPU')}; "
-        f"median epoch {metrics['seconds'].median():.0f} s, so {metrics['seconds'].median() * len(metrics) / 60:.0f} min "
+        f"- training time {seconds.sum() / 60:.1f} min of epochs on {status.get('device', 'CPU')}; "
+        f"median epoch {seconds.median():.0f} s, so {seconds.median() * len(metrics) / 60:.0f} min "
         f"at that pace (epochs that shared the CPU with other work took longer)",
         "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
     ]
@@ -60,16 +73,48 @@ def run_card(run_dir: Path, command: str) -> str:
               "| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for name, row in zip(names, test["confusion_matrix"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
-    lines += ["", "## Reproduce", "", "```bash", command, "```", ""]
-    return "\n".join(lines)
+    return lines + [""]
 
 
-def package_run(run_dir: Path, command: str, dest: Path = SHIPPED_RUN_DIR) -> Path:
-    """Copy a finished run's files into `dest` with its card; refuses runs over 20 MB or not completed."""
+def _calibration_lines(run_dir: Path, test: Dict[str, Any]) -> List[str]:
+    val = read_json(run_dir / "eval_val.json") or {}
+    if float(test.get("temperature", 1.0)) == 1.0 or "ece_uncalibrated" not in val:
+        return []
+    return ["## Calibration", "",
+            f"Temperature T = {test['temperature']:.3f}, fitted on the validation split (every predictor applies "
+            f"it): expected calibration error {val['ece_uncalibrated']:.4f} → {val['ece']:.4f} on validation and "
+            f"{test['ece_uncalibrated']:.4f} → {test['ece']:.4f} on {test['split']}.", ""]
+
+
+def release_files(run_dir: Path) -> List[str]:
+    """The run's files a release ships: checkpoint, its matching int8 export, records and test evaluation."""
     run_dir = Path(run_dir)
-    if read_json(run_dir / "status.json", {}).get("state") != "completed":
-        raise ValueError(f"{run_dir} has not completed")
-    size = sum((run_dir / f).stat().st_size for f in SHIPPED_FILES if (run_dir / f).is_file())
+    config = read_json(run_dir / "config.json", {}) or {}
+    split = (config.get("data") or {}).get("test_split") or "PublicTest"
+    names = [*SHIPPED_FILES, f"eval_{split}.json", f"predictions_{split}.csv"]
+    export = run_dir / INT8_EXPORT
+    # The export names its source checkpoint's SHA-256 in its metadata: a stale one is left behind.
+    if export.is_file() and sha256_of(run_dir / "best.pt").encode() in export.read_bytes():
+        names.append(INT8_EXPORT)
+    return [n for n in names if (run_dir / n).is_file()]
+
+
+def release_run(run_dir: Path, dest: Path = SHIPPED_RUN_DIR, command: str = "") -> Path:
+    """Write a completed run as a shipped-model folder `dest` with its card; refuses runs over 20 MB.
+
+    `dest` may be new or an earlier release (it holds RUN_ID), never any other folder.
+    """
+    run_dir, dest = Path(run_dir), Path(dest)
+    status = read_json(run_dir / "status.json", {}) or {}
+    if status.get("state") != "completed" or not (run_dir / "best.pt").is_file():
+        raise UserError(f"{run_dir.name} has not completed (state {status.get('state')!r}): only a finished run "
+                        "with its best.pt can be released")
+    files = release_files(run_dir)
+    size = sum((run_dir / f).stat().st_size for f in files)
     if size > MAX_BYTES:
-        raise ValueError(f"{run_dir}: {size / 1e6:.1f} MB is over the 20 MB limit for a shipped model")
-    return export_run(run_dir, dest, SHIPPED_FILES, {"CARD.md": run_card(run_dir, command), "RUN_ID": run_dir.name + "\n"})
+        raise UserError(f"{run_dir.name}: {size / 1e6:.1f} MB is over the {MAX_BYTES / 2**20:.0f} MB limit for a "
+                        "shipped model")
+    if dest.exists() and not (dest / "RUN_ID").is_file():
+        raise UserError(f"{dest} exists and is not a released model (no RUN_ID): choose a new folder")
+    command = command or "FER_DATA=/path/to/fer2013 fer train --config config.json   # the config.json beside this card"
+    return export_run(run_dir, dest, files, {"CARD.md": run_card(run_dir, command), "RUN_ID": run_dir.name + "\n"})

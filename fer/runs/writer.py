@@ -26,9 +26,8 @@ import pandas as pd
 
 from fer.config import RunConfig
 from fer.core.errors import UserError
-from fer.core.files import atomic_write, write_json, write_text
+from fer.core.files import atomic_write, read_json, utc_now, write_json, write_text
 from fer.runs.store import STATES, inside_package, read_jsonl, read_status
-from fer.core.files import read_json, utc_now
 
 CANCEL_FILE = "CANCEL"
 RESERVE_FILE = ".space-reserve"  # ballast freed on a full disk, so the failure itself can still be written

@@ -22,8 +22,8 @@ import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-from fer.runs.writer import write_status
 from fer.core.files import utc_now
+from fer.runs.writer import write_status
 
 
 @dataclass(frozen=True)

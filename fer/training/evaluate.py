@@ -1,4 +1,4 @@
-"""Scoring a classifier on a split (scikit-learn metrics) and evaluating a stored run.
+"""Scoring a classifier on a split (fer.metrics) and evaluating a stored run.
 
 `score` works with any classifier (`class_names`, `predict_faces`): the CNN `Predictor` at the end of
 training, the blendshape classifier, or an ensemble. `evaluate_run` loads a run's classifier,
@@ -8,52 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from fer.metrics.calibration import apply_temperature, calibration_metrics, fit_temperature
-from fer.runs.checkpoint import load_checkpoint
-from fer.inference.classifiers import load_classifier
-from fer.data import DataError, FaceData, load_run_data, split_index
 from fer.core.device import select_device
 from fer.core.errors import UserError
+from fer.data import DataError, FaceData, RunData
+from fer.inference.classifiers import load_classifier
 from fer.inference.pipeline import Classifier
 from fer.inference.predictor import Predictor
-from fer.runs.writer import record_evaluation, save_checkpoint
+from fer.metrics.calibration import apply_temperature, calibration_metrics, fit_temperature
+from fer.metrics.classification import classification_metrics, predictions_frame
+from fer.runs.checkpoint import load_checkpoint
 from fer.runs.store import evaluation_dir, inside_package, read_config
-
-
-def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
-    k = len(class_names)
-    preds = probs.argmax(1)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, preds, labels=list(range(k)), zero_division=0)
-    return {
-        "n": int(len(labels)),
-        "accuracy": float(accuracy_score(labels, preds)),
-        "macro_f1": float(f1_score(labels, preds, labels=list(range(k)), average="macro", zero_division=0)),
-        "per_class": {name: {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
-                             "support": int(support[c])} for c, name in enumerate(class_names)},
-        "class_names": list(class_names),
-        # Rows are true classes, columns predicted classes.
-        "confusion_matrix": confusion_matrix(labels, preds, labels=list(range(k))).tolist(),
-    }
-
-
-def predictions_frame(sources: np.ndarray, labels: np.ndarray, probs: np.ndarray,
-                      class_names: Sequence[str]) -> pd.DataFrame:
-    """One row per image: source id, true and predicted class, confidence and every probability."""
-    preds = probs.argmax(1)
-    df = pd.DataFrame({"source": sources, "true": np.asarray(class_names)[labels],
-                       "pred": np.asarray(class_names)[preds], "confidence": probs.max(1).round(6),
-                       "correct": preds == labels})
-    for c, name in enumerate(class_names):
-        df[f"p_{name}"] = probs[:, c].round(6)
-    return df
+from fer.runs.writer import record_evaluation, save_checkpoint
 
 
 @dataclass
@@ -99,9 +69,9 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     # Where the run trained may not exist here: evaluate on what this machine has.
     classifier = load_classifier(run_dir, checkpoint=checkpoint, device=select_device("auto"),
                                  batch_size=cfg.train.eval_batch_size)
-    data = load_run_data(cfg, data_path)
-    index, split_name = split_index(cfg, data, split)
-    result = score(classifier, data, index, split_name)
+    run_data = RunData.from_config(cfg, data_path)
+    index, split_name = run_data.split(split)
+    result = score(classifier, run_data.data, index, split_name)
     record_evaluation(evaluation_dir(run_dir), result.metrics, result.predictions)
     return result.metrics
 
@@ -118,11 +88,10 @@ def calibrate_run(run_dir: Path, data_path: Optional[str] = None) -> Dict[str, A
     ckpt = load_checkpoint(run_dir / "best.pt")
     predictor = Predictor.from_loaded(ckpt, name=run_dir.name, checkpoint="best", calibrated=False,
                                       device=select_device("auto"), batch_size=cfg.train.eval_batch_size)
-    data = load_run_data(cfg, data_path)
-    index, _ = split_index(cfg, data, "val")
-    if len(index) == 0:
-        raise DataError(f"{run_dir.name} has no validation images in {data.origin} to fit a temperature on")
-    val = fit_calibration(predictor, data, index)
+    run_data = RunData.from_config(cfg, data_path)
+    if len(run_data.splits.val) == 0:
+        raise DataError(f"{run_dir.name} has no validation images in {run_data.data.origin} to fit a temperature on")
+    val = fit_calibration(predictor, run_data.data, run_data.splits.val)
     save_checkpoint(run_dir, "best.pt", {**ckpt, "calibration": {"temperature": predictor.temperature,
                                                                  "fitted_on": "val"}})
     record_evaluation(evaluation_dir(run_dir), val.metrics, val.predictions)

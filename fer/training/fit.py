@@ -22,22 +22,21 @@ import torch.nn as nn
 from sklearn.metrics import f1_score
 from torch.nn.parallel import DistributedDataParallel
 
-from fer.data.augment import build_augmentation
-from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
 from fer.config import RunConfig
-from fer.data import FaceData, Splits, default_data_path, load_run_data, splits_for
-from fer.data.loaders import eval_loader, inverse_frequency_weights, train_loader
 from fer.core.device import amp_dtype, describe_device, select_device
-from fer.training.loops import train_one_epoch, validate
-from fer.training.evaluate import Evaluation, fit_calibration, score
-from fer.models import count_parameters, create_model
-from fer.training.optim import build_optimizer, build_scheduler
-from fer.training.distributed import DistContext, close_process_group, init_process_group, launch
-from fer.inference.predictor import Predictor
-from fer.training.recorder import Cancelled, QuietRecorder, RunRecorder
-from fer.runs.writer import create_run as create_run_folder, training_lock
-from fer.runs.store import default_runs_dir, read_config
 from fer.core.files import utc_now
+from fer.data import RunData
+from fer.inference.blendshapes import KIND as BLENDSHAPE_KIND
+from fer.inference.predictor import Predictor
+from fer.models import count_parameters, create_model
+from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
+from fer.runs.store import default_runs_dir, read_config
+from fer.runs.writer import create_run as create_run_folder, training_lock
+from fer.training.distributed import DistContext, close_process_group, init_process_group, launch
+from fer.training.evaluate import Evaluation, fit_calibration, score
+from fer.training.loops import EpochResult, train_one_epoch, validate
+from fer.training.optim import build_optimizer, build_scheduler
+from fer.training.recorder import Cancelled, QuietRecorder, Recorder, RunRecorder
 from fer.training.transfer import apply_freeze, parameter_groups
 from fer.training.validate import CheckedConfig, check_config
 
@@ -112,7 +111,12 @@ def _train_here(cfg: RunConfig, run_dir: Path, progress: bool, ctx: DistContext)
     with recorder:
         try:
             with _sigterm_cancels(recorder):
-                _fit(cfg, recorder, ctx)
+                if cfg.model.name == BLENDSHAPE_KIND:  # MediaPipe features and a linear classifier
+                    from fer.training.blendshape_run import fit_blendshape_run
+
+                    fit_blendshape_run(cfg, recorder)
+                else:
+                    _fit(cfg, recorder, ctx)
         except (Cancelled, KeyboardInterrupt) as e:
             recorder.cancelled(str(e) or "interrupt")
         except Exception as e:
@@ -128,8 +132,7 @@ class _Job:
 
     cfg: RunConfig
     ctx: DistContext
-    data: FaceData
-    splits: Splits
+    run_data: RunData
     device: torch.device
     dtype: Optional[torch.dtype]
     module: nn.Module  # the model itself: checkpoints, validation
@@ -146,56 +149,64 @@ class _Job:
 
     def payload(self, epoch: int, metrics: Dict[str, Any], state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """A self-describing checkpoint of the model now."""
-        return checkpoint_payload(self.module, self.cfg.to_dict(), self.data.class_names, self.cfg.preprocessing(),
-                                  epoch, metrics, state)
+        return checkpoint_payload(self.module, self.cfg.to_dict(), self.run_data.class_names,
+                                  self.cfg.preprocessing(), epoch, metrics, state)
 
 
-def _build(cfg: RunConfig, recorder, ctx: DistContext) -> _Job:
-    device = ctx.device(select_device(cfg.train.device))
-    init_process_group(ctx, device)
-    dtype = amp_dtype(cfg.train.amp, device)
-    data = load_run_data(cfg)
-    splits = splits_for(cfg, data)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels once
-    recorder.log.info("data %s: %s; load report: %s", data.origin, splits.sizes(), data.report.summary())
-    num_classes = len(data.class_names)
+@dataclass
+class _Best:
+    """Model selection so far: the best validation accuracy and the epochs since it."""
 
+    val_acc: float = -1.0
+    since: int = 0
+
+    def update(self, val_acc: float) -> bool:
+        """Take one epoch's accuracy; whether it is a new best."""
+        improved = val_acc > self.val_acc
+        self.val_acc, self.since = (val_acc, 0) if improved else (self.val_acc, self.since + 1)
+        return improved
+
+
+def _build_model(cfg: RunConfig, ctx: DistContext, device: torch.device, num_classes: int) -> nn.Module:
     module = create_model(cfg.model.name, num_classes=num_classes, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
     if ctx.active and cfg.train.sync_bn:
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-    module = module.to(device, memory_format=memory_format)
+    return module.to(device, memory_format=memory_format)
+
+
+def _build(cfg: RunConfig, recorder: Recorder, ctx: DistContext) -> _Job:
+    device = ctx.device(select_device(cfg.train.device))
+    init_process_group(ctx, device)
+    dtype = amp_dtype(cfg.train.amp, device)
+    run_data = RunData.from_config(cfg)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels once
+    recorder.log.info("data %s: %s; load report: %s", run_data.data.origin, run_data.splits.sizes(),
+                      run_data.data.report.summary())
+    module = _build_model(cfg, ctx, device, run_data.num_classes)
     recorder.log.info("model %s (%s parameters) on %s, autocast %s%s", cfg.model.name,
                       f"{count_parameters(module):,}", describe_device(device), dtype,
                       f", {ctx.world} processes (DistributedDataParallel)" if ctx.active else "")
-
     generator = torch.Generator()
-    # FER+ "soft": probability targets (the labels, their argmax, still drive the sampler and class weights).
-    soft = data.soft_labels[splits.train] if cfg.data.labels == "ferplus" and cfg.data.ferplus_mode == "soft" else None
-    loader = train_loader(data.images[splits.train], data.labels[splits.train],
-                          build_augmentation(cfg.augmentation, 48, cfg.aug), cfg.train.batch_size, cfg.data.sampler,
-                          num_classes, generator, cfg.data.num_workers, ctx.rank, ctx.world,
-                          pin_memory=device.type == "cuda", targets=soft)
-    val_loader = eval_loader(data.images[splits.val], data.labels[splits.val], cfg.train.eval_batch_size)
+    loader = run_data.train_loader(generator, ctx.rank, ctx.world, pin_memory=device.type == "cuda")
     per_step = cfg.train.batch_size * ctx.world
     accumulate = max(1, cfg.train.global_batch // per_step) if cfg.train.global_batch else 1
     optimizer = build_optimizer(parameter_groups(module, cfg), cfg.optim)
     scheduler, cadence = build_scheduler(optimizer, cfg.sched, cfg.train.epochs, -(-len(loader) // accumulate))
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    weights = None
-    if cfg.loss.class_weights:
-        weights = torch.tensor(inverse_frequency_weights(data.labels[splits.train], num_classes),
-                               dtype=torch.float32, device=device)
+    weights = run_data.class_weights()
+    if weights is not None:
+        weights = torch.tensor(weights, dtype=torch.float32, device=device)
     criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.loss.label_smoothing)
-    return _Job(cfg, ctx, data, splits, device, dtype, module, module, loader, val_loader, generator, accumulate,
-                optimizer, scheduler, cadence, scaler, criterion)
+    return _Job(cfg, ctx, run_data, device, dtype, module, module, loader, run_data.val_loader(), generator,
+                accumulate, optimizer, scheduler, cadence, scaler, criterion)
 
 
-def _restore(job: _Job, last_path: Path, recorder) -> tuple:
-    """(first epoch, best val accuracy, epochs since best): from last.pt when resuming, else a fresh start."""
+def _restore(job: _Job, last_path: Path, recorder: Recorder) -> tuple:
+    """(first epoch, best so far): from last.pt when resuming, else a fresh start."""
     if not last_path.is_file():
-        return 1, -1.0, 0
+        return 1, _Best()
     ckpt = load_checkpoint(last_path, map_location=job.device)
     job.module.load_state_dict(ckpt["state_dict"])
     state = ckpt["training_state"]
@@ -206,7 +217,7 @@ def _restore(job: _Job, last_path: Path, recorder) -> tuple:
         job.scaler.load_state_dict(state["scaler"])
     recorder.log.info("resuming from %s at epoch %d (best val acc %.4f)", last_path.name, ckpt["epoch"] + 1,
                       state["best_val_acc"])
-    return ckpt["epoch"] + 1, state["best_val_acc"], state["epochs_since_best"]
+    return ckpt["epoch"] + 1, _Best(state["best_val_acc"], state["epochs_since_best"])
 
 
 def _validate(job: _Job) -> tuple:
@@ -215,15 +226,15 @@ def _validate(job: _Job) -> tuple:
     if job.ctx.main:  # the plain module: DistributedDataParallel's forward is a collective
         loss, acc, probs, labels = validate(job.module, job.val_loader, job.device, job.cfg.preprocessing(),
                                             amp_dtype=job.dtype, channels_last=job.cfg.train.channels_last)
-        f1 = float(f1_score(labels, probs.argmax(1), average="macro", labels=list(range(len(job.data.class_names))),
+        f1 = float(f1_score(labels, probs.argmax(1), average="macro", labels=list(range(job.run_data.num_classes)),
                             zero_division=0))
     return tuple(job.ctx.from_main([loss, acc, f1]))  # every rank steps schedulers and stops on the same numbers
 
 
-def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
+def _fit(cfg: RunConfig, recorder: Recorder, ctx: DistContext) -> None:
     seed_everything(cfg.train.seed)
     job = _build(cfg, recorder, ctx)
-    start_epoch, best_acc, since_best = _restore(job, recorder.run_dir / "last.pt", recorder)
+    start_epoch, best = _restore(job, recorder.run_dir / "last.pt", recorder)
     if ctx.active:  # wrapped after loading, so every rank starts from the same (unwrapped) weights
         job.model = DistributedDataParallel(job.module, device_ids=[job.device.index] if job.device.type == "cuda"
                                             else None)
@@ -231,57 +242,11 @@ def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
                      (f"{ctx.world} × " if ctx.active else "") + describe_device(job.device))
     stopped_early = False
     for epoch in range(start_epoch, cfg.train.epochs + 1):
-        # Seeding per epoch makes a resumed run retrace the uninterrupted one exactly.
-        epoch_seed = cfg.train.seed * 100_003 + epoch
-        seed_everything(epoch_seed)
-        job.generator.manual_seed(epoch_seed)
-        lr = job.optimizer.param_groups[0]["lr"]
-        trainable = apply_freeze(job.module, cfg, epoch)
-        if cfg.transfer.freeze_epochs > 0:
-            recorder.log.info("epoch %d trains %s", epoch, trainable)
-        with recorder.epoch(epoch, len(job.loader), cfg.train.batch_size * ctx.world) as report:
-            def on_batch(batch: int, batches: int, loss: float) -> None:
-                # Every process stops at the same batch: a cancel seen by rank 0 is agreed on by all.
-                if (not ctx.active or batch % CANCEL_CHECK_EVERY == 0 or batch == batches) and \
-                        ctx.any(recorder.cancel_requested()):
-                    raise Cancelled(recorder.stop_signal or "cancel requested")
-                report(batch, batches, loss)
-
-            result = train_one_epoch(job.model, job.loader, job.optimizer, job.criterion, job.device,
-                                     cfg.preprocessing(), amp_dtype=job.dtype, scaler=job.scaler,
-                                     grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
-                                     batch_scheduler=job.scheduler if job.cadence == "batch" else None,
-                                     accumulate=job.accumulate, nonfinite=cfg.train.nonfinite,
-                                     on_batch=on_batch)
-        if recorder.stop_signal and not ctx.active:  # a SIGTERM after the last batch's check
-            raise Cancelled(recorder.stop_signal)
-        recorder.validating(epoch)
-        loss_sum, correct, images = ctx.sum([result.loss * result.images, result.accuracy * result.images,
-                                             result.images])  # the epoch over every process's shard
-        val_loss, val_acc, val_f1 = _validate(job)
-        if job.cadence == "epoch" and job.scheduler is not None:
-            job.scheduler.step()
-        elif job.cadence == "plateau":
-            job.scheduler.step(val_acc)
-        improved = val_acc > best_acc
-        best_acc, since_best = (val_acc, 0) if improved else (best_acc, since_best + 1)
-        row = {"epoch": epoch, "train_loss": loss_sum / images, "train_acc": correct / images, "val_loss": val_loss,
-               "val_acc": val_acc, "val_macro_f1": val_f1, "lr": lr, "seconds": round(result.seconds, 3),
-               "images_per_s": round(images / max(result.seconds, 1e-9), 1), "best": improved, "time": utc_now()}
-        if result.nonfinite_batches:
-            row["nonfinite_batches"] = result.nonfinite_batches
-            recorder.nonfinite(epoch, result.nonfinite_batches, len(job.loader))
-        if hasattr(job.optimizer, "skipped_steps"):
-            row["skipped_steps"] = job.optimizer.skipped_steps  # KacıFANN: steps skipped on a non-finite loss
-        recorder.epoch_done(row, len(job.loader), best_acc)
-        if improved:
-            recorder.checkpoint("best.pt", job.payload(epoch, {"val": row}))
-        state = {"optimizer": job.optimizer.state_dict(), "best_val_acc": best_acc, "epochs_since_best": since_best,
-                 "scheduler": job.scheduler.state_dict() if job.scheduler is not None else {},
-                 "scaler": job.scaler.state_dict() if job.scaler is not None else {}}
-        recorder.checkpoint("last.pt", job.payload(epoch, {"val": row}, state))
-        if cfg.train.early_stop_patience and since_best >= cfg.train.early_stop_patience:
-            recorder.log.info("early stop: no better validation accuracy for %d epochs", since_best)
+        lr = job.optimizer.param_groups[0]["lr"]  # the rate the epoch starts with (its metrics row says it)
+        result = _train_epoch(job, recorder, epoch)
+        _end_of_epoch(job, recorder, epoch, result, best, lr)
+        if cfg.train.early_stop_patience and best.since >= cfg.train.early_stop_patience:
+            recorder.log.info("early stop: no better validation accuracy for %d epochs", best.since)
             stopped_early = True
             break
     ctx.barrier()  # every rank has finished training before rank 0 scores the best checkpoint
@@ -290,28 +255,85 @@ def _fit(cfg: RunConfig, recorder, ctx: DistContext) -> None:
     if ctx.main:
         recorder.evaluating()
         test = _final_evaluation(job, recorder)
-        recorder.completed(best_val_acc=best_acc, stopped_early=stopped_early, test_acc=test.get("accuracy"))
+        recorder.completed(best_val_acc=best.val_acc, stopped_early=stopped_early, test_acc=test.get("accuracy"))
 
 
-def _final_evaluation(job: _Job, recorder: RunRecorder) -> Dict[str, Any]:
+def _train_epoch(job: _Job, recorder: Recorder, epoch: int) -> EpochResult:
+    """One epoch's training pass, stopping at the next batch when a cancel arrives."""
+    cfg, ctx = job.cfg, job.ctx
+    # Seeding per epoch makes a resumed run retrace the uninterrupted one exactly.
+    epoch_seed = cfg.train.seed * 100_003 + epoch
+    seed_everything(epoch_seed)
+    job.generator.manual_seed(epoch_seed)
+    trainable = apply_freeze(job.module, cfg, epoch)
+    if cfg.transfer.freeze_epochs > 0:
+        recorder.log.info("epoch %d trains %s", epoch, trainable)
+    with recorder.epoch(epoch, len(job.loader), cfg.train.batch_size * ctx.world) as report:
+        def on_batch(batch: int, batches: int, loss: float) -> None:
+            # Every process stops at the same batch: a cancel seen by rank 0 is agreed on by all.
+            if (not ctx.active or batch % CANCEL_CHECK_EVERY == 0 or batch == batches) and \
+                    ctx.any(recorder.cancel_requested()):
+                raise Cancelled(recorder.stop_signal or "cancel requested")
+            report(batch, batches, loss)
+
+        result = train_one_epoch(job.model, job.loader, job.optimizer, job.criterion, job.device,
+                                 cfg.preprocessing(), amp_dtype=job.dtype, scaler=job.scaler,
+                                 grad_clip=cfg.train.grad_clip, channels_last=cfg.train.channels_last,
+                                 batch_scheduler=job.scheduler if job.cadence == "batch" else None,
+                                 accumulate=job.accumulate, nonfinite=cfg.train.nonfinite, on_batch=on_batch)
+    if recorder.stop_signal and not ctx.active:  # a SIGTERM after the last batch's check
+        raise Cancelled(recorder.stop_signal)
+    return result
+
+
+def _end_of_epoch(job: _Job, recorder: Recorder, epoch: int, result: EpochResult, best: _Best, lr: float) -> None:
+    """Validate, step the schedule, and record the epoch: its metrics row and checkpoints."""
+    recorder.validating(epoch)
+    loss_sum, correct, images = job.ctx.sum([result.loss * result.images, result.accuracy * result.images,
+                                             result.images])  # the epoch over every process's shard
+    val_loss, val_acc, val_f1 = _validate(job)
+    if job.cadence == "epoch" and job.scheduler is not None:
+        job.scheduler.step()
+    elif job.cadence == "plateau":
+        job.scheduler.step(val_acc)
+    improved = best.update(val_acc)
+    row = {"epoch": epoch, "train_loss": loss_sum / images, "train_acc": correct / images, "val_loss": val_loss,
+           "val_acc": val_acc, "val_macro_f1": val_f1, "lr": lr, "seconds": round(result.seconds, 3),
+           "images_per_s": round(images / max(result.seconds, 1e-9), 1), "best": improved, "time": utc_now()}
+    if result.nonfinite_batches:
+        row["nonfinite_batches"] = result.nonfinite_batches
+        recorder.nonfinite(epoch, result.nonfinite_batches, len(job.loader))
+    if hasattr(job.optimizer, "skipped_steps"):
+        row["skipped_steps"] = job.optimizer.skipped_steps  # KacıFANN: steps skipped on a non-finite loss
+    recorder.epoch_done(row, len(job.loader), best.val_acc)
+    if improved:
+        recorder.checkpoint("best.pt", job.payload(epoch, {"val": row}))
+    state = {"optimizer": job.optimizer.state_dict(), "best_val_acc": best.val_acc, "epochs_since_best": best.since,
+             "scheduler": job.scheduler.state_dict() if job.scheduler is not None else {},
+             "scaler": job.scaler.state_dict() if job.scaler is not None else {}}
+    recorder.checkpoint("last.pt", job.payload(epoch, {"val": row}, state))
+
+
+def _final_evaluation(job: _Job, recorder: Recorder) -> Dict[str, Any]:
     """Score best.pt on validation and test (as `fer eval` would); the results also go into best.pt."""
     best = load_checkpoint(recorder.run_dir / "best.pt")
     predictor = Predictor.from_loaded(best, name=recorder.run_dir.name, checkpoint="best", device=job.device,
                                       batch_size=job.cfg.train.eval_batch_size)
+    data, splits = job.run_data.data, job.run_data.splits
     results: Dict[str, Any] = {}
     calibration: Dict[str, Any] = {}
     scored: Dict[str, Evaluation] = {}
-    if len(job.splits.val):  # temperature scaling, fitted on validation (never on a test split)
-        scored["val"] = fit_calibration(predictor, job.data, job.splits.val)
+    if len(splits.val):  # temperature scaling, fitted on validation (never on a test split)
+        scored["val"] = fit_calibration(predictor, data, splits.val)
         calibration = {"temperature": predictor.temperature, "fitted_on": "val"}
         recorder.log.info("calibration: temperature %.3f fitted on validation", predictor.temperature)
     for role, split_name in (("val", "val"), ("test", job.cfg.data.test_split)):
-        index = getattr(job.splits, role)
+        index = getattr(splits, role)
         if len(index) == 0:
             recorder.log.info("no %s images (%s is not in %s): %s evaluation skipped", role, split_name,
-                              job.data.origin, role)
+                              data.origin, role)
             continue
-        result = scored.get(role) or score(predictor, job.data, index, split_name)
+        result = scored.get(role) or score(predictor, data, index, split_name)
         recorder.evaluation(role, result.metrics, result.predictions)
         results[role] = {"split": split_name, "accuracy": result.metrics["accuracy"],
                          "macro_f1": result.metrics["macro_f1"], "ece": result.metrics["ece"]}

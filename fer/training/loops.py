@@ -5,7 +5,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -44,6 +44,37 @@ def _inputs(x: torch.Tensor, device: torch.device, spec: Preprocessing, channels
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+@dataclass
+class _StepState:
+    """The gradient being accumulated for the next optimizer step."""
+
+    loss: Any = 0.0  # the step's mean loss (a tensor once a batch adds to it), for KacıFANN-style optimizers
+    poisoned: bool = False  # a batch of this step had a non-finite loss
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
+                    grad_clip: float, step: _StepState, batch_scheduler) -> None:
+    """Apply (or, when poisoned, drop) the accumulated gradient, then step a per-batch schedule."""
+    if step.poisoned:  # the step would carry NaN/inf gradients into the weights: drop it
+        optimizer.zero_grad(set_to_none=True)
+    else:
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        # KacıFANN-style optimizers scale their step by the batch loss.
+        kwargs = {"loss": step.loss} if getattr(optimizer, "takes_loss", False) else {}
+        if scaler is not None:
+            scaler.step(optimizer, **kwargs)
+            scaler.update()
+        else:
+            optimizer.step(**kwargs)
+        optimizer.zero_grad(set_to_none=True)
+    step.loss, step.poisoned = 0.0, False
+    if batch_scheduler is not None:
+        batch_scheduler.step()  # after optimizer.step(), as PyTorch requires; skipped steps keep time too
+
+
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     criterion: nn.Module, device: torch.device, spec: Preprocessing, *,
                     amp_dtype: Optional[torch.dtype] = None, scaler: Optional[torch.amp.GradScaler] = None,
@@ -57,14 +88,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     A NaN or infinite batch loss raises NonFiniteLoss (`nonfinite="stop"`) or drops the gradients
     gathered for that step and goes on (`"skip"`), so NaNs never reach the weights."""
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, skipped = 0.0, 0, 0, 0
     start = time.perf_counter()
     n_batches = len(loader)
-    # KacıFANN-style optimizers scale their step by the batch loss.
-    takes_loss = getattr(optimizer, "takes_loss", False)
     optimizer.zero_grad(set_to_none=True)
-    step_loss = 0.0
-    skipped, poisoned = 0, False  # poisoned: this step's accumulated gradients hold a non-finite batch
+    step = _StepState()
     for i, (x, y) in enumerate(loader):
         x = _inputs(x, device, spec, channels_last)
         y = y.to(device, non_blocking=True)
@@ -82,35 +110,15 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             if nonfinite != "skip":
                 raise NonFiniteLoss(f"non-finite training loss ({value}) at batch {i + 1} of {n_batches}: lower "
                                     "optim.lr, set train.grad_clip, or train.nonfinite=skip to drop such batches")
-            skipped += 1
-            poisoned = True
+            skipped, step.poisoned = skipped + 1, True
         else:
-            step_loss += loss.detach() / in_cycle
-        if steps and poisoned:  # the step would carry NaN/inf gradients into the weights: drop it
-            optimizer.zero_grad(set_to_none=True)
-            step_loss, poisoned = 0.0, False
-            if batch_scheduler is not None:
-                batch_scheduler.step()  # the schedule keeps time with the batches
-        elif steps:
-            if scaler is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            if grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            kwargs = {"loss": step_loss} if takes_loss else {}
-            if scaler is not None:
-                scaler.step(optimizer, **kwargs)
-                scaler.update()
-            else:
-                optimizer.step(**kwargs)
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            if batch_scheduler is not None:
-                batch_scheduler.step()  # after optimizer.step(), as PyTorch requires
-        if math.isfinite(value):
-            n = y.numel()
+            step.loss += loss.detach() / in_cycle
+            n = y.shape[0]  # faces, also for N×C probability targets
             total_loss += value * n
             correct += (logits.argmax(1) == (y.argmax(1) if y.ndim == 2 else y)).sum().item()  # soft targets too
             seen += n
+        if steps:
+            _optimizer_step(model, optimizer, scaler, grad_clip, step, batch_scheduler)
         if on_batch is not None:
             on_batch(i + 1, n_batches, value)
     if n_batches and skipped == n_batches:

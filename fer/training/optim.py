@@ -13,8 +13,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from fer.config import OptimConfig, SchedConfig
-from fer.training.kaci import KaciFANN, MomentumKaci
 from fer.core.registry import Registry
+from fer.training.kaci import KaciFANN, MomentumKaci
 
 OPTIMIZERS: Registry[Callable[[Iterable, OptimConfig], Optimizer]] = Registry("optimizer")
 SCHEDULERS: Registry[Callable[..., Optional[LRScheduler | ReduceLROnPlateau]]] = Registry("scheduler")

@@ -1,8 +1,9 @@
 """What a training run tells its folder, as callbacks (Lightning's Callback is the model).
 
-The training loop never touches a file: it calls a `RunRecorder`, which writes through the one
+The training loop never touches a file: it calls a `Recorder`. `RunRecorder` writes through the one
 run writer (status, metrics, checkpoints, evaluations, the log), checks for cancel requests and
-draws the optional progress bar.
+draws the optional progress bar; `QuietRecorder`, for ranks other than 0 of a multi-process run,
+records nothing. Both implement every method of the `Recorder` protocol (a test checks it).
 """
 from __future__ import annotations
 
@@ -11,20 +12,79 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterator, Mapping, Optional, Protocol
 
+from fer.core.files import is_disk_full, utc_now
 from fer.runs import writer as run_writer
-from fer.core.files import is_disk_full
 from fer.runs.store import read_config, read_status
-from fer.core.files import utc_now
 from fer.training.tracking import Trackers
 
 STATUS_EVERY_S = 1.0  # throttle status.json (and batches.jsonl) writes during an epoch
 LOSS_SMOOTHING = 0.9  # exponential moving average of the batch loss for the live curve
 
 
+# The epoch log line's numbers and their formats (a feature run has no loss or learning rate: "–").
+_LOGGED = (("train_loss", ".4f"), ("train_acc", ".4f"), ("val_loss", ".4f"), ("val_acc", ".4f"), ("lr", ".2e"),
+           ("seconds", ".1f"), ("images_per_s", ".0f"))
+
+
+def _number(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "–"
+
+
 class Cancelled(Exception):
     """Raised inside the loop when a cancel was requested (CANCEL file, SIGTERM or Ctrl-C)."""
+
+
+class Recorder(Protocol):
+    """What a training loop may tell its run, and ask of it."""
+
+    run_dir: Path
+    log: logging.Logger
+    stop_signal: Optional[str]  # set by a signal handler; the loop stops at its next check
+
+    def __enter__(self) -> "Recorder": ...
+
+    def __exit__(self, *exc: Any) -> None: ...
+
+    def started(self, start_epoch: int, batches: int, device: str) -> None:
+        """The loop is about to run epoch `start_epoch` (1, or later when resuming)."""
+
+    def epoch(self, epoch: int, batches: int, batch_size: int) -> ContextManager[Callable[[int, int, float], None]]:
+        """A per-batch callback for one epoch."""
+
+    def validating(self, epoch: int) -> None:
+        """The epoch's training pass is done; the validation pass runs."""
+
+    def epoch_done(self, row: Mapping[str, Any], batches: int, best_val_acc: float) -> None:
+        """One finished epoch's metrics row."""
+
+    def nonfinite(self, epoch: int, skipped: int, batches: int) -> None:
+        """Batches of the epoch were skipped for a NaN/inf loss."""
+
+    def checkpoint(self, name: str, payload: Dict[str, Any]) -> None:
+        """Save a checkpoint payload (best.pt, last.pt)."""
+
+    def fitted(self, arrays: Mapping[str, Mapping[str, Any]], documents: Mapping[str, Any]) -> None:
+        """Save a fitted non-network classifier: .npz arrays and JSON documents, by file name."""
+
+    def evaluating(self) -> None:
+        """Training is done; the best model is being scored on validation and test."""
+
+    def evaluation(self, role: str, metrics: Dict[str, Any], predictions: Any) -> None:
+        """A scored split of the final evaluation (role: val or test)."""
+
+    def completed(self, **fields: Any) -> None:
+        """Training and the final evaluation are done."""
+
+    def cancelled(self, reason: str) -> None:
+        """The run stopped on request (or a sweep pruned it)."""
+
+    def failed(self, error: BaseException) -> None:
+        """The run raised."""
+
+    def cancel_requested(self) -> bool:
+        """Whether someone asked the run to stop."""
 
 
 class RunRecorder:
@@ -144,9 +204,9 @@ class RunRecorder:
         run_writer.append_metrics(self.run_dir, row)
         self.trackers.log_epoch(row)
         run_writer.write_status(self.run_dir, "running", epoch=row["epoch"], batch=batches, best_val_acc=best_val_acc)
-        self.log.info("epoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f%s | lr %.2e | %.1fs %.0f img/s",
-                      row["epoch"], self.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
-                      row["val_acc"], " *" if row["best"] else "", row["lr"], row["seconds"], row["images_per_s"])
+        self.log.info("epoch %d/%d  train loss %s acc %s | val loss %s acc %s%s | lr %s | %ss %s img/s",
+                      row["epoch"], self.epochs, *(_number(row.get(k), f) for k, f in _LOGGED[:4]),
+                      " *" if row.get("best") else "", *(_number(row.get(k), f) for k, f in _LOGGED[4:]))
 
     def nonfinite(self, epoch: int, skipped: int, batches: int) -> None:
         """Batches of the epoch were skipped for a NaN/inf loss: a warning in the log and the status."""
@@ -158,6 +218,13 @@ class RunRecorder:
     def checkpoint(self, name: str, payload: Dict[str, Any]) -> None:
         """Save a checkpoint payload (best.pt, last.pt) atomically."""
         run_writer.save_checkpoint(self.run_dir, name, payload)
+
+    def fitted(self, arrays: Mapping[str, Mapping[str, Any]], documents: Mapping[str, Any]) -> None:
+        """Save a fitted non-network classifier (e.g. the blendshape run's): .npz arrays and JSON, by file name."""
+        for name, content in arrays.items():
+            run_writer.save_arrays(self.run_dir, name, content)
+        for name, content in documents.items():
+            run_writer.write_json(self.run_dir / name, content)
 
     def evaluation(self, role: str, metrics: Dict[str, Any], predictions: Any) -> None:
         """A scored split of the final evaluation (role: val or test)."""
@@ -193,11 +260,36 @@ class QuietRecorder:
         """A per-batch callback that reports nothing."""
         yield lambda batch, total, loss: None
 
-    def _nothing(self, *args: Any, **kwargs: Any) -> None:
+    # Rank 0 records all of these; the other ranks only train.
+    def started(self, start_epoch: int, batches: int, device: str) -> None:
         """Rank 0 records this."""
 
-    started = validating = evaluating = completed = cancelled = epoch_done = checkpoint = evaluation = _nothing
-    nonfinite = _nothing
+    def validating(self, epoch: int) -> None:
+        """Rank 0 records this."""
+
+    def epoch_done(self, row: Mapping[str, Any], batches: int, best_val_acc: float) -> None:
+        """Rank 0 records this."""
+
+    def nonfinite(self, epoch: int, skipped: int, batches: int) -> None:
+        """Rank 0 records this."""
+
+    def checkpoint(self, name: str, payload: Dict[str, Any]) -> None:
+        """Rank 0 records this."""
+
+    def fitted(self, arrays: Mapping[str, Mapping[str, Any]], documents: Mapping[str, Any]) -> None:
+        """Rank 0 records this."""
+
+    def evaluating(self) -> None:
+        """Rank 0 records this."""
+
+    def evaluation(self, role: str, metrics: Dict[str, Any], predictions: Any) -> None:
+        """Rank 0 records this."""
+
+    def completed(self, **fields: Any) -> None:
+        """Rank 0 records this."""
+
+    def cancelled(self, reason: str) -> None:
+        """Rank 0 records this."""
 
     def failed(self, error: BaseException) -> None:
         """The exception goes up to torchrun's error file (fer.training.rank's @record); rank 0 is told by the launcher."""

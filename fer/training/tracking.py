@@ -17,10 +17,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from fer.runs import writer as run_writer
 from fer.config import RunConfig
 from fer.core.extras import install_hint
 from fer.core.registry import Registry
+from fer.runs import writer as run_writer
 
 TRACKERS: Registry[Callable[[RunConfig, Path], "Tracker"]] = Registry("tracker")
 RUN_TAG = "fer.run_id"  # MLflow tag naming the run folder, so a resumed run finds its MLflow run again

@@ -17,10 +17,11 @@ from typing import Any, Callable, List, Tuple
 
 import torch
 
-from fer.data.augment import AUGMENTATIONS
-from fer.config import FIXED_CHOICES, ConfigError, FieldSpec, RunConfig, field_specs, get_field
-from fer.data import RunData, default_data_path, run_class_names
+from fer.config import ConfigError, FIXED_CHOICES, FieldSpec, RunConfig, field_specs, get_field
 from fer.core.device import amp_dtype, amp_warning, select_device
+from fer.data import RunData, default_data_path, run_class_names
+from fer.data.augment import AUGMENTATIONS
+from fer.inference.blendshapes import KIND as BLENDSHAPE_KIND
 from fer.models import MODELS, count_parameters, create_model
 from fer.training.optim import OPTIMIZERS, SCHEDULERS
 
@@ -86,8 +87,10 @@ def config_fields() -> List[FieldSpec]:
 
 
 def _check_choices(cfg: RunConfig) -> None:
-    for registry, name in ((MODELS, cfg.model.name), (OPTIMIZERS, cfg.optim.name), (SCHEDULERS, cfg.sched.name),
-                           (AUGMENTATIONS, cfg.augmentation)):
+    chosen = [(AUGMENTATIONS, cfg.augmentation)]
+    if cfg.model.name != BLENDSHAPE_KIND:  # a feature run's optim/sched fields only describe its fitted classifier
+        chosen += [(MODELS, cfg.model.name), (OPTIMIZERS, cfg.optim.name), (SCHEDULERS, cfg.sched.name)]
+    for registry, name in chosen:
         if name not in registry:
             raise ConfigError(f"unknown {registry.kind} {name!r}; choose from: {', '.join(registry.names())}")
     for key, choices in FIXED_CHOICES.items():
@@ -115,7 +118,19 @@ def _check_numbers(cfg: RunConfig) -> None:
                           "never used for model selection; validate on train_fraction or the other test split")
 
 
+def _check_feature_model(cfg: RunConfig) -> List[str]:
+    """A MediaPipe-feature run: the regularisation values it chooses from on validation."""
+    values = cfg.model.kwargs.get("Cs")
+    if not isinstance(values, list) or not values or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"model.kwargs.Cs of a {BLENDSHAPE_KIND} run must be a list of positive numbers; "
+                          f"got {values!r}")
+    return []
+
+
 def _check_model(cfg: RunConfig) -> List[str]:
+    if cfg.model.name == BLENDSHAPE_KIND:
+        return _check_feature_model(cfg)
     # The weights of a pretrained model are fetched when training starts; the shape is all that matters here.
     kwargs = {k: v for k, v in cfg.model.kwargs.items() if k not in ("pretrained", "weights_path")}
     size, n_classes = cfg.model.input_size, len(run_class_names(cfg))

@@ -6,8 +6,8 @@ import math
 import cv2
 import numpy as np
 
-from fer.inference.faces.detectors import Face
 from fer.data.preprocess import face_to_uint8_48
+from fer.inference.faces.detectors import Face
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:

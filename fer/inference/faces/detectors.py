@@ -20,8 +20,8 @@ from typing import Callable, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from fer.inference.faces.model_files import ModelFileUnavailable, ensure_model_file
 from fer.core.registry import Registry
+from fer.inference.faces.model_files import ModelFileUnavailable, ensure_model_file
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import List, Optional, Sequence
 import pandas as pd
 
 from fer.config import RunConfig, load_config
-from fer.runs.store import list_runs
 from fer.jobs.suites._registry import SUITES
+from fer.runs.store import list_runs
 
 
 def suite_configs(name: str, repeats: int = 1, epochs: int = 0, overrides: Sequence[str] = (),

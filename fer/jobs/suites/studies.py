@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from fer.config import RunConfig, apply, load_config
-from fer.models import count_parameters, create_model
 from fer.core.registry import Registry
 from fer.jobs.suites._registry import SUITES, Variant, merge, plain_cnn
+from fer.models import count_parameters, create_model
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ optional extra (`pip install 'fer-studio[sweep]'`): importing this package does 
 """
 from fer.jobs.sweeps.runner import PRUNERS, SweepSettings, open_study, run_sweep
 from fer.jobs.sweeps.space import Param, parse_space, read_space
-from fer.jobs.sweeps.study import (SweepError, best_config, best_trial, default_storage, definition, history, importances,
-                              list_sweeps, load_study, parallel_coordinates, reproduce_command, summary, sweeps_dir,
-                              trials_table)
+from fer.jobs.sweeps.study import (SweepError, best_config, best_trial, default_storage, definition, history,
+                                   importances, list_sweeps, load_study, parallel_coordinates, reproduce_command,
+                                   summary, sweeps_dir, trials_table)
 
 __all__ = ["PRUNERS", "Param", "SweepError", "SweepSettings", "best_config", "best_trial", "default_storage",
            "definition", "history", "importances", "list_sweeps", "load_study", "open_study", "parallel_coordinates",

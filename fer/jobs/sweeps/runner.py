@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
 
 from fer.config import ConfigError, load_config
-from fer.data import DataError
-from fer.jobs.submit import fitted_to_data, submit
-from fer.jobs.queue import set_worker_slots
-from fer.jobs.queue import LOCAL
-from fer.core.registry import Registry
-from fer.runs.writer import request_cancel
-from fer.runs.store import FINISHED_STATES, default_runs_dir, read_metrics, read_status
 from fer.core.files import pid_alive
+from fer.core.registry import Registry
+from fer.data import DataError
+from fer.jobs.queue import LOCAL, set_worker_slots
+from fer.jobs.submit import fitted_to_data, submit
 from fer.jobs.sweeps.space import parse_space, read_space
-from fer.jobs.sweeps.study import (METRIC, SweepError, default_storage, definition, require_optuna, space_json,
-                              sampled_config, study_space, trial_config)
+from fer.jobs.sweeps.study import (METRIC, SweepError, default_storage, definition, require_optuna, sampled_config,
+                                   space_json, study_space, trial_config)
+from fer.runs.store import FINISHED_STATES, default_runs_dir, read_metrics, read_status
+from fer.runs.writer import request_cancel
 from fer.training.validate import check_config
 
 PRUNERS: Registry[Callable[..., Any]] = Registry("pruner")

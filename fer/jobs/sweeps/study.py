@@ -17,8 +17,8 @@ import pandas as pd
 from fer.config import RunConfig, from_dict, load_config
 from fer.core.errors import UserError
 from fer.core.extras import require
-from fer.runs.store import default_runs_dir
 from fer.jobs.sweeps.space import Param, as_overrides, parse_space, trial_layer
+from fer.runs.store import default_runs_dir
 
 SWEEPS_FOLDER = "sweeps"
 METRIC = "val_acc"  # maximised: the best validation accuracy of the trial's run (never a test split)
