@@ -92,6 +92,9 @@ def test_release_packages_a_run_as_the_shipped_model_with_its_card(trained_run, 
     test = read_json(trained_run / "eval_PublicTest.json")
     assert f"PublicTest accuracy **{test['accuracy']:.2%}**" in card and "## Calibration" in card
     assert "fer train --config config.json" in card
+    released_config = read_config(dest)  # machine-specific places are left to FER_DATA / FER_RUNS_DIR
+    assert released_config.data.path == "" and released_config.runs_dir == ""
+    assert released_config.model == read_config(trained_run).model
     released = load_classifier(dest, backend="torch")  # a release is a run folder like any other
     faces = RunData.from_config(read_config(trained_run)).data.images[:16]
     original = Predictor.from_run(trained_run)

@@ -117,4 +117,10 @@ def release_run(run_dir: Path, dest: Path = SHIPPED_RUN_DIR, command: str = "") 
     if dest.exists() and not (dest / "RUN_ID").is_file():
         raise UserError(f"{dest} exists and is not a released model (no RUN_ID): choose a new folder")
     command = command or "FER_DATA=/path/to/fer2013 fer train --config config.json   # the config.json beside this card"
-    return export_run(run_dir, dest, files, {"CARD.md": run_card(run_dir, command), "RUN_ID": run_dir.name + "\n"})
+    # Where the run's data and runs folder were on the machine that trained it means nothing elsewhere:
+    # the released config reads FER_DATA (or data/) and FER_RUNS_DIR, so the card's command works anywhere.
+    config = read_json(run_dir / "config.json")
+    config["data"]["path"], config["runs_dir"] = "", ""
+    texts = {"config.json": json.dumps(config, indent=2) + "\n", "CARD.md": run_card(run_dir, command),
+             "RUN_ID": run_dir.name + "\n"}
+    return export_run(run_dir, dest, [f for f in files if f != "config.json"], texts)
