@@ -18,11 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 dashboard: setup
-	$(BIN)/streamlit run dashboard/app.py
+	$(BIN)/fer dashboard
 
-# Everything, as CI runs it.
+# Everything, as CI runs it: the fast tier in two test processes, then the slow tier in one (its
+# trainings, worker queues, DDP and Ray runs use both cores themselves and keep their timing).
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow" -n 2
+	$(BIN)/python -m pytest -m slow
 
 # For development: skips the tests marked slow (browser, worker queues, suites, trainings, subprocesses),
 # two test processes at once (one thread each): under 3 minutes on a 2-core machine.

@@ -1,14 +1,15 @@
-"""What every page shares: the sidebar's folders, cached loaders, and the "no model" guard.
+"""What every page shares: the sidebar's choices, cached loaders, and the "no model" guard.
 
 Loaders are cached once for the whole server, so moving between pages never decodes FER2013 or
 loads a model twice: datasets and models with `st.cache_resource`, the leaderboard (a table that
 changes while jobs run) with a short-lived `st.cache_data`.
 """
-from typing import Dict
+from typing import Dict, List
 
 import pandas as pd
 import streamlit as st
 
+from fer.core.settings import ServerSettings
 from fer.data import FaceData, default_data_path, load_fer2013
 from fer.data.cache import is_cached
 from fer.data.stats import DatasetReport, dataset_report
@@ -17,19 +18,52 @@ from fer.inference.pipeline import Classifier
 from fer.runs.store import default_runs_dir, list_runs
 
 
+# What makes Markdown (and Streamlit's own :red[...] and :material/...: directives) out of plain text:
+# links and images, emphasis, code, headings, HTML, maths. Escaped, each shows as itself.
+_MARKDOWN = set("\\`*_[]()!<>#:$~|&")
+
+
+def plain(text: object) -> str:
+    """A run name, tag or file name shown as itself inside Markdown: never a link, an image or a heading."""
+    return "".join("\\" + ch if ch in _MARKDOWN else ch for ch in str(text)).replace("\n", " ")
+
+
 def upload_limit_bytes() -> int:
     """The upload size cap of `.streamlit/config.toml` (server.maxUploadSize, MB), checked again by pages."""
     return int(st.get_option("server.maxUploadSize")) * 1024 * 1024
 
 
+def _places(settings: ServerSettings) -> Dict[str, List[str]]:
+    """The folders a visitor may choose among: the server's lists, or its defaults."""
+    return {"runs_dir": list(settings.runs_dirs) or [str(default_runs_dir())],
+            "data_path": list(settings.data_sources) or [str(default_data_path())]}
+
+
+def choose_places(settings: ServerSettings) -> None:
+    """The sidebar's data source and runs folder: picked among the server's, never typed by a visitor."""
+    places = _places(settings)
+    for key, options in places.items():
+        if st.session_state.get(key) not in options:  # a stale or forged choice falls back to the default
+            st.session_state[key] = options[0]
+    st.session_state["fer_places"] = places
+    st.selectbox("FER2013 source", places["data_path"], key="data_path", disabled=len(places["data_path"]) == 1)
+    st.selectbox("Runs folder", places["runs_dir"], key="runs_dir", disabled=len(places["runs_dir"]) == 1)
+
+
+def _chosen(key: str) -> str:
+    allowed = st.session_state.get("fer_places", {}).get(key) or []
+    value = st.session_state.get(key)
+    return value if value in allowed else (allowed[0] if allowed else "")
+
+
 def data_path() -> str:
-    """The FER2013 source chosen in the sidebar."""
-    return st.session_state.get("data_path") or str(default_data_path())
+    """The FER2013 source chosen in the sidebar (one of the server's)."""
+    return _chosen("data_path")
 
 
 def runs_dir() -> str:
-    """The runs folder chosen in the sidebar."""
-    return st.session_state.get("runs_dir") or str(default_runs_dir())
+    """The runs folder chosen in the sidebar (one of the server's)."""
+    return _chosen("runs_dir")
 
 
 @st.cache_resource(show_spinner="Loading FER2013…")

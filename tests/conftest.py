@@ -212,3 +212,32 @@ def csv_as_image_folders_fixture():
 def data_from_csv() -> bool:
     """Whether the test data came from fer2013.csv (its pixels differ slightly from the release's JPEGs)."""
     return DATA_FROM_CSV
+
+
+DASHBOARD_APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+LOCAL_SETTINGS = "[auth]\nlocal_token = false\n"  # a one-user machine: the visitor is the local operator
+
+
+@pytest.fixture
+def open_page(tmp_path_factory, monkeypatch):
+    """open_page(page, timeout, runs_dir=, data_path=, settings=TOML, state={...}) -> AppTest, run.
+
+    The server's settings offer exactly the given runs folder and data source (the sidebar picks among
+    them); `settings` replaces the default (no sign-in on a one-user machine) with its own TOML."""
+    from streamlit.testing.v1 import AppTest
+
+    def open_(page=None, timeout: int = 120, runs_dir=None, data_path=None, settings: str = LOCAL_SETTINGS,
+              state=None):
+        path = tmp_path_factory.mktemp("settings") / "fer-studio.toml"
+        path.write_text(settings)
+        monkeypatch.setenv("FER_SETTINGS", str(path))
+        for name, value in (("FER_RUNS_DIRS", runs_dir), ("FER_DATA_SOURCES", data_path)):
+            if value is not None:
+                monkeypatch.setenv(name, str(value))
+        at = AppTest.from_file(DASHBOARD_APP, default_timeout=timeout)
+        for key, value in (state or {}).items():  # e.g. what a visitor might forge in its session
+            at.session_state[key] = value
+        if page:
+            at.switch_page(f"views/{page}.py")
+        return at.run()
+    return open_

@@ -1,6 +1,5 @@
 """Every dashboard page through Streamlit's AppTest, on real data and real runs."""
 from pathlib import Path
-from typing import Optional
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -13,22 +12,12 @@ from fer.training.validate import check_config
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
-def open_page(page: Optional[str] = None, timeout: int = 120, **state) -> AppTest:
-    """The app with `state` in the session (data_path, runs_dir), switched to views/<page>.py and run."""
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    for key, value in state.items():
-        at.session_state[key] = str(value)
-    if page:
-        at.switch_page(f"views/{page}.py")
-    return at.run()
-
-
 @pytest.fixture(scope="module")
 def runs_with_one_run(trained_run):
     return trained_run.parent  # the session's shared run, alone in its folder
 
 
-def test_overview_shows_data_and_leaderboard(small_folder, runs_with_one_run):
+def test_overview_shows_data_and_leaderboard(open_page, small_folder, runs_with_one_run):
     at = open_page(data_path=small_folder, runs_dir=runs_with_one_run)
     assert not at.exception
     assert [m.value for m in at.metric][0] == "385"
@@ -40,7 +29,7 @@ def test_overview_shows_data_and_leaderboard(small_folder, runs_with_one_run):
     assert "CPU" in " ".join(c.value for c in at.sidebar.caption)
 
 
-def test_overview_without_data_explains_how_to_get_it(tmp_path):
+def test_overview_without_data_explains_how_to_get_it(open_page, tmp_path):
     at = open_page(timeout=60, data_path=tmp_path / "nothing", runs_dir=tmp_path)
     assert not at.exception
     assert "No FER2013 data found" in at.warning[0].value
@@ -59,7 +48,7 @@ def _jpeg(array) -> bytes:
 
 
 @pytest.mark.usefixtures("mediapipe_models")
-def test_predict_page_labels_every_uploaded_face(tmp_path):
+def test_predict_page_labels_every_uploaded_face(open_page, tmp_path):
     from skimage import data as skdata
 
     at = open_page("predict", timeout=180, runs_dir=tmp_path)  # no runs: the shipped model is the only choice
@@ -74,7 +63,7 @@ def test_predict_page_labels_every_uploaded_face(tmp_path):
 
 
 @pytest.mark.usefixtures("mediapipe_models")
-def test_predict_page_reports_bad_uploads_and_faceless_images(tmp_path, runs_with_one_run):
+def test_predict_page_reports_bad_uploads_and_faceless_images(open_page, tmp_path, runs_with_one_run):
     import numpy as np
 
     at = open_page("predict", timeout=180, runs_dir=runs_with_one_run)
@@ -100,7 +89,7 @@ def two_runs(small_folder, tmp_path_factory, tiny_overrides):
     return runs
 
 
-def test_runs_page_compares_filters_and_edits(two_runs):
+def test_runs_page_compares_filters_and_edits(open_page, two_runs):
     at = open_page("runs", runs_dir=two_runs)
     assert not at.exception
     board = at.dataframe[0].value
@@ -124,7 +113,7 @@ def test_runs_page_compares_filters_and_edits(two_runs):
     assert resolve_run("renamed", two_runs).name == fast_id  # findable by its new name
 
 
-def test_confusion_page_shows_matrices_scores_and_mistakes(two_runs, small_folder):
+def test_confusion_page_shows_matrices_scores_and_mistakes(open_page, two_runs, small_folder):
     at = open_page("confusion", runs_dir=two_runs, data_path=small_folder)
     assert not at.exception
     runs = at.selectbox(key="confusion_run").options  # what people see: the runs' names
@@ -140,7 +129,7 @@ def test_confusion_page_shows_matrices_scores_and_mistakes(two_runs, small_folde
     assert len(at.image) == 1  # the gallery of mistaken faces
 
 
-def test_data_page_shows_distribution_samples_pixels_and_leakage(small_folder):
+def test_data_page_shows_distribution_samples_pixels_and_leakage(open_page, small_folder):
     at = open_page("data", data_path=small_folder)
     assert not at.exception
     assert at.metric[0].value == "385"
@@ -151,7 +140,7 @@ def test_data_page_shows_distribution_samples_pixels_and_leakage(small_folder):
     assert not at.exception
 
 
-def test_data_page_without_data_explains_how_to_get_it(tmp_path):
+def test_data_page_without_data_explains_how_to_get_it(open_page, tmp_path):
     at = open_page("data", timeout=60, data_path=tmp_path / "missing")
     assert not at.exception and "No FER2013 data found" in at.warning[0].value
     assert any("Kaggle" in m.value for m in at.markdown)
@@ -166,7 +155,7 @@ def cbam_run(small_folder, tmp_path_factory):
     return runs
 
 
-def test_gradcam_page_overlays_test_faces_and_attention(cbam_run, small_folder):
+def test_gradcam_page_overlays_test_faces_and_attention(open_page, cbam_run, small_folder):
     at = open_page("gradcam", timeout=180, runs_dir=cbam_run, data_path=small_folder)
     assert not at.exception
     at.selectbox(key="cam_model").set_value("cbam").run()  # models are chosen by name
@@ -180,7 +169,7 @@ def test_gradcam_page_overlays_test_faces_and_attention(cbam_run, small_folder):
     assert not at.exception and "no layer" in at.error[0].value
 
 
-def test_gradcam_page_defaults_to_a_class_sensitive_method(cbam_run, small_folder):
+def test_gradcam_page_defaults_to_a_class_sensitive_method(open_page, cbam_run, small_folder):
     at = open_page("gradcam", timeout=180, runs_dir=cbam_run, data_path=small_folder)
     assert at.selectbox(key="cam_method").value == "gradcam" and not at.selectbox(key="cam_target").disabled
     assert all("Grad-CAM of" in c for c in at.image[0].captions)  # it says which class it explains
@@ -191,7 +180,7 @@ def test_gradcam_page_defaults_to_a_class_sensitive_method(cbam_run, small_folde
 
 
 @pytest.mark.slow
-def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_folder, tmp_path):
+def test_train_page_launches_a_real_background_job_and_sees_it_complete(open_page, small_folder, tmp_path):
     import time
 
     from fer.jobs.worker import worker_pid
@@ -218,14 +207,14 @@ def test_train_page_launches_a_real_background_job_and_sees_it_complete(small_fo
     assert read_status(run_dir)["state"] == "completed"  # trained by the detached worker process
     at.run()
     assert not at.exception
-    assert any("completed" in m.value for m in at.markdown)
+    assert any("completed" in t.value for t in at.text)  # the job card says so, as plain text
     deadline = time.time() + 30
     while worker_pid(tmp_path) and time.time() < deadline:  # the worker leaves once the queue is empty
         time.sleep(0.5)
     assert worker_pid(tmp_path) is None
 
 
-def test_one_launch_from_the_train_page_checks_its_config_once(small_folder, tmp_path, monkeypatch):
+def test_one_launch_from_the_train_page_checks_its_config_once(open_page, small_folder, tmp_path, monkeypatch):
     from fer.jobs.queue import cancel, queued_runs, set_paused
     from fer.training import validate
 
@@ -243,7 +232,7 @@ def test_one_launch_from_the_train_page_checks_its_config_once(small_folder, tmp
     assert cancel(run) == "cancelled (it was queued)"
 
 
-def test_train_page_rejects_a_bad_setting(small_folder, tmp_path):
+def test_train_page_rejects_a_bad_setting(open_page, small_folder, tmp_path):
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     at.number_input(key="train_field_train.epochs").set_value(0)
     at.button(key="FormSubmitter:train_form-Launch training").click().run()
@@ -257,7 +246,7 @@ def test_train_page_rejects_a_bad_setting(small_folder, tmp_path):
     ("optim.lr", -0.1, "optim.lr must be more than 0"),
     ("data.val_source", "PublicTest", "a test split is never used for model selection"),
 ])
-def test_train_page_refuses_bad_settings_at_once(field, value, message, small_folder, tmp_path):
+def test_train_page_refuses_bad_settings_at_once(open_page, field, value, message, small_folder, tmp_path):
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     widget = {"model.kwargs": at.text_input, "optim.lr": at.number_input,
               "data.val_source": at.selectbox}[field](key=f"train_field_{field}")
@@ -267,7 +256,7 @@ def test_train_page_refuses_bad_settings_at_once(field, value, message, small_fo
     assert list_runs(tmp_path).empty and at.subheader  # nothing queued, and the Jobs panel is still there
 
 
-def test_train_page_asks_before_a_huge_model(small_folder, tmp_path):
+def test_train_page_asks_before_a_huge_model(open_page, small_folder, tmp_path):
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     at.text_input(key="train_field_model.kwargs").set_value("{depth: 99}")  # 114 M parameters
     at.button(key="FormSubmitter:train_form-Launch training").click().run()
@@ -275,7 +264,7 @@ def test_train_page_asks_before_a_huge_model(small_folder, tmp_path):
     assert any("Not launched yet" in i.value for i in at.info) and list_runs(tmp_path).empty
 
 
-def test_a_failed_run_offers_edit_and_relaunch_instead_of_resume(small_folder, tmp_path, tiny_overrides):
+def test_a_failed_run_offers_edit_and_relaunch_instead_of_resume(open_page, small_folder, tmp_path, tiny_overrides):
     from fer.runs.writer import write_status
     from fer.training.fit import create_run
 
@@ -292,7 +281,7 @@ def test_a_failed_run_offers_edit_and_relaunch_instead_of_resume(small_folder, t
     assert any("holds the settings of" in i.value for i in at.info)
 
 
-def test_gradcam_page_says_when_face_detection_falls_back_offline(tmp_path, monkeypatch):
+def test_gradcam_page_says_when_face_detection_falls_back_offline(open_page, tmp_path, monkeypatch):
     monkeypatch.setenv("FER_MODEL_CACHE", str(tmp_path / "empty"))  # no MediaPipe model and no internet
     at = open_page("gradcam", timeout=180, runs_dir=tmp_path)
     at.radio(key="cam_source").set_value("Upload a photo").run()
@@ -302,7 +291,7 @@ def test_gradcam_page_says_when_face_detection_falls_back_offline(tmp_path, monk
     assert any("Haar" in w.value for w in at.warning) and len(at.image) >= 1  # said, and it still works
 
 
-def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_path, tiny_overrides):
+def test_train_page_shows_the_machine_and_steers_the_queue(open_page, small_folder, tmp_path, tiny_overrides):
     from fer.jobs.queue import cancel, queued_runs, set_paused, settings
     from fer.training.fit import create_run
 
@@ -312,7 +301,7 @@ def test_train_page_shows_the_machine_and_steers_the_queue(small_folder, tmp_pat
     at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
     assert not at.exception
     assert any("CPU:" in c.value and "cores" in c.value for c in at.caption)
-    assert any("queued (the queue is paused)" in m.value for m in at.markdown)
+    assert any("queued (the queue is paused)" in t.value for t in at.text)  # job cards: plain text
     at.button(key=f"up_{second.name}").click().run()
     assert queued_runs(tmp_path) == [second, first]  # moved up
     at.number_input(key="train_slots").set_value(2).run()
@@ -335,7 +324,7 @@ def _launch_queued(at: AppTest, epochs_key: str, epochs: int, button_key: str, r
     return run, read_config(run)
 
 
-def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(small_folder, tmp_path):
+def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(open_page, small_folder, tmp_path):
     from fer.jobs.queue import cancel, set_paused
 
     set_paused(tmp_path, True)  # queued, not trained: the queued config is what is checked
@@ -357,7 +346,7 @@ def test_studies_page_puts_each_study_beside_our_runs_and_queues_its_recipe(smal
     cancel(run)
 
 
-def test_sweeps_page_shows_a_study_and_launches_its_best_trial(small_folder, tmp_path, tiny_overrides):
+def test_sweeps_page_shows_a_study_and_launches_its_best_trial(open_page, small_folder, tmp_path, tiny_overrides):
     optuna = pytest.importorskip("optuna")
     from fer.jobs.queue import cancel, set_paused
     from fer.jobs.sweeps import SweepSettings, open_study
@@ -388,20 +377,20 @@ def test_sweeps_page_shows_a_study_and_launches_its_best_trial(small_folder, tmp
     cancel(run)
 
 
-def test_sweeps_page_without_sweeps_says_how_to_start_one(tmp_path):
+def test_sweeps_page_without_sweeps_says_how_to_start_one(open_page, tmp_path):
     at = open_page("sweeps", runs_dir=tmp_path)
     assert not at.exception and "fer sweep --config" in at.info[0].value
 
 
-def test_train_page_sends_runs_to_a_ray_cluster_when_asked(small_folder, tmp_path):
+def test_train_page_sends_runs_to_a_ray_cluster_when_asked(open_page, small_folder, tmp_path):
     pytest.importorskip("ray")
     from fer.jobs.queue import cancel, describe_job, queued_runs, set_paused
     from fer.runs.store import read_status
 
     set_paused(tmp_path, True)  # queued, not dispatched: the target is what is checked
-    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
-    at.radio(key="train_target").set_value("Ray cluster").run()
-    at.text_input(key="train_ray_address").set_value("auto").run()
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder,
+                   settings='ray_targets = ["ray:auto"]\n[auth]\nlocal_token = false\n')  # the server offers it
+    at.selectbox(key="train_target").set_value("ray:auto").run()
     assert any("the Ray cluster this machine belongs to" in c.value for c in at.caption)
     at.text_input(key="train_field_name").set_value("on-ray")
     at.button(key="FormSubmitter:train_form-Launch training").click().run()

@@ -39,6 +39,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("mediapipe_models"),
                                  reason="Debian chromium is not installed (apt-get install chromium)")]
 
 
+E2E_TOKEN = "e2e-start-token-0123456789"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,9 +64,11 @@ def app_url(small_folder, tmp_path_factory, tiny_overrides):
     runs = tmp_path_factory.mktemp("e2e_runs")
     train(load_config(None, tiny_overrides(small_folder, runs, 1, "name=e2e")))
     port = _free_port()
-    env = {**os.environ, "FER_RUNS_DIR": str(runs), "FER_DATA": str(small_folder)}
+    # The shipped settings: local, and the start token that `fer dashboard` prints goes with every URL.
+    env = {**os.environ, "FER_RUNS_DIR": str(runs), "FER_DATA": str(small_folder), "FER_DASHBOARD_TOKEN": E2E_TOKEN}
+    env.pop("FER_SETTINGS", None)
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                             "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1"],
+                             "--server.headless=true", f"--server.port={port}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
@@ -93,10 +98,10 @@ def browser(tmp_path_factory):
         browser.close()
 
 
-def _open(browser, url: str):
+def _open(browser, url: str, token: str = E2E_TOKEN):
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
     page = context.new_page()
-    page.goto(url)
+    page.goto(f"{url}?token={token}" if token else url)
     page.wait_for_selector("[data-testid='stApp']", timeout=60_000)
     return page
 

@@ -101,7 +101,7 @@ def test_ferplus_needs_the_csv_and_a_matching_votes_file(ferplus_files, small_fo
 
 
 @pytest.mark.parametrize("mode", ["majority", "soft"])
-def test_an_eight_class_ferplus_run_end_to_end(ferplus_files, tmp_path, mode, capsys, tiny_overrides):
+def test_an_eight_class_ferplus_run_end_to_end(open_page, ferplus_files, tmp_path, mode, capsys, tiny_overrides):
     from fer.training.fit import train
 
     csv_path, _ = ferplus_files
@@ -119,8 +119,6 @@ def test_an_eight_class_ferplus_run_end_to_end(ferplus_files, tmp_path, mode, ca
     assert main(["eval", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["class_names"] == list(FERPLUS_CLASSES)
     if mode == "majority":  # the class names reach the pages too
-        from test_dashboard import open_page
-
         at = open_page("confusion", runs_dir=tmp_path, data_path=csv_path)
         at.selectbox(key="confusion_run").set_value("ferplus-majority").run()
         assert not at.exception

@@ -244,9 +244,7 @@ def test_damaged_run_folders_are_listed_and_marked_never_hide_the_others(trained
     assert "damaged: " in result.stderr and "best.pt is empty" in result.stderr
 
 
-def test_pages_list_every_other_run_beside_a_damaged_one(trained_run, small_folder, tmp_path):
-    from test_dashboard import open_page
-
+def test_pages_list_every_other_run_beside_a_damaged_one(open_page, trained_run, small_folder, tmp_path):
     root = tmp_path / "runs"
     _damaged_runs(trained_run, root)
     runs = open_page("runs", data_path=small_folder, runs_dir=root)

@@ -201,14 +201,8 @@ def test_long_videos_stream_in_constant_memory(tmp_path):
 
 
 @pytest.mark.usefixtures("mediapipe_models")
-def test_video_page_tracks_faces_and_offers_the_csv(clip, tmp_path):
-    from streamlit.testing.v1 import AppTest
-
-    from test_dashboard import APP
-
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["runs_dir"] = str(tmp_path)  # no runs: the shipped model
-    at.switch_page("views/video.py").run()
+def test_video_page_tracks_faces_and_offers_the_csv(open_page, clip, tmp_path):
+    at = open_page("video", timeout=180, runs_dir=tmp_path)  # no runs: the shipped model
     assert not at.exception and "Upload a clip" in at.info[0].value
     at.number_input(key="video_every").set_value(2)
     at.file_uploader(key="video_upload").upload("two_faces.mp4", open(clip, "rb").read(), "video/mp4").run()

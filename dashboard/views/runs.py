@@ -7,11 +7,14 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from common import cached_board, runs_dir
+from access import actor, server_settings
+from common import cached_board, plain, runs_dir
+from fer.core.errors import UserError
+from fer.jobs import actions
 from fer.jobs.suites import SUITES, suite_report
 from fer.runs.compare import config_diff, curves, parallel_coordinates
+from fer.runs.identity import read_audit, trashed_runs
 from fer.runs.store import BOARD_COLUMNS, mixed_test_sets
-from fer.runs.writer import delete_run, rename_run, set_tags
 
 SHOWN_COLUMNS = BOARD_COLUMNS[:-1] + ["train_val_gap", "train_seconds", "run_id"]
 HYPERPARAMETERS = ["config.model.name", "config.optim.name", "config.optim.lr", "config.optim.weight_decay",
@@ -50,7 +53,7 @@ if (warning := mixed_test_sets(view)) is not None:
 if "problem" in board and board["problem"].notna().any():
     broken = board[board["problem"].notna()]
     st.warning(f"{len(broken)} run folder{'s' if len(broken) > 1 else ''} with damaged files: " +
-               "; ".join(f"{r.label}: {r.problem}" for r in broken.itertuples()))
+               "; ".join(f"{plain(r.label)}: {plain(r.problem)}" for r in broken.itertuples()))
 
 labels = dict(zip(board["run_id"], board["label"]))
 
@@ -93,6 +96,9 @@ if suites:
     suite = st.selectbox("Suite", suites, key="runs_suite")
     st.dataframe(suite_report(suite, folder), hide_index=True, key="runs_suite_report")
 
+if not actor().is_operator:
+    st.stop()  # viewers look; editing, deleting and restoring are for operators
+
 with st.expander("Rename, tag or delete a run"):
     local = [label for label, source in zip(board["label"], board["source"]) if source == "local"]
     target = st.selectbox("Run", local, key="runs_edit_target")
@@ -104,19 +110,41 @@ with st.expander("Rename, tag or delete a run"):
         cols = st.columns(2)
         if cols[0].button("Save", key="runs_edit_save"):
             try:
-                rename_run(run_path(target), new_name)
-                set_tags(run_path(target), new_tags.split(","))
-            except ValueError as e:  # a running run, an unreadable config, a name too long
-                st.error(str(e))
+                actions.edit(actor(), run_path(target), new_name, new_tags.split(","))
+            except (ValueError, UserError) as e:  # a running run, an unreadable config, a name with controls
+                st.error(plain(e))
             else:
                 cached_board.clear()
                 st.rerun()
         confirm = cols[1].checkbox("I really want to delete it", key="runs_edit_confirm")
-        if cols[1].button("Delete", key="runs_edit_delete", disabled=not confirm):
+        if cols[1].button("Delete", key="runs_edit_delete", disabled=not confirm,
+                          help="It moves to the trash below, restorable for a while."):
             try:
-                delete_run(run_path(target))
-            except ValueError as e:
-                st.error(str(e))
+                actions.delete(actor(), run_path(target), server_settings().trash_days)
+            except (ValueError, UserError) as e:
+                st.error(plain(e))
             else:
                 cached_board.clear()
                 st.rerun()
+
+trashed = trashed_runs(Path(folder))
+with st.expander(f"Trash ({len(trashed)})"):
+    st.caption(f"Deleted runs stay here for {server_settings().trash_days:g} days, then go for good.")
+    for record in trashed:
+        c1, c2 = st.columns([4, 1])
+        c1.text(f"{record['name'] or record['run_id']} · deleted {record['deleted_at'] or '?'}")
+        if c2.button("Restore", key=f"runs_restore_{record['run_id']}"):
+            try:
+                actions.restore(actor(), Path(folder), record["run_id"])
+            except (ValueError, UserError) as e:
+                st.error(plain(e))
+            else:
+                cached_board.clear()
+                st.rerun()
+
+with st.expander("Audit log"):
+    log = read_audit(Path(folder))
+    if log:
+        st.dataframe(log, hide_index=True, key="runs_audit")
+    else:
+        st.caption("Nothing launched, cancelled, edited or deleted from the dashboard yet.")

@@ -6,9 +6,11 @@ study's best model as one run, on the same job queue as the Train page and `fer 
 import pandas as pd
 import streamlit as st
 
+from access import actor, server_settings
 from common import data_path, runs_dir
 from fer.core.errors import UserError
-from fer.jobs.submit import fitted_to_data, submit, submit_suite
+from fer.jobs import actions
+from fer.jobs.submit import fitted_to_data
 from fer.jobs.suites import STUDIES, study_recipe, study_table, suite_report
 from fer.training.validate import check_config
 
@@ -41,6 +43,8 @@ if table["epochs"].gt(0).any():
                f"{study.recipe_epochs}. A gap at fewer epochs says little about the recipe.")
 st.markdown(f"**Readings chosen.** {study.readings}")
 
+if not actor().is_operator:
+    st.stop()  # rerunning a study queues runs: operators only
 st.subheader("Rerun it")
 suite_col, recipe_col = st.columns(2)
 with suite_col.form("studies_suite_form"):
@@ -50,7 +54,8 @@ with suite_col.form("studies_suite_form"):
     repeats = c2.number_input("Seeds per variant", 1, 10, 1, key="studies_suite_repeats")
     if st.form_submit_button("Queue the suite"):
         try:
-            run_dirs = submit_suite(suite, int(epochs), int(repeats), [f"data.path={data_path()}"], folder)
+            run_dirs = actions.launch_suite(actor(), suite, int(epochs), int(repeats), [f"data.path={data_path()}"],
+                                            folder, server_settings())
         except (UserError, ValueError) as e:
             st.error(str(e))
         else:
@@ -63,7 +68,7 @@ with recipe_col.form("studies_recipe_form"):
     if st.form_submit_button("Queue the best-model recipe"):
         try:
             cfg = fitted_to_data([study_recipe(key, int(recipe_epochs), [f"data.path={data_path()}"])])[0]
-            run_dir = submit(check_config(cfg), folder)
+            run_dir = actions.launch(actor(), check_config(cfg), folder, server_settings(), data_path())
         except (UserError, ValueError) as e:
             st.error(str(e))
         else:

@@ -11,9 +11,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from common import runs_dir
+from access import actor, server_settings
+from common import data_path, runs_dir
 from fer.core.errors import UserError
-from fer.jobs.submit import submit
+from fer.jobs import actions
 from fer.jobs.sweeps.study import (METRIC, SweepError, best_config, definition, history, importances, list_sweeps,
                                    load_study, parallel_coordinates, reproduce_command, require_optuna, summary,
                                    trials_table)
@@ -39,9 +40,13 @@ def sweep_tables(name: str, folder: str, storage: str) -> dict:
 
 
 names = list_sweeps(folder)
-with st.expander("A study in another storage (an RDB URL shared by several machines)"):
-    storage = st.text_input("Storage URL", key="sweeps_storage", placeholder="postgresql://user@host/optuna")
-    other = st.text_input("Study name", key="sweeps_other_name")
+storages = server_settings().sweep_storages  # the server's list: a visitor never types a database URL
+storage, other = "", ""
+if storages:
+    with st.expander("A study in another storage (an RDB shared by several machines)"):
+        storage = st.selectbox("Storage", ["", *storages], key="sweeps_storage",
+                               format_func=lambda s: s.split("@")[-1] if s else "this runs folder's sweeps")
+        other = st.text_input("Study name", key="sweeps_other_name")
 if storage and other:
     name = other
 elif names:
@@ -118,7 +123,8 @@ else:
     if st.button("Launch a full run with these settings", type="primary", key="sweeps_launch_best"):
         try:
             best_cfg = best_config(load_study(name, Path(folder), storage or None), int(epochs))
-            run_dir = submit(check_config(best_cfg), folder)
+            best_cfg.data.path, best_cfg.runs_dir = data_path(), folder  # the sidebar's choices, as every launch
+            run_dir = actions.launch(actor(), check_config(best_cfg), folder, server_settings(), data_path())
         except (UserError, ValueError) as e:
             st.error(f"Not launched: {e}")
         else:

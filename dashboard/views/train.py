@@ -12,17 +12,17 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
-from common import data_path, runs_dir
+from access import actor, server_settings
+from common import data_path, plain, runs_dir
 from fer.config import ConfigError, FieldSpec, RunConfig, apply, get_field
 from fer.core.device import device_summary
 from fer.core.errors import UserError
 from fer.data import DataError
 from fer.jobs.machine import cpu_stats, gpu_stats
-from fer.jobs.queue import (LOCAL, cancel, describe_job, describe_target, move, queued_runs, ray_target,
-                            set_auto_resume, set_paused, set_worker_slots, settings)
-from fer.jobs.submit import submit, submit_suite
+from fer.jobs import actions
+from fer.jobs.queue import LOCAL, describe_job, describe_target, queued_runs, settings
 from fer.jobs.suites import SUITES
-from fer.jobs.worker import machine_slots, resume, worker_pid
+from fer.jobs.worker import machine_slots, worker_pid
 from fer.runs.compare import curves
 from fer.runs.store import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
 from fer.training.validate import check_config, config_fields
@@ -63,16 +63,16 @@ def load_into_form(run_dir: str) -> None:
 
 st.title("Train")
 folder, source = runs_dir(), data_path()
-st.caption(f"Device: {device_summary()} · runs folder `{folder}` · data `{source}`")
+st.caption(f"Device: {device_summary()} · runs folder {plain(folder)} · data {plain(source)}")
 
-where = st.radio("Where runs train", ["This machine", "Ray cluster"], horizontal=True, key="train_target")
+server = server_settings()
 target = LOCAL
-if where == "Ray cluster":
-    address = st.text_input("Ray cluster address", key="train_ray_address",
-                            placeholder="auto, host:6379 or ray://host:10001 (empty: a local Ray instance)")
-    target = ray_target(address)
-    st.caption(f"Each run becomes a Ray task on {describe_target(target)}, with its GPUs (or CPU cores) reserved. "
-               f"The runs folder `{folder}` must be on a filesystem every node shares.")
+if server.ray_targets:  # the clusters the server's settings offer; a visitor never types an address
+    target = st.selectbox("Where runs train", [LOCAL, *server.ray_targets], format_func=describe_target,
+                          key="train_target")
+    if target != LOCAL:
+        st.caption(f"Each run becomes a Ray task on {describe_target(target)}, with its GPUs (or CPU cores) "
+                   f"reserved. The runs folder `{plain(folder)}` must be on a filesystem every node shares.")
 
 new_run, suite_tab = st.tabs(["New run", "Run a suite"])
 with new_run:
@@ -100,14 +100,14 @@ with new_run:
             checked = check_config(cfg)  # the one check of this launch: submit takes the checked config
             if checked.warnings and not confirmed:
                 for warning in checked.warnings:
-                    st.warning(warning)
+                    st.warning(plain(warning))
                 st.info("Not launched yet: tick the confirmation above the button to launch it anyway.")
             else:
-                run_dir = submit(checked, folder, target)
+                run_dir = actions.launch(actor(), checked, folder, server, source, target)
                 st.session_state.pop("train_relaunch_of", None)
                 st.toast(f"Queued {run_dir.name}: a background worker trains it, even if you close the page.")
         except (ConfigError, DataError, UserError) as e:
-            st.error(f"Not launched: {e}")
+            st.error(f"Not launched: {e}")  # shown only to who typed it
 
 with suite_tab:
     with st.form("suite_form"):
@@ -121,7 +121,7 @@ with suite_tab:
     if queued:
         overrides = [f"data.path={source}"] + [line.strip() for line in extra.splitlines() if line.strip()]
         try:
-            run_dirs = submit_suite(suite, int(epochs), int(repeats), overrides, folder, target=target)
+            run_dirs = actions.launch_suite(actor(), suite, int(epochs), int(repeats), overrides, folder, server, target)
         except (ConfigError, DataError, UserError) as e:
             st.error(f"Not queued: {e}")
         else:
@@ -141,20 +141,23 @@ def machine() -> None:
     c1, c2, c3 = st.columns(3)
     if not gpus:  # on a GPU machine there is one slot per GPU
         c1.number_input("CPU slots (jobs at once)", 1, cpu.cores, int(options.get("slots") or 1), key="train_slots",
-                        on_change=lambda: set_worker_slots(folder, int(st.session_state["train_slots"])),
+                        on_change=lambda: actions.steer_queue(actor(), Path(folder), "slots",
+                                                              value=int(st.session_state["train_slots"])),
                         help="Each job's processes get an equal share of the cores.")
     c2.toggle("Pause the queue", value=bool(options.get("paused")), key="train_paused",
-              on_change=lambda: set_paused(folder, st.session_state["train_paused"]),
+              on_change=lambda: actions.steer_queue(actor(), Path(folder),
+                                                    "pause" if st.session_state["train_paused"] else "go"),
               help="Running jobs go on; no new one starts.")
     c3.toggle("Resume interrupted runs automatically", value=bool(options.get("auto_resume")), key="train_auto",
-              on_change=lambda: set_auto_resume(folder, st.session_state["train_auto"]))
+              on_change=lambda: actions.steer_queue(actor(), Path(folder), "auto_resume",
+                                                    value=st.session_state["train_auto"]))
 
 
 def job_card(row, status: dict, paused: bool, queue: list) -> None:
     """One run: where it stands, its curves and log, and what can be done with it."""
     run_dir, run_id, state = row["path"], row["run_id"], status.get("state")
     with st.container(border=True):
-        st.markdown(f"**{row['label']}** · {describe_job(status, paused)} · {row['model']} · `{run_id}`")
+        st.text(f"{row['label']} · {describe_job(status, paused)} · {row['model']} · {run_id}")  # names are text
         if state == "running":
             progress = run_progress(run_dir)
             st.progress(progress.epoch_fraction, text=f"epoch {progress.epoch}/{progress.epochs}")
@@ -166,11 +169,11 @@ def job_card(row, status: dict, paused: bool, queue: list) -> None:
             if progress.eta_s is not None:
                 st.caption(f"{progress.images_per_s or 0:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
         if status.get("error"):
-            st.error(status["error"])
+            st.error(plain(status["error"]))
         if status.get("pruned"):
-            st.caption(status["pruned"])
+            st.caption(plain(status["pruned"]))
         for warning in status.get("warnings") or ():
-            st.warning(warning)
+            st.warning(plain(warning))
         losses = read_batch_losses(run_dir)
         if not losses.empty:
             st.altair_chart(alt.Chart(losses).mark_line().encode(
@@ -186,18 +189,18 @@ def job_card(row, status: dict, paused: bool, queue: list) -> None:
             st.code(tail, language=None)
         buttons = st.columns(5)
         if state in ("running", "queued") and buttons[0].button("Cancel", key=f"cancel_{run_id}"):
-            cancel(run_dir)
+            actions.cancel(actor(), Path(run_dir))
         if state == "queued" and Path(run_dir) in queue:
             position = queue.index(Path(run_dir))
             if buttons[1].button("Move up", key=f"up_{run_id}", disabled=position == 0):
-                move(run_dir, "up")
+                actions.steer_queue(actor(), Path(folder), "up", Path(run_dir))
             if buttons[2].button("Move down", key=f"down_{run_id}", disabled=position == len(queue) - 1):
-                move(run_dir, "down")
+                actions.steer_queue(actor(), Path(folder), "down", Path(run_dir))
         # A run that failed before finishing an epoch has nothing to resume from: fix its settings instead.
         resumable = state in ("cancelled", "interrupted", "pruned") or \
             state == "failed" and (Path(run_dir) / "last.pt").is_file()
         if resumable and buttons[3].button("Retry" if state == "failed" else "Resume", key=f"resume_{run_id}"):
-            resume(run_dir)
+            actions.resume(actor(), Path(run_dir))
         if state in ("failed", "cancelled", "interrupted") and \
                 buttons[4].button("Edit and relaunch", key=f"relaunch_{run_id}", on_click=load_into_form,
                                   args=(run_dir,)):

@@ -11,10 +11,10 @@ import importlib
 import sys
 from typing import List, Optional
 
-from fer.cli import queue
+from fer.cli import dashboard, queue
 from fer.core.errors import UserError
 
-LIGHT_COMMANDS = ("runs", "cancel", "worker", "queue")
+LIGHT_COMMANDS = ("runs", "cancel", "worker", "queue", "dashboard")
 # The modules of the other command groups, in the order `fer --help` lists them.
 HEAVY_GROUPS = ("train", "suite", "data", "sweep", "export", "predict", "video")
 
@@ -28,6 +28,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         for group in HEAVY_GROUPS:
             importlib.import_module(f"fer.cli.{group}").add_parsers(sub)
     queue.add_parsers(sub)
+    dashboard.add_parsers(sub)
     return parser
 
 

@@ -29,6 +29,13 @@ for _first in "tTfF":
                                   re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), [_first])
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong and where (line, column), without the text around it: a file's contents never reach a message."""
+    problem = getattr(error, "problem", None) or getattr(error, "context", None) or type(error).__name__
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
+
+
 def read_yaml(text: str):
     """Parse YAML/JSON text the way configs are read (safe, YAML 1.2 booleans)."""
     return yaml.load(text, Loader=_Loader)
@@ -174,8 +181,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Sequence[str] = ()
             # A safe loader: tags such as !!python/object are refused, never constructed.
             loaded = read_yaml(text) or {}  # YAML is a superset of JSON
         except yaml.YAMLError as e:
-            first = " ".join(str(e).split())[:200]
-            raise ConfigError(f"{path}: not valid YAML/JSON: {first}") from None
+            raise ConfigError(f"{path}: not valid YAML/JSON: {yaml_problem(e)}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config file holds a mapping of settings, got {type(loaded).__name__}")
         merged = _merge(merged, loaded)

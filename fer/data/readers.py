@@ -60,8 +60,9 @@ def read_fer_csv(path: str | os.PathLike, progress: Optional[Progress] = None) -
         columns = {name.strip().lower(): i for i, name in enumerate(header)}
         missing = {"emotion", "pixels"} - columns.keys()
         if missing:
-            raise DataError(f"{path}: missing column(s) {sorted(missing)}; found {header}. "
-                            "Expected Kaggle's fer2013.csv with columns emotion,pixels,Usage")
+            # The file's own text is never echoed: it may be any file on the server (a key, an environment).
+            raise DataError(f"{path}: not Kaggle's fer2013.csv: missing column(s) {', '.join(sorted(missing))} in "
+                            f"its first line ({len(header)} fields); expected a header emotion,pixels,Usage")
         i_label, i_pixels, i_usage = columns["emotion"], columns["pixels"], columns.get("usage")
         if i_usage is None:
             report.notes.append("no Usage column: every row is treated as Training")

@@ -14,11 +14,14 @@ imports it until a Ray run is dispatched.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
+import threading
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from fer.config import ConfigError, RunConfig
 from fer.core.errors import UserError
@@ -28,6 +31,8 @@ from fer.jobs.queue import LOCAL, describe_target, queue_key, ray_address, train
 from fer.runs.store import FINISHED_STATES, read_config, read_status
 from fer.runs.writer import CANCEL_FILE, lock_held, write_status
 
+CONNECT_TIMEOUT_S = 120.0  # joining a cluster that does not answer by then fails its runs
+SETTLE_GRACE_S = 30.0  # how long a dead task's training process may take to let go of its run
 log = logging.getLogger(__name__)
 
 
@@ -102,6 +107,8 @@ class RayDispatcher:
         self.ray = require_ray()
         address = ray_address(target)
         try:
+            if self.ray.is_initialized():  # a connection given up on earlier may have come through since
+                self.ray.shutdown()
             # The worker is a long-lived driver: Ray's own log lines go to its log, not to the runs.
             self.ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                           logging_level=logging.WARNING)
@@ -111,6 +118,9 @@ class RayDispatcher:
         self.tasks: Dict[Path, Any] = {}  # run folder -> ObjectRef
         self.needs: Dict[Path, Dict[str, float]] = {}
         self.cancelled: set = set()
+        # Tasks gone while their `fer train` still held the run's lock: the child dies with its Ray
+        # worker a moment later, so its end is written once the lock drops (or the grace runs out).
+        self.settling: Dict[Path, Tuple[Dict[str, Any], Optional[str], bool, float]] = {}
 
     def cluster(self) -> Dict[str, float]:
         """The cluster's total resources (CPU, GPU, …)."""
@@ -152,6 +162,10 @@ class RayDispatcher:
 
     def reap(self) -> int:
         """Collect finished tasks; a task lost with its node leaves its run `interrupted`. How many ended."""
+        for run_dir, (result, error, cancelled, until) in list(self.settling.items()):
+            if not lock_held(run_dir) or time.monotonic() > until:
+                del self.settling[run_dir]
+                self._settle(run_dir, result, error, cancelled)
         if not self.tasks:
             return 0
         refs = list(self.tasks.values())
@@ -168,7 +182,10 @@ class RayDispatcher:
                 result, error = {}, None
             except self.ray.exceptions.RayError as e:
                 result, error = {}, f"the Ray task died ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
-            self._settle(run_dir, result, error, cancelled=run_dir in self.cancelled)
+            if lock_held(run_dir) and error:
+                self.settling[run_dir] = (result, error, run_dir in self.cancelled, time.monotonic() + SETTLE_GRACE_S)
+            else:
+                self._settle(run_dir, result, error, cancelled=run_dir in self.cancelled)
             self.cancelled.discard(run_dir)
         return ended
 
@@ -194,15 +211,58 @@ class RayDispatcher:
         self.ray.shutdown()
 
 
+class _Connection:
+    """Joining a Ray cluster on a thread of its own: the worker's loop never waits on the network.
+
+    The thread lives as long as the connection: Ray starts a local instance's processes with a
+    parent-death signal, which the kernel sends when the *thread* that started them ends.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target, self.started = target, time.monotonic()
+        self.dispatcher: Optional[RayDispatcher] = None
+        self.error: Optional[str] = None
+        self.tried, self.released = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._connect, name=f"ray-connect {target}", daemon=True)
+        self.thread.start()
+
+    def _connect(self) -> None:
+        try:
+            self.dispatcher = RayDispatcher(self.target)
+        except Exception as e:  # noqa: BLE001 - any failure to join becomes the runs' error, in one line
+            self.error = str(e) if isinstance(e, RayUnavailable) else \
+                f"cannot reach {describe_target(self.target)}: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        self.tried.set()
+        if self.dispatcher is not None:
+            self.released.wait()  # keeps a local instance's processes alive until the worker leaves
+
+    def waited_s(self) -> float:
+        """How long the connection has been tried."""
+        return time.monotonic() - self.started
+
+    def close(self) -> None:
+        """Leave the cluster, then let the thread end."""
+        if self.dispatcher is not None:
+            self.dispatcher.shutdown()
+        self.released.set()
+
+
 class RayRuns:
-    """The queue worker's Ray side: it joins a cluster once a run for one is queued, and leaves when idle."""
+    """The queue worker's Ray side: it joins a cluster once a run for one is queued, and leaves when idle.
+
+    The join happens on a thread (`_Connection`) with a time limit, `FER_RAY_CONNECT_TIMEOUT_S` (default
+    120 s): meanwhile local jobs keep starting, and the waiting runs' job cards say what they wait for.
+    """
 
     def __init__(self) -> None:
         self.dispatcher: Optional[RayDispatcher] = None
+        self.connecting: Optional[_Connection] = None  # a join under way
+        self.connection: Optional[_Connection] = None  # the joined cluster's
+        self.timeout_s = float(os.environ.get("FER_RAY_CONNECT_TIMEOUT_S") or CONNECT_TIMEOUT_S)
 
     def busy(self) -> bool:
         """Whether a submitted task has not ended yet."""
-        return self.dispatcher is not None and bool(self.dispatcher.tasks)
+        return self.dispatcher is not None and bool(self.dispatcher.tasks or self.dispatcher.settling)
 
     def poll(self, statuses: Dict[Path, Dict[str, Any]], paused: bool) -> int:
         """Cancel and collect tasks, then hand queued Ray runs (in queue order) to their cluster; how many ended."""
@@ -214,27 +274,47 @@ class RayRuns:
                         and (s.get("target") or LOCAL) != LOCAL), key=lambda p: queue_key(statuses[p], p))
         if paused or not queue:
             return ended
-        if self.dispatcher is None:
-            target = statuses[queue[0]]["target"]
-            try:
-                self.dispatcher = RayDispatcher(target)
-            except RayUnavailable as e:  # its runs fail saying why, instead of waiting for ever
-                for run_dir in (p for p in queue if statuses[p]["target"] == target):
-                    write_status(run_dir, "failed", finished_at=utc_now(), error=str(e), waiting=None)
-                return ended
+        if self.dispatcher is None and not self._connected(queue, statuses):
+            return ended
         # One driver joins one cluster at a time: runs for another wait until this one's tasks are done.
         mine = [p for p in queue if statuses[p]["target"] == self.dispatcher.target]
-        for run_dir in (p for p in queue if statuses[p]["target"] != self.dispatcher.target):
-            waiting = f"waiting: the worker is using {describe_target(self.dispatcher.target)}"
-            if statuses[run_dir].get("waiting") != waiting:
-                write_status(run_dir, "queued", waiting=waiting)
+        _say_waiting([p for p in queue if statuses[p]["target"] != self.dispatcher.target], statuses,
+                     f"waiting: the worker is using {describe_target(self.dispatcher.target)}")
         self.dispatcher.start_ready(mine, statuses)
-        if not self.dispatcher.tasks and not mine:
+        if not self.dispatcher.tasks and not self.dispatcher.settling and not mine:
             self.close()
         return ended
 
+    def _connected(self, queue: List[Path], statuses: Dict[Path, Dict[str, Any]]) -> bool:
+        """Whether the dispatcher for the head's cluster is ready; starts joining it, or gives up, otherwise."""
+        target = statuses[queue[0]]["target"]
+        if self.connecting is None or self.connecting.target != target:
+            self.connecting = _Connection(target)
+        theirs = [p for p in queue if statuses[p]["target"] == target]
+        connection = self.connecting
+        if not connection.tried.is_set() and connection.waited_s() < self.timeout_s:
+            _say_waiting(theirs, statuses, f"connecting to {describe_target(target)} "
+                                           f"({int(connection.waited_s() // 5 * 5)} s of at most {self.timeout_s:.0f} s)")
+            return False
+        self.connecting = None
+        if not connection.tried.is_set() or connection.dispatcher is None:  # its runs fail saying why
+            error = connection.error or (f"cannot reach {describe_target(target)}: no answer within "
+                                         f"{self.timeout_s:.0f} s")
+            for run_dir in theirs:
+                write_status(run_dir, "failed", finished_at=utc_now(), error=error, waiting=None)
+            return False
+        self.dispatcher, self.connection = connection.dispatcher, connection
+        return True
+
     def close(self) -> None:
         """Leave the cluster (a local Ray instance stops with it)."""
-        if self.dispatcher is not None:
-            self.dispatcher.shutdown()
-            self.dispatcher = None
+        if self.connection is not None:
+            self.connection.close()
+        self.dispatcher = self.connection = None
+
+
+def _say_waiting(runs: List[Path], statuses: Dict[Path, Dict[str, Any]], waiting: str) -> None:
+    """Put why they wait on the runs' job cards (written only when it changes)."""
+    for run_dir in runs:
+        if statuses[run_dir].get("waiting") != waiting:
+            write_status(run_dir, "queued", waiting=waiting)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from fer.config import RunConfig, flatten, from_dict
 from fer.core.files import cache_dir, checkpoint_file_problem, pid_alive, read_json
+from fer.runs.identity import is_fer_run, run_identity
 
 # pruned: a sweep stopped the trial early for its poor validation accuracy (fer.jobs.sweeps).
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted", "pruned")
@@ -80,8 +81,8 @@ def status_int(status: Dict[str, Any], key: str) -> int:
 
 
 def run_folders(root: Path) -> List[Path]:
-    """The folders of `root` holding a config.json: the runs the queue and its worker see."""
-    return [p for p in Path(root).glob("*") if (p / "config.json").is_file()] if Path(root).is_dir() else []
+    """fer's own run folders in `root` (never a link, never a foreign folder): the runs the queue and its worker see."""
+    return [p for p in Path(root).glob("*") if is_fer_run(p)] if Path(root).is_dir() else []
 
 
 def read_jsonl(path: Path) -> List[Dict[str, Any]]:
@@ -272,6 +273,8 @@ def run_summary(run_dir: Path) -> Dict[str, Any]:
     scored = [m for m in metrics if _number(m.get("val_acc")) and _number(m.get("epoch"))]
     best = max(scored, key=lambda m: m["val_acc"]) if scored else None
     problems = run_problems(run_dir)
+    if run_identity(run_dir) == "foreign":
+        problems.insert(0, "not a run folder fer wrote: listed only, never written or deleted")
     row: Dict[str, Any] = {"run_id": run_dir.name, "path": str(run_dir), "name": _text(config.get("name")),
                            "tags": ",".join(map(str, config.get("tags") or []))
                            if isinstance(config.get("tags"), list) else "",

@@ -27,6 +27,8 @@ import pandas as pd
 from fer.config import RunConfig
 from fer.core.errors import UserError
 from fer.core.files import atomic_write, read_json, utc_now, write_json, write_text
+from fer.core.text import check_name, check_tags
+from fer.runs.identity import AUDIT_FILE, RUN_FORMAT, TRASH_DIR, run_identity
 from fer.runs.store import STATES, inside_package, read_jsonl, read_status
 
 CANCEL_FILE = "CANCEL"
@@ -99,7 +101,24 @@ def create_run(cfg: RunConfig, root: Path, state: str = "queued", **status: Any)
     run_dir.mkdir()
     write_text(run_dir / "config.json", cfg.to_json())
     # queued_ns orders the queue: runs created within one second keep the order they were created in.
-    write_status(run_dir, state, created_at=utc_now(), queued_ns=time.time_ns(), epochs=cfg.train.epochs, **status)
+    write_status(run_dir, state, format=RUN_FORMAT, run_id=run_dir.name, created_at=utc_now(),
+                 queued_ns=time.time_ns(), epochs=cfg.train.epochs, **status)
+    return run_dir
+
+
+class NotARun(UserError, ValueError):
+    """A folder fer did not write (or a symbolic link): fer never writes into it or deletes it."""
+
+
+def own_run(run_dir: Path) -> Path:
+    """`run_dir` when it is fer's own run folder (an older one is stamped now); NotARun otherwise."""
+    run_dir = Path(run_dir)
+    identity = run_identity(run_dir)
+    if identity == "foreign":
+        raise NotARun(f"{run_dir.name} is not a run folder fer wrote (or it is a link): fer leaves it alone")
+    if identity == "legacy":  # written before runs carried the stamp: proven by its files, stamped once
+        status = read_json(run_dir / "status.json", {})
+        write_json(run_dir / "status.json", {**status, "format": RUN_FORMAT, "run_id": run_dir.name})
     return run_dir
 
 
@@ -124,6 +143,8 @@ def write_status(run_dir: Path, state: str, **fields: Any) -> Dict[str, Any]:
     if state not in STATES:
         raise ValueError(f"unknown run state {state!r}")
     run_dir = Path(run_dir)
+    if "format" not in fields:  # every write but the one that creates the run: only into fer's own folders
+        own_run(run_dir)
     status = read_json(run_dir / "status.json", {}) or {}
     status.update(fields, state=state, updated_at=utc_now(), pid=os.getpid(), host=socket.gethostname())
     write_json(run_dir / "status.json", status)
@@ -253,6 +274,7 @@ def request_cancel(run_dir: Path, prune: str = "") -> None:
 
     With `prune` (why), a sweep stops a poor trial: the run then marks itself `pruned` instead.
     """
+    own_run(run_dir)
     write_json(Path(run_dir) / CANCEL_FILE, {"at": utc_now(), **({"pruned": prune} if prune else {})})
 
 
@@ -268,6 +290,7 @@ def clear_cancel(run_dir: Path) -> None:
 
 
 def _edit_config(run_dir: Path, **changes: Any) -> None:
+    own_run(run_dir)
     if is_training(run_dir):
         raise ValueError(f"{run_dir.name} is training: edit it once it has stopped")
     config = read_json(run_dir / "config.json")
@@ -277,31 +300,67 @@ def _edit_config(run_dir: Path, **changes: Any) -> None:
     write_json(run_dir / "config.json", config)
 
 
-MAX_NAME_CHARS = 200
-
-
 def rename_run(run_dir: Path, name: str) -> None:
-    """Change a run's display name (its folder and id stay)."""
-    name = name.strip()
-    if not name:
-        raise ValueError("a run name cannot be empty")
-    if len(name) > MAX_NAME_CHARS or any(ord(c) < 32 for c in name):
-        raise ValueError(f"a run name is at most {MAX_NAME_CHARS} printable characters")
-    _edit_config(Path(run_dir), name=name)
+    """Change a run's display name (its folder and id stay); plain printable text only."""
+    _edit_config(Path(run_dir), name=check_name(name))
 
 
 def set_tags(run_dir: Path, tags: Sequence[str]) -> None:
-    """Replace a run's tags."""
-    _edit_config(Path(run_dir), tags=[t.strip() for t in tags if t.strip()])
+    """Replace a run's tags (no commas, printable, at most 32 of up to 64 characters)."""
+    _edit_config(Path(run_dir), tags=check_tags(tags))
 
 
-def delete_run(run_dir: Path) -> None:
-    """Delete a run folder; a running or queued run must be cancelled first."""
-    run_dir = Path(run_dir)
+def delete_run(run_dir: Path) -> Path:
+    """Move a run into its runs folder's trash (restorable); a running or queued run must be cancelled first."""
+    run_dir = own_run(Path(run_dir))
     state = read_status(run_dir).get("state")
     if state in ("running", "queued") or is_training(run_dir):
         raise ValueError(f"{run_dir.name} is {state if state in ('running', 'queued') else 'training'}: "
                          "cancel it before deleting")
-    if not (run_dir / "config.json").is_file() or run_dir.is_symlink():
-        raise ValueError(f"{run_dir} is not a run folder")
-    shutil.rmtree(run_dir)
+    trash = run_dir.parent / TRASH_DIR
+    trash.mkdir(exist_ok=True)
+    write_json(run_dir / "status.json", {**read_json(run_dir / "status.json", {}), "deleted_at": utc_now()})
+    target = trash / run_dir.name
+    if target.exists():  # deleted before, restored, deleted again: the older copy goes for good
+        shutil.rmtree(target)
+    os.rename(run_dir, target)  # one rename: the run is either listed or in the trash, never half of each
+    return target
+
+
+def restore_run(root: Path, run_id: str) -> Path:
+    """Bring a run back from the trash of runs folder `root`."""
+    root, name = Path(root), Path(run_id).name
+    source = root / TRASH_DIR / name
+    if not source.is_dir() or source.is_symlink() or name in ("", ".", ".."):
+        raise ValueError(f"no run {run_id!r} in the trash")
+    if (root / name).exists():
+        raise ValueError(f"a run folder {name} exists again: it cannot be restored over it")
+    os.rename(source, root / name)
+    status = read_json(root / name / "status.json", {})
+    status.pop("deleted_at", None)
+    write_json(root / name / "status.json", status)
+    return root / name
+
+
+def empty_trash(root: Path, older_than_days: float) -> int:
+    """Remove trashed runs deleted more than `older_than_days` ago; how many went."""
+    trash, removed = Path(root) / TRASH_DIR, 0
+    cutoff = datetime.now(timezone.utc).timestamp() - older_than_days * 86400
+    for folder in (trash.iterdir() if trash.is_dir() else ()):
+        deleted = (read_json(folder / "status.json", {}) or {}).get("deleted_at")
+        try:
+            when = datetime.fromisoformat(deleted).timestamp()
+        except (TypeError, ValueError):
+            when = folder.stat().st_mtime
+        if folder.is_dir() and not folder.is_symlink() and when < cutoff:
+            shutil.rmtree(folder)
+            removed += 1
+    return removed
+
+
+def append_audit(root: Path, who: str, role: str, action: str, target: str, **detail: Any) -> None:
+    """One line of the runs folder's audit log: who did what to which run, and when."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    _append_line(root / AUDIT_FILE, {"at": utc_now(), "who": who, "role": role, "action": action, "target": target,
+                                     **detail})

@@ -31,7 +31,7 @@ from fer.inference.predictor import Predictor
 from fer.models import count_parameters, create_model
 from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
 from fer.runs.store import default_runs_dir, read_config
-from fer.runs.writer import create_run as create_run_folder, training_lock
+from fer.runs.writer import create_run as create_run_folder, own_run, training_lock
 from fer.training.distributed import DistContext, close_process_group, init_process_group, launch
 from fer.training.evaluate import Evaluation, fit_calibration, score
 from fer.training.loops import EpochResult, train_one_epoch, validate
@@ -95,7 +95,7 @@ def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progr
             raise ValueError("train() needs a config or a run folder")
         run_dir = create_run(check_config(cfg))
     else:
-        run_dir = Path(run_dir)
+        run_dir = own_run(Path(run_dir))  # never a link or a folder fer did not write
         cfg = read_config(run_dir)
     # One process trains a run at a time; ranks of a multi-process run share their launcher's lock.
     with training_lock(run_dir) if dist_ctx is None else nullcontext():

@@ -19,6 +19,7 @@ import torch
 
 from fer.config import ConfigError, FIXED_CHOICES, FieldSpec, RunConfig, field_specs, get_field
 from fer.core.device import amp_dtype, amp_warning, select_device
+from fer.core.text import check_name, check_tags
 from fer.data import RunData, default_data_path, run_class_names
 from fer.data.augment import AUGMENTATIONS
 from fer.inference.blendshapes import KIND as BLENDSHAPE_KIND
@@ -167,6 +168,10 @@ def check_config(cfg: RunConfig) -> CheckedConfig:
     """Raise ConfigError/DataError on a setting that cannot train; the checked config, with warnings for costly ones."""
     _check_choices(cfg)
     _check_numbers(cfg)
+    try:  # names and tags are plain text (fer.core.text)
+        cfg.name, cfg.tags = check_name(cfg.name), check_tags(cfg.tags)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     warnings = _check_model(cfg)
     config = copy.deepcopy(cfg)
     # Record where the data really came from, so `fer eval` finds it later from any directory.
