@@ -66,7 +66,7 @@ def runs_dir() -> str:
     return _chosen("runs_dir")
 
 
-@st.cache_resource(show_spinner="Loading FER2013…")
+@st.cache_resource(show_spinner="Loading FER2013…", max_entries=4)
 def _cached_dataset(path: str) -> FaceData:
     return load_fer2013(path)
 
@@ -95,13 +95,13 @@ def cached_report(path: str) -> DatasetReport:
     return dataset_report(cached_dataset(path))
 
 
-@st.cache_data(ttl=5, show_spinner=False)
+@st.cache_data(ttl=5, show_spinner=False, max_entries=16)
 def cached_board(folder: str, include_default: bool = True) -> pd.DataFrame:
     """The leaderboard of `folder` (re-read at most every 5 s while jobs run)."""
     return list_runs(folder or None, include_default=include_default)
 
 
-@st.cache_resource(show_spinner="Loading the model…")
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str = "torch",
                        threads: int = 0) -> Classifier:
     options = {"backend": backend, **({"threads": threads} if threads else {})}
@@ -120,8 +120,9 @@ def cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str
     """
     try:
         return _cached_classifier(names, folder, tta, backend, threads)
-    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
-        st.error(f"This model cannot be loaded: {e}")
+    except Exception as e:  # noqa: BLE001 - any model file problem stops this page only, in one line
+        message = " ".join(str(e).split())[:300] if isinstance(e, (ValueError, OSError)) else type(e).__name__
+        st.error(plain(f"This model cannot be loaded: {message}"))
         st.stop()
 
 

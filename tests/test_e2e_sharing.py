@@ -79,9 +79,14 @@ def _wait_text(page, text: str, timeout_s: float = 60) -> None:
     page.get_by_text(text).first.wait_for(timeout=timeout_s * 1000)
 
 
-def _nav(page) -> str:
-    return page.locator("[data-testid='stSidebarNav']").inner_text() if page.locator(
-        "[data-testid='stSidebarNav']").count() else ""
+def _nav(page, timeout_s: float = 30) -> str:
+    """The sidebar's page list, once drawn (it comes a moment after the sidebar's sign-in line)."""
+    nav = page.locator("[data-testid='stSidebarNav']")
+    try:
+        nav.first.wait_for(timeout=timeout_s * 1000)
+    except Exception:  # noqa: BLE001 - no list at all: the caller's assertion says what was expected
+        return ""
+    return nav.first.inner_text()
 
 
 def _session(page) -> str:
@@ -109,7 +114,7 @@ def test_anonymous_sees_sign_in_a_viewer_cannot_launch_or_delete_an_operator_can
     try:
         anonymous = _page(browser, f"{url}/runs")
         _wait_text(anonymous, "Sign in")
-        assert anonymous.locator("h1", has_text="Runs").count() == 0 and "Runs" not in _nav(anonymous)
+        assert anonymous.locator("h1", has_text="Runs").count() == 0 and "Runs" not in _nav(anonymous, timeout_s=3)
 
         viewer = _page(browser, f"{url}/runs")
         _wait_text(viewer, "Sign in")
@@ -135,6 +140,7 @@ def test_anonymous_sees_sign_in_a_viewer_cannot_launch_or_delete_an_operator_can
         operator.get_by_role("button", name="Delete").first.wait_for(timeout=30_000)
         operator.goto(f"{url}/train?session={session}")
         operator.locator("h1", has_text="Train").wait_for(timeout=60_000)
+        operator.get_by_role("button", name="Launch training").wait_for(timeout=60_000)  # drawn after the title
         assert operator.get_by_role("button", name="Launch training").count() == 1
         forged = session[:-4] + ("AAAA" if not session.endswith("AAAA") else "BBBB")
         operator.goto(f"{url}/train?session={forged}")  # a tampered sign-in is no sign-in

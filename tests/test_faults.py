@@ -26,7 +26,8 @@ from fer.config import load_config
 from fer.core.files import read_json
 from fer.runs.checkpoint import load_checkpoint
 from fer.runs.store import list_runs, read_metrics, read_status
-from fer.runs.writer import RunBusy, delete_run, rename_run, training_lock
+from fer.runs.trash import delete_run
+from fer.runs.writer import RunBusy, rename_run, training_lock
 from fer.training.fit import create_run, train
 from fer.training.validate import check_config
 
@@ -182,6 +183,8 @@ def test_full_disk_fails_clearly_keeps_checkpoints_and_resumes_once_freed(queued
         assert "no space left on device" in status["error"]
         assert "no space left on device" in (run / "train.log").read_text()
         assert "no space left" in train_proc.stderr.lower()
+        assert "Traceback" not in train_proc.stderr  # one line; the traceback is in train.log
+        assert train_proc.stderr.strip().splitlines()[-1].startswith(f"fer train: error: {run.name} failed: ")
         assert load_checkpoint(run / "last.pt")["epoch"] == 1  # the last whole epoch's files are intact
         load_checkpoint(run / "best.pt")
         assert list(read_metrics(run)["epoch"]) in ([1], [1, 2])

@@ -24,7 +24,8 @@ from fer.inference.classifiers import available_models, load_classifier, unusabl
 from fer.inference.images import ImageError, load_image
 from fer.runs.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from fer.runs.store import SHIPPED_RUN_DIR, list_runs, resolve_run
-from fer.runs.writer import delete_run, new_run_id, record_evaluation, rename_run
+from fer.runs.trash import delete_run
+from fer.runs.writer import new_run_id, record_evaluation, rename_run
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                       HealthCheck.function_scoped_fixture])

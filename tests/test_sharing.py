@@ -20,7 +20,8 @@ from fer.jobs.queue import cancel, statuses
 from fer.jobs.worker import _Worker
 from fer.runs.identity import read_audit, run_identity, trashed_runs
 from fer.runs.store import list_runs, read_config, read_status, run_folders
-from fer.runs.writer import NotARun, create_run, delete_run, empty_trash, rename_run, restore_run, set_tags, write_status
+from fer.runs.trash import delete_run, empty_trash, restore_run
+from fer.runs.writer import NotARun, create_run, rename_run, set_tags, write_status
 from fer.training.validate import check_config
 
 OPERATOR, VIEWER = Actor("alice", "operator"), Actor("bob", "viewer")

@@ -12,7 +12,7 @@ from fer.inference.pipeline import NoFaceFound, predict_image
 from fer.inference.predictor import TTA_MODES
 
 
-@st.cache_resource(show_spinner="Loading the face detector…")
+@st.cache_resource(show_spinner="Loading the face detector…", max_entries=6)
 def cached_detector(name: str, min_confidence: float, min_face_size: int) -> FaceDetector:
     """One detector per setting for every session (detectors are thread-safe)."""
     settings = DetectorSettings(min_confidence=min_confidence, min_face_size=min_face_size, tiles=PHOTO_TILES)

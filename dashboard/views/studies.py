@@ -15,7 +15,7 @@ from fer.jobs.suites import STUDIES, study_recipe, study_table, suite_report
 from fer.training.validate import check_config
 
 
-@st.cache_data(ttl=5, show_spinner=False)
+@st.cache_data(ttl=5, show_spinner=False, max_entries=32)
 def cached_study_table(key: str, folder: str) -> pd.DataFrame:
     """Reported vs ours for one study (re-read at most every 5 s while its runs train)."""
     return study_table(key, {name: suite_report(name, folder or None) for name in STUDIES.get(key).suites})

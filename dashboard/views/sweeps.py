@@ -29,7 +29,7 @@ except SweepError as e:
     st.stop()
 
 
-@st.cache_data(ttl=5, show_spinner=False)
+@st.cache_data(ttl=5, show_spinner=False, max_entries=16)
 def sweep_tables(name: str, folder: str, storage: str) -> dict:
     """Everything the page draws for one study, read once per few seconds (a sweep may be running)."""
     study = load_study(name, Path(folder), storage or None)

@@ -22,7 +22,7 @@ from fer.jobs.machine import cpu_stats, gpu_stats
 from fer.jobs import actions
 from fer.jobs.queue import LOCAL, describe_job, describe_target, queued_runs, settings
 from fer.jobs.suites import SUITES
-from fer.jobs.worker import machine_slots, worker_pid
+from fer.jobs.worker import machine_slots, revive_worker
 from fer.runs.compare import curves
 from fer.runs.store import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
 from fer.training.validate import check_config, config_fields
@@ -199,7 +199,9 @@ def job_card(row, status: dict, paused: bool, queue: list) -> None:
         # A run that failed before finishing an epoch has nothing to resume from: fix its settings instead.
         resumable = state in ("cancelled", "interrupted", "pruned") or \
             state == "failed" and (Path(run_dir) / "last.pt").is_file()
-        if resumable and buttons[3].button("Retry" if state == "failed" else "Resume", key=f"resume_{run_id}"):
+        # Without last.pt (stopped before its first epoch ended) the run starts again from epoch 1: say so.
+        label = "Retry" if state == "failed" else "Resume" if (Path(run_dir) / "last.pt").is_file() else "Start again"
+        if resumable and buttons[3].button(label, key=f"resume_{run_id}"):
             actions.resume(actor(), Path(run_dir))
         if state in ("failed", "cancelled", "interrupted") and \
                 buttons[4].button("Edit and relaunch", key=f"relaunch_{run_id}", on_click=load_into_form,
@@ -212,7 +214,7 @@ def jobs() -> None:
     """Live view of the machine, running and queued jobs in order, and recent runs (refreshes every 2 s)."""
     machine()
     board = list_runs(folder)
-    pid = worker_pid(folder)
+    pid = revive_worker(folder)  # queued runs never wait on a killed worker
     paused = bool(settings(folder).get("paused"))
     st.subheader("Jobs")
     st.caption(f"Worker: {'running (pid ' + str(pid) + ')' if pid else 'idle'} · slots: "

@@ -9,9 +9,12 @@ from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    run_dir = SHIPPED_RUN_DIR if args.run == "default" else resolve_run(args.run, args.runs_dir)
+    if not (run_dir / f"{args.checkpoint}.pt").is_file():  # checked before PyTorch and ONNX load (many seconds)
+        raise ValueError(f"{run_dir.name} has no {args.checkpoint}.pt yet: it is written when the run finishes "
+                         "its first epoch")
     from fer.inference.export import OPSET, calibration_faces, export_into_run, export_onnx  # the onnx extra
 
-    run_dir = SHIPPED_RUN_DIR if args.run == "default" else resolve_run(args.run, args.runs_dir)
     if args.onnx is None:
         out = export_into_run(run_dir, args.checkpoint, args.int8, args.data)
     else:

@@ -30,6 +30,17 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
 
 
+def _margin(text: str) -> float:
+    """--margin: a fraction of the face box, 0 to 1 (more would crop mostly background, or overflow)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is outside 0 to 1")
+    return value
+
+
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """The face-detection settings shared by `fer predict` and `fer video`."""
     p.add_argument("--detector", choices=["auto", *FACE_DETECTORS.names()], default="auto",
@@ -38,7 +49,7 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-face-size", type=int, default=20, help="pixels (shorter side of the face box)")
     p.add_argument("--max-faces", type=int, default=50)
     p.add_argument("--tiles", default="1,2,3", help="also search n×n overlapping tiles for each n (small faces)")
-    p.add_argument("--margin", type=float, default=0.15, help="crop margin per side, as a fraction of the face box")
+    p.add_argument("--margin", type=_margin, default=0.15, help="crop margin per side, as a fraction of the face box (0 to 1)")
     p.add_argument("--align", action="store_true", help="level the eye line before cropping")
     p.add_argument("--offline", action="store_true", help="never download model files")
 

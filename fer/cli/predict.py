@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Optional
+
 import cv2
 import numpy as np
 
@@ -25,6 +28,26 @@ def _output_path(out: Path, image: Path, suffix: str, many: bool) -> Path:
     return out
 
 
+def _check_writable(out: Optional[Path], many: bool) -> None:
+    """OSError now, before any model loads, when an output cannot be written there."""
+    if out is None:
+        return
+    folder = out if many or out.is_dir() else out.parent
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OSError(f"cannot write into {folder}: {existing} is not a writable folder")
+
+
+def _write_image(path: Path, rgb: np.ndarray) -> None:
+    """Write an image; OSError when OpenCV could not (it only returns False)."""
+    try:
+        written = cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except cv2.error:  # an extension OpenCV has no writer for
+        written = False
+    if not written:
+        raise OSError(f"cannot write {path} (no such folder, no permission, or an unknown extension)")
+
+
 def _cam_grid(predictor, result, method: str) -> np.ndarray:
     if not predictor.explainable:
         raise ValueError(f"{predictor.name} is not an image model, so it has no Grad-CAM")
@@ -38,16 +61,19 @@ def _cam_grid(predictor, result, method: str) -> np.ndarray:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Run the predictor over every image; one bad image never stops the others."""
+    many = len(args.images) > 1
+    _check_writable(args.annotate, many)  # before any model loads
+    _check_writable(args.cam, many)
     with native_stderr_silenced(restore=False):  # MediaPipe's LiteRT log lines; the command ends after this
         return _predict_all(args)
 
 
 def _predict_all(args: argparse.Namespace) -> int:
+    many = len(args.images) > 1
     # Grad-CAM needs the PyTorch model; otherwise the fastest backend serves.
     predictor = build_classifier(args.run, args.checkpoint, args.runs_dir, args.tta,
                                  "torch" if args.cam else args.backend)
     settings = detector_settings(args)
-    many = len(args.images) > 1
     results, failures = [], 0
     with create_detector(args.detector, settings, download=not args.offline) as detector:
         if detector.note:
@@ -67,11 +93,11 @@ def _predict_all(args: argparse.Namespace) -> int:
             results.append(record)
             if args.annotate:
                 path = _output_path(args.annotate, image_path, "annotated", many)
-                cv2.imwrite(str(path), cv2.cvtColor(annotate(rgb, result), cv2.COLOR_RGB2BGR))
+                _write_image(path, annotate(rgb, result))
                 record["annotated"] = str(path)
             if args.cam:
                 path = _output_path(args.cam, image_path, "cam", many)
-                cv2.imwrite(str(path), cv2.cvtColor(_cam_grid(predictor, result, args.cam_method), cv2.COLOR_RGB2BGR))
+                _write_image(path, _cam_grid(predictor, result, args.cam_method))
                 record["cam"] = str(path)
             if not args.json:
                 print(f"{image_path}: {len(result.faces)} face(s), detector {result.detector}"

@@ -14,7 +14,7 @@ import pandas as pd
 
 from fer.jobs.queue import (cancel, describe_job, move, queued_runs, set_auto_resume, set_paused, set_priority,
                             set_worker_slots, settings)
-from fer.jobs.worker import machine_slots, resume, run_worker, worker_pid
+from fer.jobs.worker import machine_slots, resume, revive_worker, run_worker, worker_pid
 from fer.runs.store import BOARD_COLUMNS, list_runs, read_status, resolve_run
 
 ACCURACY_COLUMNS = ("test_acc", "test_macro_f1", "best_val_acc")
@@ -96,8 +96,9 @@ def _cmd_queue(args: argparse.Namespace) -> int:
             move(run_dir, action)
     options, board = settings(args.runs_dir), list_runs(args.runs_dir)
     slots = machine_slots(args.runs_dir)
-    pid = worker_pid(args.runs_dir)
-    print(f"worker: {'running (pid ' + str(pid) + ')' if pid else 'idle'}; slots: {', '.join(slots)}; queue "
+    was, pid = worker_pid(args.runs_dir), revive_worker(args.runs_dir)  # queued runs never wait on a dead worker
+    state = ("started (pid " if pid != was else "running (pid ") + f"{pid})" if pid else "idle"
+    print(f"worker: {state}; slots: {', '.join(slots)}; queue "
           f"{'paused' if options.get('paused') else 'open'}; auto-resume {'on' if options.get('auto_resume') else 'off'}")
     if board.empty:
         return 0

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import pandas as pd
 
 from fer.config import load_config
+from fer.core.errors import UserError
 from fer.core.quiet import native_stderr_silenced
 from fer.data.augment import AUGMENTATIONS
 from fer.jobs.queue import RESUMABLE_STATES
@@ -17,7 +19,7 @@ from fer.models import MODELS
 from fer.runs.store import read_status, resolve_run
 from fer.training.blendshape_run import blendshape_config
 from fer.training.evaluate import calibrate_run, evaluate_run
-from fer.training.fit import train
+from fer.training.fit import create_run, train
 from fer.training.optim import OPTIMIZERS, SCHEDULERS
 from fer.training.validate import check_config
 
@@ -29,8 +31,8 @@ def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
     return [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
 
 
-def _existing_run(args: argparse.Namespace) -> Path:
-    """The run folder named by --run (a queued run) or --resume (a stopped one); errors are ValueErrors."""
+def _existing_run(args: argparse.Namespace) -> Tuple[Path, Tuple[str, ...]]:
+    """The run folder named by --run (a queued run) or --resume (a stopped one), and the states it may start from."""
     ref, wanted, flag = (args.run, ("queued",), "--run") if args.run else (args.resume, RESUMABLE_STATES, "--resume")
     if args.config or args.set or _shortcut_overrides(args) or args.queue:
         raise ValueError(f"fer train {flag} trains a run with its saved config.json; "
@@ -42,12 +44,12 @@ def _existing_run(args: argparse.Namespace) -> Path:
                 "running": "it is training now", "completed": "it has finished"}.get(state, "")
         raise ValueError(f"{run_dir.name} is {state}: {flag} takes a {' or '.join(wanted)} run"
                          + (f" ({hint})" if hint else ""))
-    return run_dir
+    return run_dir, wanted  # checked again, atomically, when the trainer claims the run
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.run or args.resume:
-        run_dir = train(run_dir=_existing_run(args), progress=not args.quiet)
+        run_dir, start_from = _existing_run(args)
     else:
         cfg = load_config(args.config, list(args.set) + _shortcut_overrides(args))
         if args.runs_dir:
@@ -56,7 +58,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             run_dir = submit(check_config(cfg))
             print(f"{run_dir}: queued; the background worker trains it (watch it with fer runs or the dashboard)")
             return 0
-        run_dir = train(cfg, progress=not args.quiet)
+        run_dir, start_from = create_run(check_config(cfg)), ("queued",)
+    try:
+        train(run_dir=run_dir, progress=not args.quiet, start_from=start_from)
+    except UserError:
+        raise  # fer's own one-line errors (a run cancelled before it started, …)
+    except Exception as e:  # noqa: BLE001 - a full disk, a CUDA error, a bug: one line here, the traceback in the log
+        error = read_status(run_dir).get("error") or f"{type(e).__name__}: {e}"
+        print(f"fer train: error: {run_dir.name} failed: {' '.join(str(error).split())[:400]} "
+              f"(the traceback is in {run_dir / 'train.log'})", file=sys.stderr)
+        return 1
     status = read_status(run_dir)
     print(f"{run_dir}: {status.get('state')}"
           + (f", test accuracy {status['test_acc']:.4f}" if status.get("test_acc") is not None else ""))

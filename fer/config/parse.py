@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 import typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -17,8 +18,40 @@ import yaml
 
 from fer.config.schema import ConfigError, RunConfig, field_type
 
+MAX_CONFIG_CHARS = 256 * 1024  # a config file or a form's text; real ones are a few hundred characters
+MAX_VALUE_CHARS = 16 * 1024  # one --set value or form field
+MAX_DEPTH = 32  # nesting of lists and mappings (real configs use 3)
+_SHORT = reprlib.Repr()  # a value in a message: its start, never all of it
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxlevel = 60, 60, 6, 6, 3
+
+
+def clip(value: Any) -> str:
+    """A value as messages show it: repr'd, and cut short (a hostile value may be huge or deep)."""
+    return _SHORT.repr(value)
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML with only true/false as booleans (YAML 1.2): `amp: off` and `name: yes` stay text."""
+    """YAML with only true/false as booleans (YAML 1.2): `amp: off` and `name: yes` stay text.
+
+    Aliases and anchors are refused (a few hundred bytes of nested aliases expand to gigabytes) and
+    nesting is capped, so what a text holds is never much bigger than the text.
+    """
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (&name, *name) are not allowed in "
+                                              "configs", event.start_mark)
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                              event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -31,13 +64,16 @@ for _first in "tTfF":
 
 def yaml_problem(error: yaml.YAMLError) -> str:
     """What is wrong and where (line, column), without the text around it: a file's contents never reach a message."""
-    problem = getattr(error, "problem", None) or getattr(error, "context", None) or type(error).__name__
+    problem = getattr(error, "problem", None) or getattr(error, "context", None) or \
+        (str(error) if type(error) is yaml.YAMLError else type(error).__name__)  # a plain one is our own words
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
 
 
-def read_yaml(text: str):
-    """Parse YAML/JSON text the way configs are read (safe, YAML 1.2 booleans)."""
+def read_yaml(text: str, limit: int = MAX_CONFIG_CHARS, what: str = "a config"):
+    """Parse YAML/JSON text the way configs are read (safe, YAML 1.2 booleans, no aliases, bounded)."""
+    if len(text) > limit:
+        raise yaml.YAMLError(f"{len(text):,} characters, more than the {limit:,} {what} may hold")
     return yaml.load(text, Loader=_Loader)
 
 
@@ -52,24 +88,23 @@ def parse_value(text: str, annotation: Any, key: str) -> Any:
     if annotation is bool:
         if stripped.lower() in _TRUE | _FALSE:
             return stripped.lower() in _TRUE
-        raise ConfigError(f"{key}: expected true or false, got {text!r}")
+        raise ConfigError(f"{key}: expected true or false, got {clip(text)}")
     if annotation is int:
         try:
             return int(stripped)
         except ValueError:
-            raise ConfigError(f"{key}: expected int, got {text!r}") from None
+            raise ConfigError(f"{key}: expected int, got {clip(text)}") from None
     if annotation is float:
         try:
             return float(stripped)
         except ValueError:
-            raise ConfigError(f"{key}: expected float, got {text!r}") from None
+            raise ConfigError(f"{key}: expected float, got {clip(text)}") from None
     if not stripped:
         raise ConfigError(f"{key}: expected a value, got nothing")
     try:
-        value = read_yaml(stripped)
+        value = read_yaml(stripped, MAX_VALUE_CHARS, "one value")
     except yaml.YAMLError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ConfigError(f"{key}: not valid YAML ({first}): {text!r}") from None
+        raise ConfigError(f"{key}: not valid YAML ({yaml_problem(e)}): {clip(text)}") from None
     return text if value is None else value  # e.g. 'run-7': keep the text when YAML reads nothing
 
 
@@ -86,29 +121,29 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation in (int, str, bool):
         if type(value) is annotation:
             return value
-        raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r}")
+        raise ConfigError(f"{key}: expected {annotation.__name__}, got {clip(value)}")
     if origin in (list, List, Sequence):
         if isinstance(value, (list, tuple)):
             (item_type,) = typing.get_args(annotation) or (Any,)
             return [_coerce(v, item_type, f"{key}[{i}]") if item_type is not Any else v
                     for i, v in enumerate(value)]
-        raise ConfigError(f"{key}: expected a list, got {value!r}")
+        raise ConfigError(f"{key}: expected a list, got {clip(value)}")
     if origin in (dict, Dict):
         if isinstance(value, dict):
             return dict(value)
-        raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        raise ConfigError(f"{key}: expected a mapping, got {clip(value)}")
     return value
 
 
 def from_dict(cls: type, data: Dict[str, Any], prefix: str = "") -> Any:
     """Build dataclass `cls` from a nested dict, rejecting unknown keys."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {clip(data)}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ConfigError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}; "
+        raise ConfigError(f"unknown config key(s) {clip(sorted(prefix + str(k) for k in unknown))}; "
                           f"valid under {prefix or 'the top level'}: {sorted(known)}")
     kwargs = {}
     for name, value in data.items():
@@ -140,7 +175,7 @@ def _nested(key: str, value: Any) -> Dict[str, Any]:
 def parse_override(item: str) -> Dict[str, Any]:
     """'optim.lr=0.01' -> {'optim': {'lr': 0.01}}, the value read as the field's type."""
     if "=" not in item:
-        raise ConfigError(f"--set expects key=value, got {item!r}")
+        raise ConfigError(f"--set expects key=value, got {clip(item)}")
     key, raw = item.split("=", 1)
     key = key.strip()
     return _nested(key, parse_value(raw, field_type(key), key))
@@ -200,7 +235,7 @@ def _check_override_path(override: Dict[str, Any], cls: type = RunConfig, prefix
     hints = typing.get_type_hints(cls)
     for k, v in override.items():
         if k not in hints:
-            raise ConfigError(f"unknown config key {prefix + k!r}; valid: {sorted(hints)}")
+            raise ConfigError(f"unknown config key {clip(prefix + str(k))}; valid: {sorted(hints)}")
         if isinstance(v, dict) and is_dataclass(hints[k]):
             _check_override_path(v, hints[k], f"{prefix}{k}.")
 

@@ -231,7 +231,7 @@ def field_type(key: str) -> Any:
         hints = typing.get_type_hints(cls) if is_dataclass(cls) else {}
         if part not in hints:
             valid = sorted(hints) if hints else []
-            raise ConfigError(f"unknown config key {key!r}; valid under {'.'.join(parts[:i]) or 'the top level'}: "
+            raise ConfigError(f"unknown config key {key[:80]!r}; valid under {'.'.join(parts[:i]) or 'the top level'}: "
                               f"{valid}")
         cls = hints[part]
         if typing.get_origin(cls) in (dict, Dict):

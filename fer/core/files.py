@@ -121,13 +121,24 @@ def read_json(path: Path, default: Any = None) -> Any:
     """Parsed JSON, or `default` when the file is missing or unreadable."""
     try:
         return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a file nested thousands deep
         return default
 
 
 def utc_now() -> str:
     """The current UTC time, ISO 8601 to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def process_start(pid: int) -> Optional[float]:
+    """When process `pid` started (seconds since the epoch), or None if it does not run: with the pid, it
+    names one process, where a pid alone may have been reused since it was written down."""
+    import psutil  # light, and only needed here
+
+    try:
+        return round(psutil.Process(pid).create_time(), 2)
+    except (psutil.Error, OSError, ValueError):
+        return None
 
 
 def pid_alive(pid: int) -> bool:

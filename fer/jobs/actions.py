@@ -18,7 +18,7 @@ from fer.jobs import queue
 from fer.jobs.queue import LOCAL
 from fer.jobs.submit import submit, submit_suite
 from fer.jobs.worker import ensure_worker, resume as resume_run
-from fer.runs import writer
+from fer.runs import trash, writer
 from fer.training.validate import CheckedConfig
 
 
@@ -104,9 +104,9 @@ def delete(actor: Actor, run_dir: Path, keep_days: Optional[float] = None) -> Pa
     """
     require_operator(actor, "deleting a run")
     root = Path(run_dir).parent
-    trashed = writer.delete_run(run_dir)
+    trashed = trash.delete_run(run_dir)
     _audit(actor, root, "delete", Path(run_dir).name)
-    if keep_days is not None and (gone := writer.empty_trash(root, keep_days)):
+    if keep_days is not None and (gone := trash.empty_trash(root, keep_days)):
         _audit(actor, root, "empty_trash", f"{gone} run(s)", older_than_days=keep_days)
     return trashed
 
@@ -114,7 +114,7 @@ def delete(actor: Actor, run_dir: Path, keep_days: Optional[float] = None) -> Pa
 def restore(actor: Actor, runs_dir: Path, run_id: str) -> Path:
     """Bring a run back from the trash for the actor (operators only)."""
     require_operator(actor, "restoring a run")
-    restored = writer.restore_run(runs_dir, run_id)
+    restored = trash.restore_run(runs_dir, run_id)
     _audit(actor, Path(runs_dir), "restore", restored.name)
     return restored
 

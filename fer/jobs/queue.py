@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from fer.core.files import read_json, utc_now, write_json
-from fer.runs.store import default_runs_dir, read_status, run_folders, status_int
+from fer.runs.store import RESUMABLE_STATES, default_runs_dir, read_status, run_folders, status_int
 from fer.runs.writer import request_cancel, write_status
 
 LOCAL = "local"
 # {"slots": N (CPU slots), "paused": bool, "auto_resume": bool}: read at every poll, so changes apply live.
 SETTINGS_NAME = ".worker.json"
-RESUMABLE_STATES = ("cancelled", "interrupted", "failed", "pruned")
 
 
 def queue_root(runs_dir: Optional[Path]) -> Path:
@@ -115,7 +114,8 @@ def set_priority(run_dir: Path, priority: int) -> None:
     """A queued run's priority: higher runs start first (default 0)."""
     if read_status(run_dir).get("state") != "queued":
         raise ValueError(f"{Path(run_dir).name} is not queued")
-    write_status(Path(run_dir), "queued", priority=int(priority))
+    if not write_status(Path(run_dir), "queued", expect=("queued",), priority=int(priority)):
+        raise ValueError(f"{Path(run_dir).name} is not queued")
 
 
 def move(run_dir: Path, where: str) -> None:
@@ -131,7 +131,7 @@ def move(run_dir: Path, where: str) -> None:
     other = read_status(order[target])
     # Take the neighbour's place: its priority, and a queue time just before (or after) its own.
     nudge = -1 if target < i else 1
-    write_status(run_dir, "queued", priority=status_int(other, "priority"),
+    write_status(run_dir, "queued", expect=("queued",), priority=status_int(other, "priority"),
                  queued_ns=status_int(other, "queued_ns") + nudge)
 
 
@@ -141,14 +141,15 @@ def requeue(run_dir: Path, target: Optional[str] = None) -> None:
     if state not in RESUMABLE_STATES:
         raise ValueError(f"{Path(run_dir).name} is {state}; only {', '.join(RESUMABLE_STATES)} runs resume")
     where = {} if target is None else {"target": target}
-    write_status(Path(run_dir), "queued", requeued_at=utc_now(), queued_ns=time.time_ns(), slots=None, waiting=None,
-                 **where)
+    if not write_status(Path(run_dir), "queued", expect=RESUMABLE_STATES, requeued_at=utc_now(),
+                        queued_ns=time.time_ns(), slots=None, waiting=None, **where):
+        raise ValueError(f"{Path(run_dir).name} changed state meanwhile; look again before resuming it")
 
 
 def cancel(run_dir: Path) -> str:
     """Take a queued run off the queue, or ask a running one to stop after its batch; returns what happened."""
-    if read_status(run_dir).get("state") == "queued":
-        write_status(Path(run_dir), "cancelled", finished_at=utc_now(), waiting=None)
+    # Compare-and-set: if the worker's trainer claimed the run a moment ago, this is a stop request instead.
+    if write_status(Path(run_dir), "cancelled", expect=("queued",), finished_at=utc_now(), waiting=None):
         return "cancelled (it was queued)"
     request_cancel(Path(run_dir))
     return "cancel requested; it stops after the current batch"

@@ -32,6 +32,7 @@ from fer.runs.store import FINISHED_STATES, read_config, read_status
 from fer.runs.writer import CANCEL_FILE, lock_held, write_status
 
 CONNECT_TIMEOUT_S = 120.0  # joining a cluster that does not answer by then fails its runs
+UNFINISHED = ("queued", "running", "interrupted")  # what a task's end may still overwrite (a dead trainer reads interrupted)
 SETTLE_GRACE_S = 30.0  # how long a dead task's training process may take to let go of its run
 log = logging.getLogger(__name__)
 
@@ -135,18 +136,21 @@ class RayDispatcher:
             try:
                 need = task_resources(read_config(run_dir), cluster)
             except ConfigError as e:  # a hand-edited config.json: fail the run, never the queue
-                write_status(run_dir, "failed", finished_at=utc_now(), error=f"config.json is unusable: {e}")
+                write_status(run_dir, "failed", expect=("queued",), finished_at=utc_now(),
+                             error=f"config.json is unusable: {e}")
                 continue
             if not _fits(need, [], cluster):
-                write_status(run_dir, "failed", finished_at=utc_now(),
+                write_status(run_dir, "failed", expect=("queued",), finished_at=utc_now(),
                              error=f"it needs {need} but {describe_target(self.target)} has {cluster}")
                 continue
             if not _fits(need, list(self.needs.values()), cluster):
                 waiting = f"waiting for room on {describe_target(self.target)}"
                 if statuses[run_dir].get("waiting") != waiting:
-                    write_status(run_dir, "queued", waiting=waiting)
+                    write_status(run_dir, "queued", expect=("queued",), waiting=waiting)
                 return
-            write_status(run_dir, "queued", waiting=f"submitted to {describe_target(self.target)}", slots=None)
+            if not write_status(run_dir, "queued", expect=("queued",), slots=None,
+                                waiting=f"submitted to {describe_target(self.target)}"):
+                continue  # cancelled since the listing
             self.tasks[run_dir] = self.remote.options(**need).remote(str(run_dir))
             self.needs[run_dir] = need
 
@@ -196,14 +200,14 @@ class RayDispatcher:
         if state in FINISHED_STATES or lock_held(run_dir):  # it wrote its own end, or it still trains
             return
         if cancelled:  # cancelled before its process got going
-            write_status(run_dir, "cancelled", finished_at=utc_now(), waiting=None)
+            write_status(run_dir, "cancelled", expect=UNFINISHED, finished_at=utc_now(), waiting=None)
         elif error:  # the node (or its worker process) died under the run: resumable anywhere
-            write_status(run_dir, "interrupted", finished_at=utc_now(), error=error, waiting=None)
+            write_status(run_dir, "interrupted", expect=UNFINISHED, finished_at=utc_now(), error=error, waiting=None)
         elif state == "queued":
-            write_status(run_dir, "failed", finished_at=utc_now(), waiting=None,
+            write_status(run_dir, "failed", expect=UNFINISHED, finished_at=utc_now(), waiting=None,
                          error=f"the training process exited before starting (exit code {result.get('returncode')})")
         elif state == "running":  # exited without a last word (killed): as a dead local process reads
-            write_status(run_dir, "interrupted", finished_at=utc_now(), waiting=None,
+            write_status(run_dir, "interrupted", expect=UNFINISHED, finished_at=utc_now(), waiting=None,
                          error=f"the training process on {result.get('node', '?')} ended without finishing")
 
     def shutdown(self) -> None:
@@ -301,7 +305,7 @@ class RayRuns:
             error = connection.error or (f"cannot reach {describe_target(target)}: no answer within "
                                          f"{self.timeout_s:.0f} s")
             for run_dir in theirs:
-                write_status(run_dir, "failed", finished_at=utc_now(), error=error, waiting=None)
+                write_status(run_dir, "failed", expect=("queued",), finished_at=utc_now(), error=error, waiting=None)
             return False
         self.dispatcher, self.connection = connection.dispatcher, connection
         return True
@@ -317,4 +321,4 @@ def _say_waiting(runs: List[Path], statuses: Dict[Path, Dict[str, Any]], waiting
     """Put why they wait on the runs' job cards (written only when it changes)."""
     for run_dir in runs:
         if statuses[run_dir].get("waiting") != waiting:
-            write_status(run_dir, "queued", waiting=waiting)
+            write_status(run_dir, "queued", expect=("queued",), waiting=waiting)

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence
 
 from fer.config import ConfigError
-from fer.core.files import pid_alive, utc_now, write_text
+from fer.core.files import pid_alive, process_start, utc_now, write_text
 from fer.jobs.machine import visible_gpus
 from fer.jobs.queue import LOCAL, queue_key, queue_root, queued_runs, requeue, settings, statuses, train_command
 from fer.jobs.ray import RayRuns
+from fer.runs.leftovers import tidy_run
 from fer.runs.store import FINISHED_STATES, read_config, read_status, status_int
 from fer.runs.writer import write_status
 
@@ -45,12 +46,26 @@ def machine_slots(runs_dir: Optional[Path] = None) -> List[str]:
 
 
 def worker_pid(runs_dir: Optional[Path] = None) -> Optional[int]:
-    """The live worker's process id, or None."""
+    """The live worker's process id, or None.
+
+    The lock names the worker by pid *and* start time, so a dead worker's pid reused by another
+    process does not pass for a live worker.
+    """
     try:
-        pid = int((queue_root(runs_dir) / LOCK_NAME).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        fields = (queue_root(runs_dir) / LOCK_NAME).read_text().split()
+        pid, started = int(fields[0]), float(fields[1])
+    except (OSError, ValueError, IndexError):  # missing, torn, or written before start times were kept
         return None
-    return pid if pid_alive(pid) else None
+    alive = pid_alive(pid) and (now := process_start(pid)) is not None and abs(now - started) < 1.0
+    return pid if alive else None
+
+
+def revive_worker(runs_dir: Optional[Path] = None) -> Optional[int]:
+    """Start a worker if runs are queued and none is alive (it was killed, or the machine restarted)."""
+    root = queue_root(runs_dir)
+    if worker_pid(root) or not queued_runs(root):
+        return worker_pid(root)
+    return ensure_worker(root)
 
 
 def ensure_worker(runs_dir: Optional[Path] = None) -> int:
@@ -64,6 +79,7 @@ def ensure_worker(runs_dir: Optional[Path] = None) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "fer", "worker", "--runs-dir", str(root)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)  # survives the Streamlit session and page reloads
+    (root / LOCK_NAME).unlink(missing_ok=True)  # a dead worker's (worker_pid found it stale)
     _write_lock(root / LOCK_NAME, proc.pid)  # claim the queue for it now, so a quick second call sees it
     return proc.pid
 
@@ -103,8 +119,12 @@ def _write_lock(lock: Path, pid: int) -> bool:
     except FileExistsError:
         return False
     with os.fdopen(fd, "w") as fh:
-        fh.write(f"{pid} {utc_now()}\n")
+        fh.write(_lock_line(pid))
     return True
+
+
+def _lock_line(pid: int) -> str:
+    return f"{pid} {process_start(pid) or 0} {utc_now()}\n"
 
 
 def _claim(root: Path, wait_s: float = 3.0) -> Optional[IO[str]]:
@@ -128,7 +148,7 @@ def _claim(root: Path, wait_s: float = 3.0) -> Optional[IO[str]]:
 
 def _announce(lock: Path) -> None:
     """Name this process as the worker (what `worker_pid` reads)."""
-    write_text(lock, f"{os.getpid()} {utc_now()}\n")
+    write_text(lock, _lock_line(os.getpid()))
 
 
 def _job_env(slots: List[str], all_slots: List[str]) -> Dict[str, str]:
@@ -148,6 +168,7 @@ class _Worker:
         self.root = root
         self.running: Dict[Path, subprocess.Popen] = {}
         self.ray = RayRuns()  # runs queued for a Ray cluster go there
+        self.tidied: set = set()  # stopped runs whose leftovers this worker has cleared
         self.done = 0
 
     def busy(self) -> bool:
@@ -160,8 +181,8 @@ class _Worker:
                 continue
             del self.running[run_dir]
             self.done += 1
-            if read_status(run_dir).get("state") == "queued":  # it could not even start: do not loop on it
-                write_status(run_dir, "failed", error="the training process exited before starting")
+            # Still queued: it could not even start (never loop on it); a run it found cancelled stays so.
+            write_status(run_dir, "failed", expect=("queued",), error="the training process exited before starting")
 
     def busy_slots(self, found: Dict[Path, Dict[str, Any]]) -> set:
         """Slots held by this worker's jobs and by live jobs an earlier (killed) worker started."""
@@ -174,8 +195,8 @@ class _Worker:
     def auto_resume(self, found: Dict[Path, Dict[str, Any]]) -> None:
         for run_dir, status in found.items():
             if status.get("state") == "interrupted" and status_int(status, "auto_resumes") < MAX_AUTO_RESUMES:
-                write_status(run_dir, "queued", requeued_at=utc_now(), queued_ns=time.time_ns(), slots=None,
-                             auto_resumes=status_int(status, "auto_resumes") + 1)
+                write_status(run_dir, "queued", expect=("interrupted",), requeued_at=utc_now(),
+                             queued_ns=time.time_ns(), slots=None, auto_resumes=status_int(status, "auto_resumes") + 1)
 
     def start_ready(self, found: Dict[Path, Dict[str, Any]], all_slots: List[str]) -> None:
         free = [s for s in all_slots if s not in self.busy_slots(found)]
@@ -185,27 +206,40 @@ class _Worker:
             try:
                 wanted = max(1, read_config(run_dir).train.gpus)
             except ConfigError as e:  # a hand-edited config.json: fail the run, never the queue
-                write_status(run_dir, "failed", finished_at=utc_now(), error=f"config.json is unusable: {e}")
+                write_status(run_dir, "failed", expect=("queued",), finished_at=utc_now(),
+                             error=f"config.json is unusable: {e}")
                 continue
             if wanted > len(all_slots):
-                write_status(run_dir, "failed", finished_at=utc_now(),
+                write_status(run_dir, "failed", expect=("queued",), finished_at=utc_now(),
                              error=f"train.gpus={wanted}, but the worker has {len(all_slots)} slot(s) on this machine")
                 continue
             if wanted > len(free):  # the head waits; later runs do not overtake it
                 kind = "GPUs" if all_slots[0].startswith("gpu:") else "slots"
                 waiting = f"waiting for {wanted} free {kind} ({len(free)} free)"
                 if found[run_dir].get("waiting") != waiting:
-                    write_status(run_dir, "queued", waiting=waiting)
+                    write_status(run_dir, "queued", expect=("queued",), waiting=waiting)
                 return
+            if not write_status(run_dir, "queued", expect=("queued",), slots=free[:wanted], waiting=None):
+                continue  # cancelled (or moved elsewhere) since the listing: not started
             slots, free = free[:wanted], free[wanted:]
-            write_status(run_dir, "queued", slots=slots, waiting=None)  # the job keeps them in its status
             self.running[run_dir] = subprocess.Popen(train_command(run_dir), stdin=subprocess.DEVNULL,
                                                      env=_job_env(slots, all_slots))
+
+    def tidy(self, found: Dict[Path, Dict[str, Any]]) -> None:
+        """Clear what killed trainers left in stopped runs (temp files, the space reserve), once per run."""
+        for run_dir, status in found.items():
+            if status.get("state") in FINISHED_STATES and run_dir not in self.tidied and run_dir not in self.running:
+                self.tidied.add(run_dir)
+                try:
+                    tidy_run(run_dir)
+                except (OSError, ValueError):  # a folder that vanished or stopped being a run meanwhile
+                    pass
 
     def poll(self) -> bool:
         """One round: reap, resume, start local jobs, steer Ray's; whether anything is running or queued."""
         self.reap()
         found = statuses(self.root)
+        self.tidy(found)
         options = settings(self.root)
         if options.get("auto_resume"):
             self.auto_resume(found)

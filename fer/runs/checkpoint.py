@@ -98,14 +98,66 @@ def _first_line(error: BaseException) -> str:
     return (text[0] if text else type(error).__name__)[:300]
 
 
-def model_from_checkpoint(ckpt: Dict[str, Any]) -> nn.Module:
-    """Rebuild the model from a loaded checkpoint alone, in eval mode."""
-    spec = ckpt["model"]
+# What a checkpoint may claim. Wide enough for every registered model (ResNet-34 or ConvNeXt-Tiny at 224,
+# FER+ with 10 classes), far below what would make loading one allocate more than the file holds.
+MAX_CLASSES = 1000
+INPUT_SIZES = (8, 512)
+
+
+def check_spec(ckpt: Dict[str, Any]) -> None:
+    """CheckpointError unless the model spec, class names and preprocessing are plausible: before any allocation."""
+    spec, names, prep = ckpt.get("model"), ckpt.get("class_names"), ckpt.get("preprocessing")
+    if not isinstance(spec, dict) or not isinstance(spec.get("kwargs", {}), dict) or not isinstance(prep, dict):
+        raise CheckpointError("checkpoint's model or preprocessing is not a mapping")
+    if not isinstance(names, list) or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in names):
+        raise CheckpointError("checkpoint's class names are not a list of short strings")
+    classes, chans, size = spec.get("num_classes"), spec.get("in_chans"), prep.get("input_size")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (classes, chans, size)):
+        raise CheckpointError("checkpoint's num_classes, in_chans and input_size must be whole numbers")
+    if not 2 <= classes <= MAX_CLASSES or classes != len(names):
+        raise CheckpointError(f"checkpoint claims {classes} classes for {len(names)} class names "
+                              f"(2 to {MAX_CLASSES} allowed)")
+    if chans not in (1, 3) or prep.get("in_chans", chans) != chans:
+        raise CheckpointError(f"checkpoint claims {chans} input channels (1 or 3 allowed)")
+    if not INPUT_SIZES[0] <= size <= INPUT_SIZES[1]:
+        raise CheckpointError(f"checkpoint claims {size}×{size} inputs ({INPUT_SIZES[0]} to {INPUT_SIZES[1]} allowed)")
+
+
+def _build(spec: Dict[str, Any]) -> nn.Module:
     # The state dict holds every weight, so never fetch ImageNet weights again (it may be offline).
+    kwargs = {k: v for k, v in spec["kwargs"].items() if k not in ("pretrained", "weights_path")}
+    return create_model(spec["name"], num_classes=spec["num_classes"], in_chans=spec["in_chans"], **kwargs)
+
+
+def _check_sizes(ckpt: Dict[str, Any]) -> None:
+    """Build the model on the meta device (no memory) and check every tensor against the state dict's."""
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in _build(ckpt["model"]).state_dict().items()}
+    held = ckpt["state_dict"]
+    if not isinstance(held, dict) or not all(isinstance(v, torch.Tensor) for v in held.values()):
+        raise CheckpointError("checkpoint's state dict is not a mapping of tensors")
+    wrong = [k for k, shape in shapes.items() if k in held and tuple(held[k].shape) != shape]
+    missing = [k for k in shapes if k not in held]
+    if wrong or missing:
+        first = (wrong or missing)[0]
+        raise CheckpointError(f"checkpoint's weights do not fit its model {ckpt['model']['name']!r} "
+                              f"({len(wrong)} of another shape, {len(missing)} missing, e.g. {first[:80]!r})")
+
+
+def model_from_checkpoint(ckpt: Dict[str, Any]) -> nn.Module:
+    """Rebuild the model from a loaded checkpoint alone, in eval mode.
+
+    Its claims are checked first (bounds, then every tensor's shape on the meta device), so a small
+    file that describes a huge model is refused without allocating it.
+    """
+    check_spec(ckpt)
+    spec = ckpt["model"]
     try:
-        kwargs = {k: v for k, v in spec["kwargs"].items() if k not in ("pretrained", "weights_path")}
-        model = create_model(spec["name"], num_classes=spec["num_classes"], in_chans=spec["in_chans"], **kwargs)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        _check_sizes(ckpt)
+        model = _build(spec)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure of a model's constructor on a checkpoint's kwargs
         raise CheckpointError(f"checkpoint's model cannot be built ({type(e).__name__}: {_first_line(e)})") from None
     try:
         model.load_state_dict(ckpt["state_dict"])

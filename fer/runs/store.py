@@ -32,6 +32,8 @@ from fer.runs.identity import is_fer_run, run_identity
 # pruned: a sweep stopped the trial early for its poor validation accuracy (fer.jobs.sweeps).
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted", "pruned")
 FINISHED_STATES = ("completed", "failed", "cancelled", "interrupted", "pruned")
+RESUMABLE_STATES = ("cancelled", "interrupted", "failed", "pruned")  # continue from last.pt
+STARTABLE_STATES = ("queued",) + RESUMABLE_STATES  # what a trainer may claim
 # The model that ships inside the package: an ordinary run folder (see fer.runs.release).
 SHIPPED_RUN_DIR = Path(__file__).parent / "shipped"
 
@@ -82,7 +84,9 @@ def status_int(status: Dict[str, Any], key: str) -> int:
 
 def run_folders(root: Path) -> List[Path]:
     """fer's own run folders in `root` (never a link, never a foreign folder): the runs the queue and its worker see."""
-    return [p for p in Path(root).glob("*") if is_fer_run(p)] if Path(root).is_dir() else []
+    # Hidden names are fer's own bookkeeping (.trash, a run still being created as .new-…), never runs.
+    return [p for p in Path(root).glob("*") if not p.name.startswith(".") and is_fer_run(p)] \
+        if Path(root).is_dir() else []
 
 
 def read_jsonl(path: Path) -> List[Dict[str, Any]]:
@@ -117,7 +121,8 @@ RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "best.pt", "last.pt"
 
 def is_run_folder(path: Path) -> bool:
     """Whether `path` is a run folder (whole or broken): a real folder holding one of a run's files."""
-    return path.is_dir() and not path.is_symlink() and any((path / name).is_file() for name in RUN_FILES)
+    return path.is_dir() and not path.is_symlink() and not path.name.startswith(".") \
+        and any((path / name).is_file() for name in RUN_FILES)
 
 
 checkpoint_problem = checkpoint_file_problem  # the leaderboard's cheap look at best.pt / last.pt
@@ -246,10 +251,10 @@ def resolve_run(ref: str | Path, runs_dir: Optional[Path] = None) -> Path:
         raise FileNotFoundError(f"no run folder at {text[:200]!r} (a path must be a run folder holding config.json)")
     if (root / text / "config.json").is_file():
         return root / text
-    matches = [p for p in root.glob("*") if (p / "config.json").is_file() and text in p.name] \
+    matches = [p for p in root.glob("[!.]*") if (p / "config.json").is_file() and text in p.name] \
         if root.is_dir() else []
     if not matches and root.is_dir():  # a run's display name, e.g. after a rename
-        matches = [p for p in root.glob("*") if _config_name(p) == text]
+        matches = [p for p in root.glob("[!.]*") if _config_name(p) == text]
     if len(matches) == 1:
         return matches[0]
     if not matches:

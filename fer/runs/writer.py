@@ -19,14 +19,14 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Collection, Dict, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from fer.config import RunConfig
 from fer.core.errors import UserError
-from fer.core.files import atomic_write, read_json, utc_now, write_json, write_text
+from fer.core.files import atomic_write, is_disk_full, read_json, utc_now, write_json, write_text
 from fer.core.text import check_name, check_tags
 from fer.runs.identity import AUDIT_FILE, RUN_FORMAT, TRASH_DIR, run_identity
 from fer.runs.store import STATES, inside_package, read_jsonl, read_status
@@ -34,6 +34,7 @@ from fer.runs.store import STATES, inside_package, read_jsonl, read_status
 CANCEL_FILE = "CANCEL"
 RESERVE_FILE = ".space-reserve"  # ballast freed on a full disk, so the failure itself can still be written
 RESERVE_BYTES = 256 * 1024
+STATUS_LOCK = ".status.lock"  # flock around every read-check-write of status.json
 TRAIN_LOCK = ".train.lock"  # flock held by the process training the run (the OS drops it when that dies)
 
 
@@ -98,11 +99,20 @@ def create_run(cfg: RunConfig, root: Path, state: str = "queued", **status: Any)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     run_dir = root / new_run_id(cfg.name)
-    run_dir.mkdir()
-    write_text(run_dir / "config.json", cfg.to_json())
-    # queued_ns orders the queue: runs created within one second keep the order they were created in.
-    write_status(run_dir, state, format=RUN_FORMAT, run_id=run_dir.name, created_at=utc_now(),
-                 queued_ns=time.time_ns(), epochs=cfg.train.epochs, **status)
+    # Built under a hidden name and renamed into place: a full disk or a kill leaves no half-made run.
+    building = root / f".new-{run_dir.name}"
+    try:
+        building.mkdir()
+        write_text(building / "config.json", cfg.to_json())
+        # queued_ns orders the queue: runs created within one second keep the order they were created in.
+        write_status(building, state, format=RUN_FORMAT, run_id=run_dir.name, created_at=utc_now(),
+                     queued_ns=time.time_ns(), epochs=cfg.train.epochs, **status)
+        building.rename(run_dir)
+    except OSError as e:
+        shutil.rmtree(building, ignore_errors=True)
+        if is_disk_full(e):
+            raise OSError(e.errno, f"no space left on device in {root}: the run was not created") from None
+        raise
     return run_dir
 
 
@@ -138,17 +148,56 @@ def release_space(run_dir: Path) -> None:
 
 # --- status, metrics, log ----------------------------------------------------------------------------------------
 
-def write_status(run_dir: Path, state: str, **fields: Any) -> Dict[str, Any]:
-    """Merge `fields` into status.json, set its state, and stamp the writing process and time."""
+class StateChanged(UserError, ValueError):
+    """The run is no longer in the state a change was meant for (someone else changed it first)."""
+
+
+@contextmanager
+def status_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's status lock: every read-check-write of status.json happens under it."""
+    with open(Path(run_dir) / STATUS_LOCK, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file drops the lock
+
+
+def write_status(run_dir: Path, state: str, expect: Optional[Collection[str]] = None,
+                 **fields: Any) -> Optional[Dict[str, Any]]:
+    """Merge `fields` into status.json, set its state, and stamp the writing process and time.
+
+    With `expect`, a compare-and-set: nothing is written (None is returned) unless the run is in one of
+    those states now, so a worker's "queued" never overwrites a cancel that got there first.
+    """
     if state not in STATES:
         raise ValueError(f"unknown run state {state!r}")
     run_dir = Path(run_dir)
     if "format" not in fields:  # every write but the one that creates the run: only into fer's own folders
         own_run(run_dir)
-    status = read_json(run_dir / "status.json", {}) or {}
-    status.update(fields, state=state, updated_at=utc_now(), pid=os.getpid(), host=socket.gethostname())
-    write_json(run_dir / "status.json", status)
-    return status
+    with status_lock(run_dir):
+        if expect is not None and read_status(run_dir).get("state") not in expect:
+            return None
+        status = read_json(run_dir / "status.json", {}) or {}
+        status.update(fields, state=state, updated_at=utc_now(), pid=os.getpid(), host=socket.gethostname())
+        write_json(run_dir / "status.json", status)
+        return status
+
+
+def claim_run(run_dir: Path, start_from: Collection[str]) -> None:
+    """Mark the run running for this process if it is in one of `start_from`; StateChanged otherwise.
+
+    The trainer claims its run before loading anything. A cancel that got in first wins (the run is not
+    started); one that comes after finds it running and leaves a CANCEL request the loop sees. A request
+    older than the claim is dropped with it, under the same lock, so it cannot stop a fresh start.
+    """
+    own_run(run_dir)
+    with status_lock(run_dir):
+        state = read_status(run_dir).get("state")
+        if state not in start_from:
+            raise StateChanged(f"{Path(run_dir).name} is {state} now, so it was not started")
+        clear_cancel(run_dir)
+        status = read_json(Path(run_dir) / "status.json", {}) or {}
+        status.update(state="running", phase="starting", waiting=None, error=None, finished_at=None,
+                      updated_at=utc_now(), pid=os.getpid(), host=socket.gethostname())
+        write_json(Path(run_dir) / "status.json", status)
 
 
 def _append_line(path: Path, row: Mapping[str, Any]) -> None:
@@ -275,7 +324,8 @@ def request_cancel(run_dir: Path, prune: str = "") -> None:
     With `prune` (why), a sweep stops a poor trial: the run then marks itself `pruned` instead.
     """
     own_run(run_dir)
-    write_json(Path(run_dir) / CANCEL_FILE, {"at": utc_now(), **({"pruned": prune} if prune else {})})
+    with status_lock(run_dir):  # ordered with the trainer's claim: after it, never cleared by it
+        write_json(Path(run_dir) / CANCEL_FILE, {"at": utc_now(), **({"pruned": prune} if prune else {})})
 
 
 def prune_reason(run_dir: Path) -> str:
@@ -308,54 +358,6 @@ def rename_run(run_dir: Path, name: str) -> None:
 def set_tags(run_dir: Path, tags: Sequence[str]) -> None:
     """Replace a run's tags (no commas, printable, at most 32 of up to 64 characters)."""
     _edit_config(Path(run_dir), tags=check_tags(tags))
-
-
-def delete_run(run_dir: Path) -> Path:
-    """Move a run into its runs folder's trash (restorable); a running or queued run must be cancelled first."""
-    run_dir = own_run(Path(run_dir))
-    state = read_status(run_dir).get("state")
-    if state in ("running", "queued") or is_training(run_dir):
-        raise ValueError(f"{run_dir.name} is {state if state in ('running', 'queued') else 'training'}: "
-                         "cancel it before deleting")
-    trash = run_dir.parent / TRASH_DIR
-    trash.mkdir(exist_ok=True)
-    write_json(run_dir / "status.json", {**read_json(run_dir / "status.json", {}), "deleted_at": utc_now()})
-    target = trash / run_dir.name
-    if target.exists():  # deleted before, restored, deleted again: the older copy goes for good
-        shutil.rmtree(target)
-    os.rename(run_dir, target)  # one rename: the run is either listed or in the trash, never half of each
-    return target
-
-
-def restore_run(root: Path, run_id: str) -> Path:
-    """Bring a run back from the trash of runs folder `root`."""
-    root, name = Path(root), Path(run_id).name
-    source = root / TRASH_DIR / name
-    if not source.is_dir() or source.is_symlink() or name in ("", ".", ".."):
-        raise ValueError(f"no run {run_id!r} in the trash")
-    if (root / name).exists():
-        raise ValueError(f"a run folder {name} exists again: it cannot be restored over it")
-    os.rename(source, root / name)
-    status = read_json(root / name / "status.json", {})
-    status.pop("deleted_at", None)
-    write_json(root / name / "status.json", status)
-    return root / name
-
-
-def empty_trash(root: Path, older_than_days: float) -> int:
-    """Remove trashed runs deleted more than `older_than_days` ago; how many went."""
-    trash, removed = Path(root) / TRASH_DIR, 0
-    cutoff = datetime.now(timezone.utc).timestamp() - older_than_days * 86400
-    for folder in (trash.iterdir() if trash.is_dir() else ()):
-        deleted = (read_json(folder / "status.json", {}) or {}).get("deleted_at")
-        try:
-            when = datetime.fromisoformat(deleted).timestamp()
-        except (TypeError, ValueError):
-            when = folder.stat().st_mtime
-        if folder.is_dir() and not folder.is_symlink() and when < cutoff:
-            shutil.rmtree(folder)
-            removed += 1
-    return removed
 
 
 def append_audit(root: Path, who: str, role: str, action: str, target: str, **detail: Any) -> None:

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Collection, Dict, Iterator, Optional
 
 import numpy as np
 import torch
@@ -30,8 +30,9 @@ from fer.inference.blendshapes import KIND as BLENDSHAPE_KIND
 from fer.inference.predictor import Predictor
 from fer.models import count_parameters, create_model
 from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
-from fer.runs.store import default_runs_dir, read_config
-from fer.runs.writer import create_run as create_run_folder, own_run, training_lock
+from fer.runs.leftovers import tidy_run
+from fer.runs.store import STARTABLE_STATES, default_runs_dir, read_config
+from fer.runs.writer import claim_run, create_run as create_run_folder, own_run, training_lock
 from fer.training.distributed import DistContext, close_process_group, init_process_group, launch
 from fer.training.evaluate import Evaluation, fit_calibration, score
 from fer.training.loops import EpochResult, train_one_epoch, validate
@@ -84,11 +85,12 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progress: bool = False,
-          dist_ctx: Optional[DistContext] = None) -> Path:
+          dist_ctx: Optional[DistContext] = None, start_from: Collection[str] = STARTABLE_STATES) -> Path:
     """Train a new run from `cfg`, or the existing run at `run_dir` (queued or resumed); returns its folder.
 
-    A run with `train.gpus` > 1 is launched here as that many processes (torchrun's launcher), each of
-    which comes back into this function with its `dist_ctx`.
+    The run starts only if it is in one of `start_from` when this process claims it (StateChanged
+    otherwise: e.g. cancelled a moment before). A run with `train.gpus` > 1 is launched here as that
+    many processes (torchrun's launcher), each of which comes back into this function with its `dist_ctx`.
     """
     if run_dir is None:
         if cfg is None:
@@ -99,6 +101,9 @@ def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progr
         cfg = read_config(run_dir)
     # One process trains a run at a time; ranks of a multi-process run share their launcher's lock.
     with training_lock(run_dir) if dist_ctx is None else nullcontext():
+        if dist_ctx is None:
+            claim_run(run_dir, start_from)
+            tidy_run(run_dir, owner=True)  # a killed earlier attempt's temp files: removed, or recovered
         if dist_ctx is None and cfg.train.gpus > 1:
             launch(run_dir, cfg.train.gpus)
             return run_dir

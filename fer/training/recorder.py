@@ -94,7 +94,6 @@ class RunRecorder:
         self.run_dir, self.epochs, self.progress = Path(run_dir), epochs, progress
         self.stop_signal: Optional[str] = None  # set by a signal handler; the loop stops at its next check
         self.log: logging.Logger = run_writer.open_log(self.run_dir, echo=progress)
-        run_writer.clear_cancel(self.run_dir)  # a stale request must not stop a fresh start
         run_writer.reserve_space(self.run_dir)
         self.trackers = Trackers([], self.log)
 

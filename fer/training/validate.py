@@ -28,6 +28,9 @@ from fer.training.optim import OPTIMIZERS, SCHEDULERS
 
 # Above this many parameters a model is worth a warning: the default CNN has 1.8 M, ResNet-34 21 M.
 LARGE_MODEL_PARAMETERS = 25_000_000
+MAX_INPUT_SIZE = 512  # what a checkpoint may claim too (fer.runs.checkpoint)
+MAX_PROCESSES = 256  # train.gpus and data.num_workers: more than any one machine or job runs
+MAX_LAYERS = 128  # model.kwargs.depth and similar counts (99 builds 114 M parameters: costly, so a warning)
 
 _RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("train.epochs", lambda v: v >= 1, "at least 1"),
@@ -60,8 +63,11 @@ _RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("data.test_limit", lambda v: v >= 0, "0 (all) or more"),
     ("data.num_workers", lambda v: v >= 0, "0 or more"),
     ("data.std", lambda v: v > 0, "more than 0"),
-    ("model.input_size", lambda v: v >= 8, "at least 8"),
-    ("model.in_chans", lambda v: v >= 1, "at least 1"),
+    ("model.input_size", lambda v: 8 <= v <= MAX_INPUT_SIZE, f"in [8, {MAX_INPUT_SIZE}]"),
+    ("model.in_chans", lambda v: v in (1, 3), "1 (gray) or 3"),
+    ("train.gpus", lambda v: v <= MAX_PROCESSES, f"at most {MAX_PROCESSES}"),
+    ("data.num_workers", lambda v: v <= MAX_PROCESSES, f"at most {MAX_PROCESSES}"),
+    ("optim.betas", lambda v: _is_pair(v, 0, 1), "two numbers in [0, 1), e.g. [0.9, 0.999]"),
     ("transfer.freeze_epochs", lambda v: v >= 0, "0 or more"),
     ("aug.crop_padding", lambda v: v >= 0, "0 or more"),
     ("aug.rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"),
@@ -79,6 +85,12 @@ def _is_range(value: Any, low: float, high: float) -> bool:
     return (isinstance(value, (list, tuple)) and len(value) == 2
             and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
             and low < value[0] <= value[1] <= high)
+
+
+def _is_pair(value: Any, low: float, high: float) -> bool:
+    """Two finite numbers in [low, high)."""
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v < high for v in value))
 
 
 def config_fields() -> List[FieldSpec]:
@@ -134,11 +146,13 @@ def _check_model(cfg: RunConfig) -> List[str]:
         return _check_feature_model(cfg)
     # The weights of a pretrained model are fetched when training starts; the shape is all that matters here.
     kwargs = {k: v for k, v in cfg.model.kwargs.items() if k not in ("pretrained", "weights_path")}
+    _check_counts(kwargs)
     size, n_classes = cfg.model.input_size, len(run_class_names(cfg))
     try:
-        with torch.device("meta"), warnings.catch_warnings():
+        with torch.device("meta"), warnings.catch_warnings(), _ActivationTally() as activations:
             warnings.simplefilter("ignore", UserWarning)  # e.g. "zero-element tensors": the error below says more
             model = create_model(cfg.model.name, num_classes=n_classes, in_chans=cfg.model.in_chans, **kwargs)
+            activations.watch(model)
             logits = model(torch.empty(2, cfg.model.in_chans, size, size))
         for name in cfg.transfer.unfreeze if cfg.transfer.freeze_epochs > 0 else ():
             if name != "all":
@@ -149,10 +163,71 @@ def _check_model(cfg: RunConfig) -> List[str]:
     if tuple(logits.shape) != (2, n_classes):
         raise ConfigError(f"model {cfg.model.name} gives outputs of shape {tuple(logits.shape)}, not (batch, classes)")
     n = count_parameters(model)
+    found = []
     if n > LARGE_MODEL_PARAMETERS:
-        return [f"model {cfg.model.name} has {n / 1e6:.0f} M parameters ({n * 16 / 2**30:.1f} GiB with AdamW's "
-                f"state): training it will take very long on a CPU (the default CNN has 1.8 M)"]
-    return []
+        found.append(f"model {cfg.model.name} has {n / 1e6:.0f} M parameters ({n * 16 / 2**30:.1f} GiB with AdamW's "
+                     f"state): training it will take very long on a CPU (the default CNN has 1.8 M)")
+    return found + _cost_warnings(cfg, n, activations.per_face * cfg.train.batch_size)
+
+
+def _check_counts(kwargs: dict) -> None:
+    """Layer counts a model's kwargs may ask for (depth=99 builds, then never fits in memory or time)."""
+    for key in ("depth", "convs_per_block", "blocks", "layers"):
+        value = kwargs.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_LAYERS:
+            raise ConfigError(f"model.kwargs.{key} must be in [0, {MAX_LAYERS}]; got {value}")
+    widths = kwargs.get("widths")
+    if isinstance(widths, list) and len(widths) > MAX_LAYERS:
+        raise ConfigError(f"model.kwargs.widths lists {len(widths)} blocks; at most {MAX_LAYERS}")
+
+
+class _ActivationTally:
+    """Sums the outputs of every module in a meta forward pass: the activations a batch keeps for backward."""
+
+    def __init__(self) -> None:
+        self.numel, self.hooks = 0, []
+
+    def watch(self, model: torch.nn.Module) -> None:
+        for module in model.modules():
+            if not list(module.children()):  # leaves: a container's output is its last leaf's
+                self.hooks.append(module.register_forward_hook(self._count))
+
+    def _count(self, module, inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            self.numel += output.numel()
+
+    @property
+    def per_face(self) -> int:
+        """Bytes of float32 activations per face (the meta batch holds 2)."""
+        return self.numel * 4 // 2
+
+    def __enter__(self) -> "_ActivationTally":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+
+def _cost_warnings(cfg: RunConfig, parameters: int, activation_bytes: int) -> List[str]:
+    """What this machine will find costly: more processes than cores, more memory than it has."""
+    import os
+
+    import psutil
+
+    found, cores = [], os.cpu_count() or 1
+    memory = psutil.virtual_memory().total
+    if cfg.data.num_workers > cores:
+        found.append(f"data.num_workers={cfg.data.num_workers} on a machine with {cores} cores: each worker is a "
+                     "process with its own copy of the data; more than the cores only adds memory")
+    if select_device(cfg.train.device).type == "cpu" and cfg.train.gpus > cores:
+        found.append(f"train.gpus={cfg.train.gpus} processes on {cores} CPU cores: the local worker has fewer slots "
+                     "and will refuse it (a Ray cluster with GPUs may take it)")
+    need = activation_bytes * 2 + parameters * 16  # activations and their gradients; weights, grads, AdamW state
+    if need > memory / 2:
+        found.append(f"one training step needs about {need / 2**30:.1f} GiB (batch {cfg.train.batch_size} at "
+                     f"{cfg.model.input_size}×{cfg.model.input_size}); this machine has {memory / 2**30:.0f} GiB")
+    return found
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from fer.data import DataError
 from fer.jobs.queue import LOCAL, set_worker_slots
 from fer.jobs.submit import fitted_to_data, submit
 from fer.jobs.sweeps.space import parse_space, read_space
-from fer.jobs.sweeps.study import (METRIC, SweepError, default_storage, definition, require_optuna, sampled_config,
+from fer.jobs.sweeps.study import (METRIC, SweepError, default_storage, definition, require_optuna, sampled_config, storage_problem,
                                    space_json, study_space, trial_config)
 from fer.runs.store import FINISHED_STATES, default_runs_dir, read_metrics, read_status
 from fer.runs.writer import request_cancel
@@ -103,6 +103,8 @@ def open_study(settings: SweepSettings, config_path: Optional[str | Path] = None
             existing = optuna.load_study(study_name=settings.name, storage=storage)
         except KeyError:
             pass
+        except Exception as e:  # noqa: BLE001 - a missing driver, a refused connection: one line
+            raise SweepError(f"cannot open the sweep storage: {storage_problem(e)}") from None
     if existing is None:
         if space_path is None:
             raise SweepError(f"sweep {settings.name!r} does not exist yet: give it --space (and --config)")

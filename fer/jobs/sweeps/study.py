@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -64,7 +65,22 @@ def load_study(name: str, runs_dir: Optional[Path] = None, storage: Optional[str
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise SweepError(f"no study {name!r} in {storage}") from None
+        raise SweepError(f"no study {name!r} in {_shown(storage)}") from None
+    except Exception as e:  # noqa: BLE001 - a missing database driver, a refused connection, a bad URL
+        raise SweepError(f"cannot open the sweep storage {_shown(storage)}: {storage_problem(e)}") from None
+
+
+def _shown(storage: str) -> str:
+    """A storage URL as messages show it: without its password."""
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", storage)
+
+
+def storage_problem(error: BaseException) -> str:
+    """What went wrong opening a storage, in one line (a missing driver says which package to install)."""
+    missing = next((e for e in (error, error.__cause__, error.__context__) if isinstance(e, ModuleNotFoundError)), None)
+    if missing is not None:  # Optuna wraps the driver's ImportError in its own
+        return f"its database driver is not installed (pip install {missing.name})"
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
 
 
 def definition(study) -> Dict[str, Any]:
