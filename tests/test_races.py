@@ -187,3 +187,52 @@ def test_a_full_disk_before_the_run_exists_leaves_no_folder_and_names_the_full_o
         writer.create_run(cfg, tmp_path)
     monkeypatch.setattr(writer, "write_text", real)
     assert list(tmp_path.iterdir()) == [] and list_runs(tmp_path, include_default=False).empty
+
+
+def test_the_leaderboard_reads_again_only_the_runs_that_changed(trained_run, tmp_path):
+    import shutil
+
+    from fer.runs.rowcache import RowCache
+    from fer.runs.store import list_runs, run_summary
+    from fer.runs.writer import rename_run
+
+    for i in range(3):
+        shutil.copytree(trained_run, tmp_path / f"{trained_run.name}-{i}")
+    cache, built = RowCache(), []
+    board = lambda: [cache.row(p, lambda d: built.append(d.name) or run_summary(d)) for p in sorted(tmp_path.iterdir())]
+    first = board()
+    assert len(built) == 3 and board() == first and len(built) == 3  # unchanged: nothing read again
+    rename_run(tmp_path / f"{trained_run.name}-1", "renamed")
+    rows = board()
+    assert built[3:] == [f"{trained_run.name}-1"] and rows[1]["name"] == "renamed"
+    write_status(tmp_path / f"{trained_run.name}-2", "queued")  # a live run is read at every listing
+    board(), board()
+    assert built[4:] == [f"{trained_run.name}-2"] * 2
+    assert sorted(list_runs(tmp_path)["name"]) == sorted(r["name"] for r in board())  # the real board agrees
+
+
+def test_sessions_asking_at_once_share_one_build_and_none_gets_an_older_board():
+    import threading
+
+    from fer.runs.rowcache import SharedBuild
+
+    shared, builds, got = SharedBuild(), [], []
+    go = threading.Barrier(10)
+
+    def build():
+        builds.append(time.monotonic())
+        time.sleep(0.2)
+        return len(builds)
+
+    def session():
+        go.wait()
+        asked = time.monotonic()
+        got.append((asked, shared.get("runs", build)))
+    threads = [threading.Thread(target=session) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) <= 2 and len(got) == 10  # not ten builds
+    for asked, result in got:
+        assert builds[result - 1] >= asked - 0.05  # each result's build started after (about) the request

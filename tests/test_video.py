@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 import json
 import tracemalloc
 
@@ -216,3 +217,33 @@ def test_video_page_tracks_faces_and_offers_the_csv(open_page, clip, tmp_path):
     bad.write_text("not a video")
     at.file_uploader(key="video_upload").upload("notes.mp4", bad.read_bytes(), "video/mp4").run()
     assert not at.exception and "notes.mp4: not a video" in at.error[0].value
+
+
+def _boxes(data: bytes) -> dict:
+    """An MP4's top-level boxes: kind -> bytes (box header included)."""
+    boxes, offset = {}, 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset:offset + 4], "big")
+        boxes[data[offset + 4:offset + 8].decode("latin-1")] = data[offset:offset + size]
+        offset += size
+    return boxes
+
+
+def test_an_mp4_cut_before_its_index_says_why_nothing_can_be_analysed(tmp_path, clip):
+    """Cameras write the index (moov) last: a recording cut short has frames but no way to find them."""
+    boxes = _boxes(open(clip, "rb").read())
+    assert {"ftyp", "moov", "mdat"} <= set(boxes)
+    camera_cut = tmp_path / "camera-cut.mp4"  # ftyp, then mdat cut in the middle, and no moov
+    camera_cut.write_bytes(boxes["ftyp"] + boxes["mdat"][: len(boxes["mdat"]) // 2])
+    with pytest.raises(VideoError, match="cut off before its index .* nothing is analysed"):
+        probe_video(camera_cut)
+
+
+def test_a_clip_longer_than_the_servers_cap_is_refused_or_stopped(tmp_path, clip):
+    with pytest.raises(VideoError, match="24 frames .* more than the 10 this server analyses per clip"):
+        VideoAnalysis(clip, Predictor.default(), create_detector("none"), max_frames=10)
+    analysis = VideoAnalysis(clip, Predictor.default(), create_detector("none"), max_frames=24)
+    analysis.info = replace(analysis.info, frames=0)  # a header that does not say how long it is
+    analysis.max_frames = 12
+    rows = list(analysis.rows())
+    assert analysis.frames_read == 12 and "stopped after 12 frames" in analysis.warnings[-1] and rows is not None

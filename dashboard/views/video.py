@@ -10,6 +10,7 @@ from pathlib import Path
 import altair as alt
 import streamlit as st
 
+from access import server_settings
 from common import cached_classifier, model_choices, runs_dir, upload_limit_bytes
 from fer.inference.faces import DetectorSettings, FACE_DETECTORS, create_detector
 from fer.inference.video import VIDEO_SUFFIXES, VideoError, analyse_video
@@ -32,9 +33,19 @@ if upload.size > upload_limit_bytes():
     st.stop()
 
 settings = (upload.file_id, tuple(names), int(every), float(smoothing), detector_name)
+if st.session_state.get("video_stop"):  # pressed while the clip was analysed: that run of the page ended there
+    st.session_state["video_stopped"] = settings
+if st.session_state.get("video_stopped") == settings:
+    st.info("Analysis stopped. Change a setting or upload another clip, or analyse this one again.")
+    if st.button("Analyse again", key="video_again"):
+        del st.session_state["video_stopped"]
+        st.rerun()
+    st.stop()
 if st.session_state.get("video_settings") != settings:
     classifier = cached_classifier(tuple(choices[n] for n in names), runs_dir(), backend="auto")
     bar = st.progress(0.0, text="Analysing…")
+    # A click stops this run of the page at its next progress update (Streamlit reruns on any widget).
+    st.button("Stop", key="video_stop", help="Stop analysing this clip")
 
     def progress(read: int, total: int) -> None:
         if total and read % 10 == 0:
@@ -46,7 +57,8 @@ if st.session_state.get("video_settings") != settings:
         try:
             with create_detector(detector_name, DetectorSettings()) as detector:
                 result = analyse_video(clip, classifier, detector, every=int(every), smoothing=float(smoothing),
-                                       annotate_to=annotated, on_frame=progress)
+                                       annotate_to=annotated, on_frame=progress,
+                                       max_frames=server_settings().video_max_frames)
                 note = detector.note
         except VideoError as e:
             bar.empty()

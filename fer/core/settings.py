@@ -74,6 +74,7 @@ class ServerSettings:
     mlflow_uris: Tuple[str, ...] = ()  # tracking.mlflow_uri choices beside the runs folder's own file store
     sweep_storages: Tuple[str, ...] = ()  # Optuna RDB URLs beside the runs folder's SQLite files
     trash_days: float = 7.0  # deleted runs stay restorable this long
+    video_max_frames: int = 9_000  # frames the Video page decodes per clip (5 min at 30 fps)
     auth: AuthSettings = field(default_factory=AuthSettings)
     source: str = ""  # the settings file read, if any
 
@@ -137,15 +138,18 @@ def load_settings(path: Optional[str | Path] = None) -> ServerSettings:
     chosen = path or os.environ.get("FER_SETTINGS") or (SETTINGS_FILE if SETTINGS_FILE.is_file() else None)
     table, source = _read_file(Path(chosen) if chosen else None)
     known = {"runs_dirs", "data_sources", "weights_dirs", "ray_targets", "mlflow_uris", "sweep_storages", "trash_days",
-             "auth"}
+             "video_max_frames", "auth"}
     unknown = set(table) - known
     if unknown:
         raise SettingsError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
-    lists = {key: _strings(table.get(key), key, source) for key in known - {"trash_days", "auth"}}
+    lists = {key: _strings(table.get(key), key, source) for key in known - {"trash_days", "video_max_frames", "auth"}}
     runs, data = _env_list("FER_RUNS_DIRS", "FER_RUNS_DIR"), _env_list("FER_DATA_SOURCES", "FER_DATA")
     trash_days = table.get("trash_days", 7.0)
     if not isinstance(trash_days, (int, float)) or isinstance(trash_days, bool) or trash_days < 0:
         raise SettingsError(f"{source}: trash_days must be a number of days, 0 or more")
+    video_max_frames = table.get("video_max_frames", ServerSettings.video_max_frames)
+    if not isinstance(video_max_frames, int) or isinstance(video_max_frames, bool) or video_max_frames < 1:
+        raise SettingsError(f"{source}: video_max_frames must be a whole number of frames, 1 or more")
     auth = table.get("auth", {})
     if not isinstance(auth, dict):
         raise SettingsError(f"{source}: [auth] must be a table")
@@ -155,7 +159,8 @@ def load_settings(path: Optional[str | Path] = None) -> ServerSettings:
     return ServerSettings(runs_dirs=runs or lists["runs_dirs"], data_sources=data or lists["data_sources"],
                           weights_dirs=lists["weights_dirs"], ray_targets=lists["ray_targets"],
                           mlflow_uris=lists["mlflow_uris"], sweep_storages=lists["sweep_storages"],
-                          trash_days=float(trash_days), auth=auth_settings, source=source)
+                          trash_days=float(trash_days), video_max_frames=video_max_frames, auth=auth_settings,
+                          source=source)
 
 
 def within(path: str | Path, roots: Iterable[str | Path], what: str = "path") -> Path:

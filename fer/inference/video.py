@@ -70,11 +70,37 @@ def _open(path: Path):
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as e:
+        if isinstance(e, av.error.InvalidDataError) and _mp4_without_index(path):
+            raise VideoError(f"{path}: an MP4 cut off before its index (the moov atom, which most cameras write at "
+                             "the end): no frame can be located, so nothing is analysed. A file cut off after its "
+                             "index (e.g. written with ffmpeg -movflags +faststart) is analysed up to the cut") from None
         raise VideoError(f"{path}: not a video FFmpeg can read, or a damaged one ({e.__class__.__name__})") from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: has no video stream")
     return container
+
+
+def _mp4_without_index(path: Path) -> bool:
+    """Whether the file starts as an MP4/MOV (an ftyp box) but holds no moov box: cut before its index."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if head[4:8] != b"ftyp":
+            return False
+        offset = 0
+        while True:  # walk the top-level boxes by their sizes; only headers are read
+            fh.seek(offset)
+            header = fh.read(8)
+            if len(header) < 8:
+                return True
+            size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if kind == b"moov":
+                return False
+            if size == 1:
+                size = int.from_bytes(fh.read(8), "big")
+            if size < 8:
+                return True
+            offset += size
 
 
 def _even(n: float) -> int:
@@ -179,10 +205,17 @@ class VideoAnalysis:
     """One pass over a video: per analysed frame and face, a row; per face track, a summary."""
 
     def __init__(self, path: str | Path, classifier: Classifier, detector, every: int = 1, smoothing: float = 0.0,
-                 margin: float = 0.15, align: bool = False, max_missed: int = 15) -> None:
+                 margin: float = 0.15, align: bool = False, max_missed: int = 15,
+                 max_frames: Optional[int] = None) -> None:
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
         self.info = probe_video(path)
+        # A cap on the frames decoded (a server shares its CPU): a longer clip is refused when its header
+        # says so, and stopped at the cap when the header under-reports.
+        self.max_frames = max_frames
+        if max_frames and self.info.frames > max_frames:
+            raise VideoError(f"{path}: {self.info.frames:,} frames ({self.info.duration_s:.0f} s), more than the "
+                             f"{max_frames:,} this server analyses per clip; cut it shorter")
         self.classifier, self.detector = classifier, detector
         self.every, self.margin, self.align = every, margin, align
         # A track may go unseen for about half a second of analysed frames before a new id is given.
@@ -210,6 +243,10 @@ class VideoAnalysis:
         scale = self.info.scale
         try:
             for index, time_s, rgb in read_frames(self.info, self.warnings):
+                if self.max_frames and self.frames_read >= self.max_frames:
+                    self.warnings.append(f"stopped after {self.max_frames:,} frames, the most this server "
+                                         "analyses per clip")
+                    break
                 self.frames_read += 1
                 if index % self.every == 0:
                     self.frames_analysed += 1
@@ -272,9 +309,10 @@ class VideoResult:
 
 def analyse_video(path: str | Path, classifier: Classifier, detector, every: int = 1, smoothing: float = 0.0,
                   annotate_to: str | Path | None = None,
-                  on_frame: Optional[Callable[[int, int], None]] = None) -> VideoResult:
-    """Analyse a whole video and keep its rows (use `VideoAnalysis.rows` to stream a long one)."""
-    analysis = VideoAnalysis(path, classifier, detector, every=every, smoothing=smoothing)
+                  on_frame: Optional[Callable[[int, int], None]] = None,
+                  max_frames: Optional[int] = None) -> VideoResult:
+    """Analyse a whole video (at most `max_frames`) and keep its rows (`VideoAnalysis.rows` streams a long one)."""
+    analysis = VideoAnalysis(path, classifier, detector, every=every, smoothing=smoothing, max_frames=max_frames)
     rows = pd.DataFrame(list(analysis.rows(annotate_to=annotate_to, on_frame=on_frame)), columns=analysis.columns())
     return VideoResult(analysis.info, rows, analysis.tracker.summary(), analysis.frames_read,
                        analysis.frames_analysed, analysis.warnings)

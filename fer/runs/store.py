@@ -28,6 +28,7 @@ import pandas as pd
 from fer.config import RunConfig, flatten, from_dict
 from fer.core.files import cache_dir, checkpoint_file_problem, pid_alive, read_json
 from fer.runs.identity import is_fer_run, run_identity
+from fer.runs.rowcache import BOARDS, ROWS
 
 # pruned: a sweep stopped the trial early for its poor validation accuracy (fer.jobs.sweeps).
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted", "pruned")
@@ -340,8 +341,13 @@ def list_runs(runs_dir: Optional[Path] = None, include_default: bool = False) ->
     "built-in"). `label` is what people see: the run's name, with the end of its id where names repeat.
     """
     root = Path(runs_dir or default_runs_dir())
-    dirs = sorted(p for p in root.glob("*") if is_run_folder(p)) if root.is_dir() else []
-    rows = [{**_summary_or_problem(p), "source": "local"} for p in dirs]
+    # Unchanged runs come from the row cache, and concurrent callers share one build (fer.runs.rowcache);
+    # each gets its own copy to filter or extend.
+    return BOARDS.get(f"{root.resolve()}|{include_default}", lambda: _board(root, include_default)).copy()
+
+
+def _board(root: Path, include_default: bool) -> pd.DataFrame:
+    rows = _local_rows(root)
     if include_default and (SHIPPED_RUN_DIR / "config.json").is_file():
         rows.append({**run_summary(SHIPPED_RUN_DIR), "run_id": "default", "name": "default", "source": "built-in"})
     df = pd.DataFrame(rows)
@@ -355,6 +361,11 @@ def list_runs(runs_dir: Optional[Path] = None, include_default: bool = False) ->
     df["label"] = names.where(~repeated, names + " · " + df["run_id"].str[-4:])
     return df.sort_values(["test_acc", "best_val_acc", "run_id"], ascending=[False, False, False],
                           na_position="last").reset_index(drop=True)
+
+
+def _local_rows(root: Path) -> List[Dict[str, Any]]:
+    dirs = sorted(p for p in root.glob("*") if is_run_folder(p)) if root.is_dir() else []
+    return [{**ROWS.row(p, _summary_or_problem), "source": "local"} for p in dirs]
 
 
 def _summary_or_problem(run_dir: Path) -> Dict[str, Any]:
