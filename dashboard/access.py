@@ -148,7 +148,7 @@ def gate(settings: ServerSettings) -> Actor:
     mode = settings.auth.mode
     if exposed() and not (mode in ("token", "password", "oidc")):
         st.error("This dashboard is listening beyond this machine without sign-in, so it serves nothing. "
-                 "Configure sign-in in the server's settings (see the README: Sharing the dashboard).")
+                 "Configure sign-in in the server's settings (see docs/sharing.md).")
         st.stop()
     if mode == "oidc":
         identity = _oidc_identity()

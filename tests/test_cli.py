@@ -37,6 +37,44 @@ def test_help_for_every_command(command, capsys):
         assert "plain_cnn" in out and "resnet18" in out and "onecycle" in out  # registry choices
 
 
+# Run in a fresh interpreter: `fer … --help` for every command of the tree, then which heavy libraries loaded.
+HELP_SCRIPT = """
+import argparse, contextlib, io, sys
+from fer.cli.main import build_parser, main
+
+def every_command(parser, prefix=()):
+    yield prefix
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from every_command(child, (*prefix, name))
+
+commands = list(every_command(build_parser()))
+for command in commands:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            main([*command, '--help'])
+        except SystemExit as e:
+            assert e.code == 0 and 'usage: fer' in out.getvalue(), command
+heavy = sorted(m for m in ('torch', 'torchvision', 'cv2', 'mediapipe', 'pytorch_grad_cam', 'optuna', 'ray',
+                           'onnxruntime', 'sklearn', 'streamlit') if m in sys.modules)
+print(len(commands), heavy)
+"""
+
+
+def test_every_help_answers_without_pytorch_opencv_or_mediapipe():
+    done = subprocess.run([sys.executable, "-c", HELP_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    count, heavy = done.stdout.split(" ", 1)
+    assert int(count) >= 20 and heavy.strip() == "[]", done.stdout
+
+
+def test_the_cli_catalog_matches_the_registries():
+    from fer.cli.catalog import build_catalog, catalog
+
+    assert catalog() == json.loads(json.dumps(build_catalog())), "run: python -m fer.cli.catalog"
+
+
 @pytest.mark.slow
 def test_train_runs_eval_end_to_end(small_folder, tmp_path, tiny_overrides):
     config = tmp_path / "exp.yaml"

@@ -2,7 +2,7 @@
 
 Every page loads without an exception box, a photo upload labels the face, and the webcam page
 receives a fake camera (a y4m video of a real face) and shows processed frames and a label.
-With FER_SCREENSHOTS=1, screenshots of each page go to docs/screenshots/ (the README shows them).
+With FER_SCREENSHOTS=1, screenshots of each page go to docs/screenshots/ (the README and docs show them).
 """
 import os
 import re

@@ -171,6 +171,20 @@ def test_without_the_landmarker_tile_finds_need_more_confidence(tmp_path, monkey
         assert "verification is off" in tiled.note
 
 
+def test_detectors_left_open_are_closed_before_the_interpreter_tears_down():
+    # As a Streamlit cache leaves them: never closed. Without the exit hook, their __del__ runs during
+    # teardown (tracebacks, and now and then a C++ abort after all work was done).
+    script = ("import numpy as np; from skimage import data\n"
+              "from fer.inference.faces import DetectorSettings, PHOTO_TILES, create_detector\n"
+              "from fer.inference.blendshapes import FeatureExtractor\n"
+              "held = [create_detector('mediapipe', DetectorSettings(tiles=PHOTO_TILES), download=False),\n"
+              "        FeatureExtractor(download=False)]\n"
+              "print(len(held[0].detect(data.astronaut())), held[1](np.zeros((1, 48, 48), np.uint8)).shape)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.split() == ["1", "(1,", "1008)"], done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
 def test_dozens_of_faces_do_not_break_anything(predictor):
     tile = _astronaut_head(110)
     grid = np.vstack([np.hstack([tile] * 8)] * 5)  # 40 faces in an 880×550 image

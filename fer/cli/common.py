@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_ray_option(p: argparse.ArgumentParser) -> None:

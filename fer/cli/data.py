@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-import pandas as pd
-
-from fer.data import load_fer2013
-from fer.data.stats import summarize
-
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from fer.data import load_fer2013
+    from fer.data.stats import summarize
+
     data = load_fer2013(args.path, use_cache=not args.no_cache)
     summary = summarize(data)
     if args.json:

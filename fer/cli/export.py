@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer.runs.release import release_run
-from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
-
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
+
     run_dir = SHIPPED_RUN_DIR if args.run == "default" else resolve_run(args.run, args.runs_dir)
     if not (run_dir / f"{args.checkpoint}.pt").is_file():  # checked before PyTorch and ONNX load (many seconds)
         raise ValueError(f"{run_dir.name} has no {args.checkpoint}.pt yet: it is written when the run finishes "
@@ -26,6 +25,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
+    from fer.runs.release import release_run
+    from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
+
     run_dir = resolve_run(args.run, args.runs_dir)
     dest = release_run(run_dir, args.dest or SHIPPED_RUN_DIR)
     size = sum(f.stat().st_size for f in dest.iterdir() if f.is_file())

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import List
+from typing import TYPE_CHECKING, List
 
-from fer.inference.classifiers import BACKENDS, checkpoint_predictor, load_ensemble
-from fer.inference.faces import DetectorSettings, FACE_DETECTORS
-from fer.inference.predictor import TTA_MODES
+from fer.cli.catalog import catalog
+
+if TYPE_CHECKING:
+    from fer.inference.faces import DetectorSettings
 
 
 def build_classifier(runs: List[str], checkpoint: str | None, runs_dir: Path | None, tta: str,
                      backend: str = "torch"):
     """The shipped default model, one run (or checkpoint file), or an ensemble of several runs, on `backend`."""
+    from fer.inference.classifiers import checkpoint_predictor, load_ensemble
+
     if checkpoint:
         return checkpoint_predictor(Path(checkpoint), backend, tta=tta)
     return load_ensemble(runs or ["default"], runs_dir, tta, backend=backend)
@@ -24,10 +27,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="a run to use instead of the shipped model; repeat for an ensemble")
     p.add_argument("--checkpoint", help="a checkpoint file (.pt) instead of a run")
     p.add_argument("--runs-dir", type=Path)
-    p.add_argument("--backend", choices=BACKENDS, default="auto",
+    p.add_argument("--backend", choices=catalog()["backends"], default="auto",
                    help="auto: the fastest available (ONNX Runtime, int8 when the run has an int8 export, "
                         "when the onnx extra is installed; else PyTorch)")
-    p.add_argument("--tta", choices=TTA_MODES, default="none", help="test-time augmentation")
+    p.add_argument("--tta", choices=catalog()["tta_modes"], default="none", help="test-time augmentation")
 
 
 def _margin(text: str) -> float:
@@ -43,7 +46,7 @@ def _margin(text: str) -> float:
 
 def add_detector_arguments(p: argparse.ArgumentParser) -> None:
     """The face-detection settings shared by `fer predict` and `fer video`."""
-    p.add_argument("--detector", choices=["auto", *FACE_DETECTORS.names()], default="auto",
+    p.add_argument("--detector", choices=["auto", *catalog()["detectors"]], default="auto",
                    help="auto: MediaPipe, or OpenCV Haar when MediaPipe's model is unavailable; none: no detection")
     p.add_argument("--min-confidence", type=float, default=0.5)
     p.add_argument("--min-face-size", type=int, default=20, help="pixels (shorter side of the face box)")
@@ -56,5 +59,7 @@ def add_detector_arguments(p: argparse.ArgumentParser) -> None:
 
 def detector_settings(args: argparse.Namespace) -> DetectorSettings:
     """The detector settings from parsed arguments."""
+    from fer.inference.faces import DetectorSettings
+
     return DetectorSettings(min_confidence=args.min_confidence, min_face_size=args.min_face_size,
                             max_faces=args.max_faces, tiles=tuple(int(t) for t in args.tiles.split(",")))

@@ -6,18 +6,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import cv2
-import numpy as np
-
+from fer.cli.catalog import catalog
 from fer.cli.models import add_detector_arguments, add_model_arguments, build_classifier, detector_settings
 from fer.core.quiet import native_stderr_silenced
-from fer.inference.annotate import annotate
-from fer.inference.explain import CAM_METHODS, DEFAULT_CAM_METHOD, explain_faces, overlay
-from fer.inference.faces import create_detector
-from fer.inference.images import ImageError, load_image
-from fer.inference.pipeline import NoFaceFound, predict_image
+
+if TYPE_CHECKING:  # OpenCV, PyTorch and MediaPipe load when a photo is predicted, never for --help
+    import numpy as np
 
 
 def _output_path(out: Path, image: Path, suffix: str, many: bool) -> Path:
@@ -40,6 +36,8 @@ def _check_writable(out: Optional[Path], many: bool) -> None:
 
 def _write_image(path: Path, rgb: np.ndarray) -> None:
     """Write an image; OSError when OpenCV could not (it only returns False)."""
+    import cv2
+
     try:
         written = cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     except cv2.error:  # an extension OpenCV has no writer for
@@ -49,6 +47,11 @@ def _write_image(path: Path, rgb: np.ndarray) -> None:
 
 
 def _cam_grid(predictor, result, method: str) -> np.ndarray:
+    import cv2
+    import numpy as np
+
+    from fer.inference.explain import explain_faces, overlay
+
     if not predictor.explainable:
         raise ValueError(f"{predictor.name} is not an image model, so it has no Grad-CAM")
     faces = np.stack([f.face for f in result.faces])
@@ -69,6 +72,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_all(args: argparse.Namespace) -> int:
+    from fer.inference.annotate import annotate
+    from fer.inference.faces import create_detector
+    from fer.inference.images import ImageError, load_image
+    from fer.inference.pipeline import NoFaceFound, predict_image
+
     many = len(args.images) > 1
     # Grad-CAM needs the PyTorch model; otherwise the fastest backend serves.
     predictor = build_classifier(args.run, args.checkpoint, args.runs_dir, args.tta,
@@ -119,7 +127,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (boxes, labels, all probabilities)")
     p.add_argument("--annotate", type=Path, metavar="OUT", help="write the image with boxes and labels (a folder for several)")
     p.add_argument("--cam", type=Path, metavar="OUT", help="write Grad-CAM overlays of the faces (a folder for several)")
-    p.add_argument("--cam-method", choices=CAM_METHODS.names(), default=DEFAULT_CAM_METHOD,
+    p.add_argument("--cam-method", choices=catalog()["cam_methods"], default=catalog()["default_cam_method"],
                    help="eigencam is class-agnostic; the others explain the predicted class")
     add_detector_arguments(p)
     p.add_argument("--whole-image", action="store_true", help="when no face is found, classify the whole image")

@@ -6,25 +6,26 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from fer.cli.catalog import catalog
 from fer.cli.common import add_ray_option, print_report
-from fer.jobs.queue import LOCAL, ray_target
-from fer.jobs.submit import run_suite
-from fer.jobs.suites import STUDIES, SUITES, study_table, suite_report
-from fer.runs.store import read_config
 
 
 def _cmd_suite_list(args: argparse.Namespace) -> int:
-    width = max(map(len, SUITES.names())) + 1
-    for name in SUITES.names():
-        info = SUITES.info(name)
-        variants = ", ".join(v.name for v in SUITES.get(name)(30))
-        print(f"{name:{width}s} {info['title']}\n{'':{width}s} variants: {variants}")
+    suites = catalog()["suites"]  # the listing without importing what builds the runs
+    width = max(map(len, suites)) + 1
+    for name, info in sorted(suites.items()):
+        print(f"{name:{width}s} {info['title']}\n{'':{width}s} variants: {', '.join(info['variants'])}")
         if info.get("reported"):
             print(f"{'':{width}s} reported: {info['reported']}")
     return 0
 
 
 def _cmd_suite_run(args: argparse.Namespace) -> int:
+    from fer.jobs.queue import LOCAL, ray_target
+    from fer.jobs.submit import run_suite
+    from fer.jobs.suites import suite_report
+    from fer.runs.store import read_config
+
     finished = []
 
     def progress(run_dir: Path, status: dict) -> None:
@@ -53,6 +54,8 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_suite_report(args: argparse.Namespace) -> int:
+    from fer.jobs.suites import STUDIES, SUITES, suite_report
+
     print_report(suite_report(args.name, args.runs_dir), args.format)
     study = SUITES.info(args.name).get("study")
     if study and args.format == "table":
@@ -62,6 +65,8 @@ def _cmd_suite_report(args: argparse.Namespace) -> int:
 
 
 def _print_study_table(key: str, runs_dir: Optional[Path]) -> None:
+    from fer.jobs.suites import STUDIES, study_table, suite_report
+
     reports = {name: suite_report(name, runs_dir) for name in STUDIES.get(key).suites}
     table = study_table(key, reports)
     table = table.drop(columns=["suite"]).astype(object)
@@ -76,7 +81,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_cmd_suite_list)
     p = suite_sub.add_parser("run", help="train every variant of a suite (× repeats)",
                              description="Config per run = defaults, --config, the variant, --set, --epochs.")
-    p.add_argument("name", choices=SUITES.names())
+    p.add_argument("name", choices=sorted(catalog()["suites"]))
     p.add_argument("--repeats", type=int, default=1, help="seeds per variant (train.seed, +1, ...)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME",
                    help="run only this variant (repeatable; default: every variant of the suite)")
@@ -90,7 +95,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_suite_run)
     p = suite_sub.add_parser("report", help="mean ± std per variant over repeats, with the train-val gap")
-    p.add_argument("name", choices=SUITES.names())
+    p.add_argument("name", choices=sorted(catalog()["suites"]))
     p.add_argument("--runs-dir", type=Path)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=_cmd_suite_report)

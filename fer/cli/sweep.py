@@ -11,26 +11,26 @@ import argparse
 import json
 from pathlib import Path
 
-import pandas as pd
-
+from fer.cli.catalog import catalog
 from fer.cli.common import add_ray_option
-from fer.jobs.queue import LOCAL, describe_target, ray_target
-from fer.jobs.sweeps import (PRUNERS, SweepError, SweepSettings, importances, list_sweeps, load_study, open_study,
-                             reproduce_command, run_sweep, summary, trials_table)
+from fer.core.errors import UserError
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from fer.jobs.queue import LOCAL, describe_target, ray_target
+    from fer.jobs.sweeps import SweepSettings, list_sweeps, load_study, open_study, run_sweep
+
     if args.action == "list":
         names = list_sweeps(args.runs_dir)
         print("\n".join(names) if names else f"no sweeps in {args.runs_dir or 'checkpoints/'}sweeps/")
         return 0
     name = args.name or args.sweep_name or (Path(args.space).stem if args.space else None)
     if not name:
-        raise SweepError("name the sweep: fer sweep report NAME, or --name NAME")
+        raise UserError("name the sweep: fer sweep report NAME, or --name NAME")
     if args.action == "report":
         return _report(load_study(name, args.runs_dir, args.storage), args)
     if not args.trials:
-        raise SweepError("--trials N: how many trials the study should have in all")
+        raise UserError("--trials N: how many trials the study should have in all")
     target = LOCAL if args.ray is None else ray_target(args.ray)
     settings = SweepSettings(name=name, trials=args.trials, jobs=args.jobs, pruner=args.pruner,
                              startup_trials=args.startup_trials, warmup_epochs=args.warmup_epochs, seed=args.seed,
@@ -50,6 +50,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _report(study, args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from fer.jobs.sweeps import importances, reproduce_command, summary, trials_table
+
     facts = summary(study)
     found = importances(study)
     table = trials_table(study)
@@ -88,8 +92,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override in the base config")
     p.add_argument("--trials", type=int, help="the study's total number of trials (more than it has continues it)")
     p.add_argument("--jobs", type=int, default=1, help="trials training at once (default 1)")
-    p.add_argument("--pruner", default="median", choices=PRUNERS.names(),
-                   help="; ".join(f"{n}: {PRUNERS.info(n)['title']}" for n in PRUNERS.names()))
+    pruners = catalog()["pruners"]
+    p.add_argument("--pruner", default="median", choices=sorted(pruners),
+                   help="; ".join(f"{n}: {title}" for n, title in sorted(pruners.items())))
     p.add_argument("--startup-trials", type=int, default=5, help="finished trials before median pruning starts")
     p.add_argument("--warmup-epochs", type=int, default=0, help="epochs each trial trains before it can be pruned")
     p.add_argument("--seed", type=int, help="TPE seed (leave unset when several machines share the study)")

@@ -7,21 +7,13 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
-import pandas as pd
-
+from fer.cli.catalog import catalog
 from fer.config import load_config
 from fer.core.errors import UserError
 from fer.core.quiet import native_stderr_silenced
-from fer.data.augment import AUGMENTATIONS
-from fer.jobs.queue import RESUMABLE_STATES
-from fer.jobs.submit import submit
-from fer.models import MODELS
-from fer.runs.store import read_status, resolve_run
-from fer.training.blendshape_run import blendshape_config
-from fer.training.evaluate import calibrate_run, evaluate_run
-from fer.training.fit import create_run, train
-from fer.training.optim import OPTIMIZERS, SCHEDULERS
-from fer.training.validate import check_config
+from fer.runs.store import RESUMABLE_STATES, read_status, resolve_run
+
+# What trains (PyTorch, the models, MediaPipe) is imported by the command that uses it: `--help` answers at once.
 
 
 def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
@@ -48,6 +40,10 @@ def _existing_run(args: argparse.Namespace) -> Tuple[Path, Tuple[str, ...]]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from fer.jobs.submit import submit
+    from fer.training.fit import create_run, train
+    from fer.training.validate import check_config
+
     if args.run or args.resume:
         run_dir, start_from = _existing_run(args)
     else:
@@ -75,6 +71,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from fer.training.evaluate import evaluate_run
+
     result = evaluate_run(resolve_run(args.run, args.runs_dir), args.split, args.checkpoint, args.data)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -95,6 +95,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from fer.training.evaluate import calibrate_run
+
     results = calibrate_run(resolve_run(args.run, args.runs_dir), args.data)
     for split, result in results.items():
         print(f"{result['split']}: temperature {result['temperature']:.3f}; expected calibration error "
@@ -103,6 +105,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_blendshapes_train(args: argparse.Namespace) -> int:
+    from fer.jobs.submit import submit
+    from fer.training.blendshape_run import blendshape_config
+    from fer.training.fit import train
+    from fer.training.validate import check_config
+
     cfg = blendshape_config(args.path, args.name, args.C, args.limit, 0, args.tag)
     if args.runs_dir:
         cfg.runs_dir = str(args.runs_dir)
@@ -134,10 +141,10 @@ def _add_train_parser(sub) -> None:
                                    "(e.g. --set optim.lr=0.01 --set model.kwargs.widths=[32,64]).")
     p.add_argument("--config", type=Path, help="YAML or JSON config file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    p.add_argument("--model", choices=MODELS.names(), help="shortcut for --set model.name=...")
-    p.add_argument("--optimizer", choices=OPTIMIZERS.names(), help="shortcut for --set optim.name=...")
-    p.add_argument("--scheduler", choices=SCHEDULERS.names(), help="shortcut for --set sched.name=...")
-    p.add_argument("--augmentation", choices=AUGMENTATIONS.names(), help="shortcut for --set augmentation=...")
+    p.add_argument("--model", choices=catalog()["models"], help="shortcut for --set model.name=...")
+    p.add_argument("--optimizer", choices=catalog()["optimizers"], help="shortcut for --set optim.name=...")
+    p.add_argument("--scheduler", choices=catalog()["schedulers"], help="shortcut for --set sched.name=...")
+    p.add_argument("--augmentation", choices=catalog()["augmentations"], help="shortcut for --set augmentation=...")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=...")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train on N devices at once (GPUs, or CPU processes): one DistributedDataParallel job "

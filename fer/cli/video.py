@@ -8,16 +8,17 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from tqdm import tqdm
-
 from fer.cli.models import add_detector_arguments, add_model_arguments, build_classifier, detector_settings
 from fer.core.quiet import native_stderr_silenced
-from fer.inference.faces import create_detector
-from fer.inference.video import VideoAnalysis
 
 
 def cmd_video(args: argparse.Namespace) -> int:
     """Analyse one video; rows stream to the CSV (and stdout with --json) as frames are decoded."""
+    from tqdm import tqdm
+
+    from fer.inference.faces import create_detector
+    from fer.inference.video import VideoAnalysis
+
     classifier = build_classifier(args.run, args.checkpoint, args.runs_dir, args.tta, args.backend)
     with ExitStack() as stack:
         stack.enter_context(native_stderr_silenced())  # MediaPipe LiteRT lines (the detector closes inside)

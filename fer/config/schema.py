@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from fer.core.constants import FER2013_MEAN, FER2013_STD, Preprocessing, SPLITS
@@ -26,131 +26,161 @@ FIXED_CHOICES: Dict[str, Sequence[str]] = {
 }
 
 
+def setting(default: Any = MISSING, label: str = "", doc: str = "", factory: Any = MISSING) -> Any:
+    """A config field with its words: `label` names it in forms, `doc` says what it does (forms, docs, help)."""
+    metadata = {"label": label, "doc": doc}
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class DataConfig:
-    path: str = ""  # fer2013.csv or image-folder root; empty: FER_DATA, else data/
-    val_source: str = "train_fraction"  # or PublicTest / PrivateTest
-    val_fraction: float = 0.1
-    test_split: str = "PublicTest"
-    # FER2013 splits pooled before validation is carved out (Study D trains on Training + PublicTest).
-    train_splits: List[str] = field(default_factory=lambda: ["Training"])
-    val_stratify: bool = True  # train_fraction: keep class shares in both parts (false: a plain random split)
-    limit: int = 0  # cap train and val at this many images each (stratified); 0 = all
-    test_limit: int = 0  # cap the test split too; 0 = all of it, so test scores of all runs stay comparable
-    sampler: str = "none"  # "weighted": WeightedRandomSampler with inverse class frequency
-    num_workers: int = 0
-    mean: float = FER2013_MEAN
-    std: float = FER2013_STD
-    labels: str = "fer2013"  # or "ferplus": Microsoft's FER+ votes (8 classes), needs fer2013.csv + fer2013new.csv
-    ferplus_path: str = ""  # fer2013new.csv; empty: beside data.path's fer2013.csv
-    ferplus_mode: str = "majority"  # or "soft": probability targets from the votes
+    path: str = setting("", "FER2013 source", "fer2013.csv or the image-folder root; empty: FER_DATA, else data/")
+    val_source: str = setting("train_fraction", "Validation from",
+                              "train_fraction: a share of the training pool; or a test split (PublicTest/PrivateTest)")
+    val_fraction: float = setting(0.1, "Validation share", "share of the training pool kept for validation (seeded)")
+    test_split: str = setting("PublicTest", "Test split", "scored once, at the end, with the best checkpoint")
+    train_splits: List[str] = setting(label="Training pool", factory=lambda: ["Training"],
+                                      doc="FER2013 splits pooled before validation is carved out "
+                                          "(Study D: [Training, PublicTest])")
+    val_stratify: bool = setting(True, "Stratified validation",
+                                 "keep the class shares in both parts (off: a plain random split)")
+    limit: int = setting(0, "Images per split (0 = all)",
+                         "cap training and validation at this many images each, stratified: a quick try")
+    test_limit: int = setting(0, "Test images (0 = all)",
+                              "cap the test split too; 0 keeps all of it, so test scores of runs stay comparable")
+    sampler: str = setting("none", "Sampler", "weighted: draw faces with inverse class frequency (rare classes "
+                                              "more often)")
+    num_workers: int = setting(0, "Data-loader workers", "processes preparing batches; 0 = in the training process")
+    mean: float = setting(FER2013_MEAN, "Pixel mean", "normalisation mean (0-1 scale; FER2013's by default)")
+    std: float = setting(FER2013_STD, "Pixel std", "normalisation standard deviation (0-1 scale)")
+    labels: str = setting("fer2013", "Labels", "fer2013, or ferplus: Microsoft's FER+ votes (8 classes; needs "
+                                               "fer2013.csv and fer2013new.csv)")
+    ferplus_path: str = setting("", "FER+ file", "fer2013new.csv; empty: beside the source's fer2013.csv")
+    ferplus_mode: str = setting("majority", "FER+ targets", "majority: one label per face; soft: the votes' shares")
 
 
 @dataclass
 class AugmentConfig:
     """The `custom` augmentation preset's transforms (applied to 48×48 faces in this order)."""
 
-    crop: str = "none"  # none, pad (random crop of the padded face) or resized (RandomResizedCrop)
-    crop_scale: List[float] = field(default_factory=lambda: [0.8, 1.0])  # resized: share of the area kept
-    crop_ratio: List[float] = field(default_factory=lambda: [0.75, 1.3333])  # resized: aspect ratio range
-    crop_padding: int = 4  # pad: pixels of reflection padding
-    flip: bool = False  # horizontal flip with probability 0.5
-    rotation: float = 0.0  # uniform angle in ±rotation degrees (180: any angle)
-    translate: float = 0.0  # shift by up to this share of the size
-    jitter: float = 0.0  # brightness and contrast ± this share
-    erasing: float = 0.0  # probability of erasing one random rectangle
-    erasing_scale: List[float] = field(default_factory=lambda: [0.02, 0.1])  # its share of the area
+    crop: str = setting("none", "Crop", "none, pad (random crop of the padded face) or resized (RandomResizedCrop)")
+    crop_scale: List[float] = setting(label="Crop area", factory=lambda: [0.8, 1.0],
+                                      doc="resized: range of the share of the area kept")
+    crop_ratio: List[float] = setting(label="Crop aspect ratio", factory=lambda: [0.75, 1.3333],
+                                      doc="resized: range of the aspect ratio")
+    crop_padding: int = setting(4, "Crop padding", "pad: pixels of reflection padding")
+    flip: bool = setting(False, "Horizontal flip", "mirror half of the faces")
+    rotation: float = setting(0.0, "Rotation (degrees)", "a uniform angle within ± this (180: any angle)")
+    translate: float = setting(0.0, "Shift", "shift by up to this share of the size")
+    jitter: float = setting(0.0, "Brightness/contrast jitter", "brightness and contrast ± this share")
+    erasing: float = setting(0.0, "Random erasing", "probability of erasing one random rectangle")
+    erasing_scale: List[float] = setting(label="Erased area", factory=lambda: [0.02, 0.1],
+                                         doc="range of the erased rectangle's share of the area")
 
 
 @dataclass
 class ModelConfig:
-    name: str = "plain_cnn"
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    input_size: int = 48
-    in_chans: int = 1
+    name: str = setting("plain_cnn", "Model", "an architecture from the model registry")
+    kwargs: Dict[str, Any] = setting(label="Model options", factory=dict,
+                                     doc="the architecture's own arguments, e.g. {depth: 5} or {pretrained: true}")
+    input_size: int = setting(48, "Input size (px)", "faces are resized to this square size before the model")
+    in_chans: int = setting(1, "Input channels", "1: gray; 3: gray copied to three channels")
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # SGD
-    nesterov: bool = True  # SGD
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # Adam/AdamW
-    alpha: float = 1.2  # KacıFANN / Momentum-Kacı exponent (α = 1 is plain SGD)
-    eps: float = 1e-8  # KacıFANN: added to loss and reference weight
-    w_floor: float = 1e-3  # KacıFANN: lower bound of the reference weight
-    ratio_max: float = 1e3  # KacıFANN: the loss/weight ratio is clipped to [1/ratio_max, ratio_max]
-    update_clip: float = 1.0  # KacıFANN: elementwise clip of the update
-    backbone_lr: float = 0.0  # transfer learning: learning rate of the pretrained backbone; 0 = lr
+    name: str = setting("adamw", "Optimizer", "an optimizer from the registry")
+    lr: float = setting(1e-3, "Learning rate", "the base learning rate (OneCycle's peak unless the schedule's "
+                                               "peak is set)")
+    weight_decay: float = setting(1e-4, "Weight decay", "decoupled weight decay")
+    momentum: float = setting(0.9, "Momentum", "SGD and Momentum-Kacı")
+    nesterov: bool = setting(True, "Nesterov momentum", "SGD")
+    betas: List[float] = setting(label="Adam betas", factory=lambda: [0.9, 0.999], doc="Adam and AdamW")
+    alpha: float = setting(1.2, "Kacı exponent α", "KacıFANN and Momentum-Kacı (α = 1 is plain SGD)")
+    eps: float = setting(1e-8, "Kacı ε", "KacıFANN: added to the loss and the reference weight")
+    w_floor: float = setting(1e-3, "Kacı weight floor", "KacıFANN: the reference weight never goes below this")
+    ratio_max: float = setting(1e3, "Kacı ratio cap", "KacıFANN: the loss/weight ratio is clipped to "
+                                                      "[1/cap, cap]")
+    update_clip: float = setting(1.0, "Kacı update clip", "KacıFANN: elementwise clip of the update")
+    backbone_lr: float = setting(0.0, "Backbone learning rate", "transfer learning: the pretrained backbone's "
+                                                                "rate; 0 = the learning rate")
 
 
 @dataclass
 class SchedConfig:
-    name: str = "onecycle"
-    max_lr: float = 0.0  # OneCycle peak; 0 means optim.lr
-    pct_start: float = 0.3  # OneCycle warm-up share
-    step_size: int = 10  # step
-    gamma: float = 0.1  # step / multistep
-    milestones: List[int] = field(default_factory=lambda: [20, 40])  # multistep
-    factor: float = 0.5  # plateau
-    patience: int = 3  # plateau
-    warmup_epochs: int = 1  # warmup_cosine
-    min_lr: float = 0.0  # cosine / warmup_cosine
+    name: str = setting("onecycle", "Schedule", "how the learning rate changes over the run")
+    max_lr: float = setting(0.0, "OneCycle peak", "OneCycle's peak learning rate; 0 = the learning rate")
+    pct_start: float = setting(0.3, "OneCycle warm-up share", "share of the run spent rising to the peak")
+    step_size: int = setting(10, "Step every (epochs)", "step: epochs between decays")
+    gamma: float = setting(0.1, "Decay factor", "step and multistep: the rate is multiplied by this")
+    milestones: List[int] = setting(label="Milestones (epochs)", factory=lambda: [20, 40],
+                                    doc="multistep: epochs at which the rate decays")
+    factor: float = setting(0.5, "Plateau factor", "plateau: the rate is multiplied by this")
+    patience: int = setting(3, "Plateau patience", "plateau: epochs without a better validation accuracy")
+    warmup_epochs: int = setting(1, "Warm-up epochs", "warmup_cosine: linear warm-up length")
+    min_lr: float = setting(0.0, "Minimum learning rate", "cosine and warmup_cosine: the floor")
 
 
 @dataclass
 class LossConfig:
-    label_smoothing: float = 0.0
-    class_weights: bool = False  # inverse-frequency weights in the cross-entropy
+    label_smoothing: float = setting(0.0, "Label smoothing", "share of each target spread over the other classes")
+    class_weights: bool = setting(False, "Class-weighted loss", "inverse-frequency weights in the cross-entropy "
+                                                                "(rare classes count more)")
 
 
 @dataclass
 class TransferConfig:
-    freeze_epochs: int = 0  # > 0: train only the model's head for this many epochs, then unfreeze
-    unfreeze: List[str] = field(default_factory=lambda: ["layer4"])  # modules trained after that; ["all"] = all
+    freeze_epochs: int = setting(0, "Head-only epochs", "train only the model's head for this many epochs, then "
+                                                        "unfreeze; 0 = fine-tune everything")
+    unfreeze: List[str] = setting(label="Unfrozen after that", factory=lambda: ["layer4"],
+                                  doc="modules trained after the head-only epochs; [all] = everything")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64  # per process: with gpus > 1 each process takes this many faces per step
-    # Devices (GPUs; processes on a CPU-only machine) the run trains on at once: more than 1 is one
-    # DistributedDataParallel job launched through torchrun, one process per device.
-    gpus: int = 1
-    sync_bn: bool = False  # with gpus > 1: batch-norm statistics over the global batch (SyncBatchNorm)
-    global_batch: int = 0  # faces per optimizer step; 0 = batch_size × gpus, more = gradient accumulation
-    device: str = "auto"  # auto: CUDA when present, else CPU
-    amp: str = "auto"  # auto: bf16 (or fp16 + GradScaler) on CUDA, off on CPU; or bf16 / fp16 / off
-    grad_clip: float = 0.0  # max gradient norm; 0 disables
-    early_stop_patience: int = 0  # epochs without a better val accuracy; 0 disables
-    # A batch whose loss is NaN or infinite: "stop" fails the run saying where; "skip" drops that
-    # batch's step and counts it (metrics' nonfinite_batches); an epoch of nothing but such batches stops.
-    nonfinite: str = "stop"
-    channels_last: bool = True
-    seed: int = 0
-    eval_batch_size: int = 256
+    epochs: int = setting(30, "Epochs", "passes over the training split")
+    batch_size: int = setting(64, "Batch size", "faces per step in each process")
+    gpus: int = setting(1, "Devices at once", "GPUs (CPU processes without a GPU) the run trains on at once: more "
+                                              "than 1 is one DistributedDataParallel job")
+    sync_bn: bool = setting(False, "Synchronised batch norm", "with several GPUs: batch-norm statistics over the "
+                                                              "global batch")
+    global_batch: int = setting(0, "Faces per optimizer step", "0 = batch size × devices; more = gradient "
+                                                               "accumulation")
+    device: str = setting("auto", "Device", "auto: CUDA when present, else the CPU; cuda:1 picks a GPU")
+    amp: str = setting("auto", "Mixed precision", "auto: bf16 (or fp16) on CUDA, bf16 on CPUs that run it natively, "
+                                                  "else fp32; or bf16 / fp16 / off")
+    grad_clip: float = setting(0.0, "Gradient clipping", "largest gradient norm; 0 = off")
+    early_stop_patience: int = setting(0, "Early stopping patience", "epochs without a better validation "
+                                                                     "accuracy before stopping; 0 = off")
+    nonfinite: str = setting("stop", "On a NaN loss", "stop: fail the run saying where; skip: drop that batch's "
+                                                      "step and count it")
+    channels_last: bool = setting(True, "Channels-last memory", "a faster memory layout for convolutions")
+    seed: int = setting(0, "Seed", "seeds the split, the initial weights and the data order")
+    eval_batch_size: int = setting(256, "Evaluation batch size", "faces per batch when validating and testing")
 
 
 @dataclass
 class TrackingConfig:
     """Experiment trackers a run also reports to; the run folder stays the record (see fer.training.tracking)."""
 
-    wandb: bool = False  # Weights & Biases (pip install 'fer-studio[wandb]'; WANDB_MODE=offline works)
-    wandb_project: str = "fer-studio"
-    mlflow: bool = False  # MLflow (pip install 'fer-studio[mlflow]')
-    mlflow_uri: str = ""  # empty: MLFLOW_TRACKING_URI, else a file store in the runs folder's mlruns/
-    mlflow_experiment: str = "fer-studio"
-    tensorboard: bool = False  # event files in the run folder's tensorboard/ (pip install 'fer-studio[tensorboard]')
+    wandb: bool = setting(False, "Weights & Biases", "pip install 'fer-studio[wandb]'; WANDB_MODE=offline works")
+    wandb_project: str = setting("fer-studio", "W&B project", "the W&B project runs go to")
+    mlflow: bool = setting(False, "MLflow", "pip install 'fer-studio[mlflow]'")
+    mlflow_uri: str = setting("", "MLflow server", "empty: MLFLOW_TRACKING_URI, else a file store in the runs "
+                                                   "folder's mlruns/")
+    mlflow_experiment: str = setting("fer-studio", "MLflow experiment", "the MLflow experiment runs go to")
+    tensorboard: bool = setting(False, "TensorBoard", "event files in the run folder "
+                                                      "(pip install 'fer-studio[tensorboard]')")
 
 
 @dataclass
 class RunConfig:
-    name: str = "run"
-    tags: List[str] = field(default_factory=list)
-    runs_dir: str = ""  # empty: FER_RUNS_DIR, else checkpoints/
-    augmentation: str = "standard"  # a preset; "custom" builds it from aug.*
+    name: str = setting("run", "Run name", "shown on the leaderboard and job cards; the run id adds the time")
+    tags: List[str] = setting(label="Tags", factory=list, doc="labels to filter runs by (suite:…, seed:…)")
+    runs_dir: str = setting("", "Runs folder", "empty: FER_RUNS_DIR, else checkpoints/")
+    augmentation: str = setting("standard", "Augmentation", "a preset; custom builds it from the aug settings")
     aug: AugmentConfig = field(default_factory=AugmentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -186,6 +216,8 @@ class FieldSpec:
     type: Any
     default: Any
     choices: Tuple[str, ...] = ()
+    label: str = ""  # what a form calls it ("Learning rate")
+    doc: str = ""  # what it does, in a line
 
     @property
     def kind(self) -> str:
@@ -210,7 +242,8 @@ def field_specs(choices: Mapping[str, Sequence[str]] = FIXED_CHOICES) -> List[Fi
             if is_dataclass(hint):
                 out += walk(hint, key + ".")
             else:
-                out.append(FieldSpec(key, hint, getattr(defaults, f.name), tuple(choices.get(key, ()))))
+                out.append(FieldSpec(key, hint, getattr(defaults, f.name), tuple(choices.get(key, ())),
+                                     f.metadata.get("label") or key, f.metadata.get("doc", "")))
         return out
     return walk(RunConfig, "")
 

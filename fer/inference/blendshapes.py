@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from fer.core.files import atomic_write
 from fer.data.cache import cache_dir
-from fer.inference.faces import ensure_model_file
+from fer.inference.faces.model_files import closed_at_exit, ensure_model_file
 
 UPSCALE = 192  # FER2013's 48×48 crops are too small for the landmarker; 4× works for ~90% of them
 N_BLENDSHAPES, N_LANDMARKS = 52, 478
@@ -55,6 +55,7 @@ class FeatureExtractor:
                                                min_face_detection_confidence=0.3, min_face_presence_confidence=0.3)
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._lock = threading.Lock()  # MediaPipe tasks are not re-entrant; pages share one classifier
+        closed_at_exit(self)
 
     def __call__(self, faces: np.ndarray) -> np.ndarray:
         """uint8 N×48×48 → float32 N×1008 (52 blendshapes, then 956 geometry values)."""

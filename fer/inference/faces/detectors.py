@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from fer.core.registry import Registry
-from fer.inference.faces.model_files import ModelFileUnavailable, ensure_model_file
+from fer.inference.faces.model_files import ModelFileUnavailable, closed_at_exit, ensure_model_file
 
 
 @dataclass
@@ -159,6 +159,7 @@ class MediaPipeDetector(FaceDetector):
         self._download = download
         self._verifier = None  # the FaceLandmarker, created the first time a face needs checking
         self._verifier_missing = ""
+        closed_at_exit(self)  # a cached detector is closed before the interpreter's teardown
 
     def _detect(self, rgb: np.ndarray) -> List[Face]:
         import mediapipe as mp

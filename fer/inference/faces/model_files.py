@@ -3,20 +3,53 @@
 The cache folder is `FER_MODEL_CACHE` (default `~/.cache/fer-studio/models`). A file counts only when
 its SHA-256 matches; downloads are written atomically. When a file is missing and cannot be
 downloaded (offline), `ModelFileUnavailable` says so, and callers fall back (see `detectors`).
+Every holder of a MediaPipe task made from these files goes through `closed_at_exit`, so none is
+left for the interpreter's teardown (see there).
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import threading
+import weakref
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, TypeVar
 
 from fer.core.errors import UserError
 from fer.core.files import atomic_write, sha256_of
 
 DOWNLOAD_TIMEOUT_S = 10.0
+T = TypeVar("T")
+_OPEN_TASKS: "weakref.WeakSet" = weakref.WeakSet()  # holders of MediaPipe tasks, weakly: GC still frees them
+_OPEN_TASKS_LOCK = threading.Lock()
+
+
+def closed_at_exit(task: T) -> T:
+    """Register an object holding MediaPipe tasks to be closed (its `close()`) at exit, unless closed before.
+
+    A task still open at interpreter teardown (one held by a cache, e.g. Streamlit's) closes from its
+    `__del__` after the modules it needs are gone: it prints tracebacks, its C++ graph keeps running
+    while the runtime's statics are destroyed, and the process can abort (`std::bad_alloc`) after
+    all its work is done. `atexit` runs before that teardown.
+    """
+    with _OPEN_TASKS_LOCK:
+        _OPEN_TASKS.add(task)
+    return task
+
+
+@atexit.register
+def _close_open_tasks() -> None:
+    with _OPEN_TASKS_LOCK:
+        tasks = list(_OPEN_TASKS)
+        _OPEN_TASKS.clear()
+    for task in tasks:
+        try:
+            task.close()  # the holders' close() may run twice
+        except Exception:  # noqa: BLE001 - exiting: a task that cannot close must not stop the others
+            pass
 
 
 @dataclass(frozen=True)
