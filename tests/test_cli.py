@@ -5,12 +5,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from fer.cli.main import main
 from fer.runs.store import read_metrics, read_status, resolve_run
 from fer.training.validate import check_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fer(*args, env=None, check=True, timeout=300):
@@ -210,3 +213,31 @@ def test_runs_table_fits_the_terminal(trained_run):
         text = fit_table(board, width)
         assert max(map(len, text.splitlines())) <= width and "artifacts" in text and "default" in text
     assert "run_id" in fit_table(board, 400) and "run_id" not in fit_table(board, 100)
+
+
+def test_the_dashboard_settings_hold_outside_the_checkout():
+    import tomllib
+
+    from fer.cli.dashboard import STREAMLIT_OPTIONS
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    flat = {f"{section}.{key}": str(value).lower() if isinstance(value, bool) else str(value)
+            for section, values in config.items() for key, value in values.items()}
+    assert flat.pop("server.address") == "127.0.0.1"  # `fer dashboard --host` sets it
+    assert flat == STREAMLIT_OPTIONS
+
+
+def test_a_pip_install_carries_the_dashboard_the_presets_and_the_catalog(tmp_path):
+    import zipfile
+
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(ROOT),
+                           "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("fer_studio-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    from fer.training.presets import PRESETS
+    expected = {"dashboard/app.py", "dashboard/forms.py", "dashboard/views/train.py", "fer/cli/catalog.json",
+                "fer/runs/shipped/best.pt"} | {f"fer/configs/{PRESETS.get(n).relative_to(PRESETS.get('quick').parent)}"
+                                               for n in PRESETS.in_order()}
+    assert expected <= names, sorted(expected - names)
+    assert not any(n.startswith(("tests/", "benchmarks/", "docs/")) for n in names)

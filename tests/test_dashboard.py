@@ -21,8 +21,9 @@ def test_overview_shows_data_and_leaderboard(open_page, small_folder, runs_with_
     at = open_page(data_path=small_folder, runs_dir=runs_with_one_run)
     assert not at.exception
     assert [m.value for m in at.metric][0] == "385"
-    counts, board = (d.value for d in at.dataframe)  # AppTest does not expose dataframe keys
-    assert counts.loc["Training", "total"] == 280 and counts.loc["PublicTest", "total"] == 105
+    (board,) = (d.value for d in at.dataframe)  # the counts are the Data page's: the Overview points there
+    assert [m.value for m in at.metric][1] == "Training, PublicTest"
+    assert any("quick" in m.value for m in at.markdown)  # a first step, not a copy of the Data page
     mine = board[board["source"] == "local"]  # beside the shipped model, as on the Runs page
     assert len(mine) == 1 and mine.iloc[0]["status"] == "completed" and mine.iloc[0]["name"] == "artifacts"
     assert list(board[board["source"] == "built-in"]["name"]) == ["default"]
@@ -230,6 +231,36 @@ def test_one_launch_from_the_train_page_checks_its_config_once(open_page, small_
     assert checks == ["checked-once"]  # the page's check is the only one: submit takes the checked config
     (run,) = queued_runs(tmp_path)
     assert cancel(run) == "cancelled (it was queued)"
+
+
+def test_the_train_form_holds_every_setting_once_in_words():
+    import sys
+
+    sys.path.insert(0, str(Path(APP).parent))
+    try:
+        import forms
+    finally:
+        sys.path.remove(str(Path(APP).parent))
+    placed = [key for _, shown, more in forms.grouped_fields() for key in shown + more]
+    assert sorted(placed) == sorted(forms.form_fields()) and len(placed) == len(set(placed))
+    assert all(spec.label != spec.key and spec.doc for spec in forms.form_fields().values())
+
+
+def test_train_page_starts_from_a_preset_and_estimates_the_time(open_page, small_folder, tmp_path):
+    at = open_page("train", runs_dir=tmp_path, data_path=small_folder)
+    assert not at.exception
+    assert at.selectbox(key="train_field_model.name").label == "Model"  # words, not config keys
+    assert at.number_input(key="train_field_data.limit").label.startswith("Images per split")  # in plain view
+    at.selectbox(key="train_preset").set_value("quick").run()
+    assert at.number_input(key="train_field_data.limit").value == 5000
+    assert at.number_input(key="train_field_train.epochs").value == 5
+    assert at.text_input(key="train_field_name").value == "quick"
+    at.button(key="FormSubmitter:train_form-Estimate the time").click().run()
+    assert not at.exception
+    (info,) = [i.value for i in at.info if "would take" in i.value]
+    # The small test source: 280 Training faces (28 for validation), 105 PublicTest, 5 epochs.
+    assert "252 training and 28 validation faces per epoch, 105 test faces" in info and "images/s" in info
+    assert list_runs(tmp_path).empty  # estimating launches nothing
 
 
 def test_train_page_rejects_a_bad_setting(open_page, small_folder, tmp_path):

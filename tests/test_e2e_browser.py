@@ -129,6 +129,22 @@ def test_every_page_loads_without_an_exception(browser, app_url, name):
     page.context.close()
 
 
+def test_the_pixel_histogram_draws_something(browser, app_url, tmp_path):
+    page = _open(browser, f"{app_url}/data")
+    _settle(page, "Data")
+    charts = page.locator("[data-testid='stVegaLiteChart']")  # the class counts, then the pixel histogram
+    charts.nth(1).scroll_into_view_if_needed()
+    page.wait_for_timeout(1500)  # vega-embed draws after the element appears
+    shot = tmp_path / "histogram.png"
+    charts.nth(1).screenshot(path=str(shot))
+    image = cv2.imread(str(shot))
+    # Ink that is neither the white background nor the grey axes: the line's own colour.
+    b, g, r = (image[..., i].astype(int) for i in range(3))
+    coloured = ((np.abs(b - r) > 40) | (np.abs(g - r) > 40)).sum()
+    assert coloured > 200, f"the histogram is empty ({coloured} coloured pixels)"
+    page.context.close()
+
+
 def test_photo_upload_shows_a_face_label(browser, app_url, tmp_path):
     photo = tmp_path / "astronaut.jpg"
     cv2.imwrite(str(photo), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))

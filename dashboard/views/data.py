@@ -60,7 +60,8 @@ px = stats.pixels
 c1, c2 = st.columns([2, 1])
 hist = pd.DataFrame({"intensity": np.arange(256), "pixels": px["histogram"]})
 # A log scale: FER2013 has a spike at 255 (saturated and padded faces) that would flatten everything else.
-c1.altair_chart(alt.Chart(hist[hist["pixels"] > 0]).mark_area().encode(
+# A step line, not an area: an area's baseline is 0, which a log scale cannot draw (the chart came out empty).
+c1.altair_chart(alt.Chart(hist[hist["pixels"] > 0]).mark_line(interpolate="step-after").encode(
     x=alt.X("intensity:Q", scale=alt.Scale(domain=[0, 255])),
     y=alt.Y("pixels:Q", scale=alt.Scale(type="log"), title="pixels (log scale)")), key="data_histogram")
 c2.metric(f"Mean ({px['split']})", f"{px['mean']:.1f}  ({px['mean_01']:.4f})")

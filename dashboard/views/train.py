@@ -1,4 +1,5 @@
-"""Train: a form generated from the run config and the registries; jobs run in the background worker
+"""Train: a form in words generated from the run config (names and help from its fields, grouped, presets
+to start from, a time estimate measured on this machine); jobs run in the background worker
 (the same queue as `fer train --queue` and `fer suite run`) on the machine's slots (GPUs or CPU slots)
 or, when chosen, as tasks on a Ray cluster,
 with the machine's load, the queue's order and controls (pause, move, retry), live progress, curves,
@@ -7,14 +8,16 @@ log tail, cancel, resume, and "edit and relaunch" for runs whose settings were w
 The whole config is checked when Launch is pressed (fer.training.validate): an impossible setting is one
 message and no run; a costly one (a huge model, an emulated precision) asks for a confirmation.
 """
+import json
 from pathlib import Path
 
 import altair as alt
 import streamlit as st
 
 from access import actor, server_settings
-from common import data_path, plain, runs_dir
-from fer.config import ConfigError, FieldSpec, RunConfig, apply, get_field
+from common import cached_report, data_path, plain, runs_dir
+from forms import fill_form, run_form
+from fer.config import ConfigError, RunConfig, apply
 from fer.core.device import device_summary
 from fer.core.errors import UserError
 from fer.data import DataError
@@ -25,40 +28,39 @@ from fer.jobs.suites import SUITES
 from fer.jobs.worker import machine_slots, revive_worker
 from fer.runs.compare import curves
 from fer.runs.store import list_runs, log_tail, read_batch_losses, read_config, read_status, run_progress
-from fer.training.validate import check_config, config_fields
+from fer.training.estimate import estimate_run, measure_throughput
+from fer.training.presets import PRESETS, preset_config
+from fer.training.validate import check_config
 
-MAIN = ["name", "model.name", "optim.name", "sched.name", "augmentation", "train.epochs", "train.batch_size",
-        "optim.lr", "train.amp", "train.device", "train.gpus", "data.sampler", "loss.class_weights",
-        "loss.label_smoothing", "tracking.wandb", "tracking.mlflow", "tracking.tensorboard"]
-SKIP = {"runs_dir", "data.path"}  # both come from the sidebar
+@st.cache_data(show_spinner="Timing the model on this machine…", max_entries=32, ttl=600)
+def measured_throughput(model: str, kwargs: str, size: int, chans: int, batch: int, amp: str, device: str):
+    """Training and evaluation images/s of one model setting, timed here (again after 10 minutes)."""
+    cfg = RunConfig()
+    cfg.model.name, cfg.model.input_size, cfg.model.in_chans = model, size, chans
+    cfg.model.kwargs = json.loads(kwargs)
+    cfg.train.batch_size, cfg.train.amp, cfg.train.device = batch, amp, device
+    return measure_throughput(cfg)
 
 
-def widget(spec: FieldSpec):
-    """One input for a config field, chosen by its kind; lists and mappings are edited as YAML text."""
-    key, label = f"train_field_{spec.key}", spec.key
-    if spec.kind == "choice":
-        options = list(spec.choices)
-        return st.selectbox(label, options, index=options.index(spec.default) if spec.default in options else 0,
-                            key=key)
-    if spec.kind == "bool":
-        return st.checkbox(label, value=spec.default, key=key)
-    if spec.kind == "int":
-        return int(st.number_input(label, value=int(spec.default), step=1, key=key))
-    if spec.kind == "float":
-        return float(st.number_input(label, value=float(spec.default), format="%g", key=key))
-    if spec.kind == "str":
-        return st.text_input(label, value=spec.default, key=key)
-    return st.text_input(f"{label} (YAML)", value=spec.text(spec.default), key=key)
+def time_estimate(cfg: RunConfig, source: str) -> str:
+    """The run's expected duration on this machine, in words."""
+    sizes = cached_report(source).counts["total"].to_dict()
+    speed = measured_throughput(cfg.model.name, json.dumps(cfg.model.kwargs, sort_keys=True), cfg.model.input_size,
+                                cfg.model.in_chans, cfg.train.batch_size, cfg.train.amp, cfg.train.device)
+    return estimate_run(cfg, sizes, speed).describe()
 
 
 def load_into_form(run_dir: str) -> None:
     """Button callback (edit and relaunch): put a run's settings into the form's widgets."""
-    cfg = read_config(run_dir)
-    for spec in config_fields():
-        if spec.key not in SKIP:
-            value = get_field(cfg, spec.key)
-            st.session_state[f"train_field_{spec.key}"] = spec.text(value) if spec.kind == "yaml" else value
+    fill_form(read_config(run_dir))
     st.session_state["train_relaunch_of"] = str(run_dir)
+
+
+def load_preset() -> None:
+    """Preset chooser callback: the form takes the preset's settings."""
+    name = st.session_state["train_preset"]
+    fill_form(preset_config(name) if name != "defaults" else RunConfig())
+    st.session_state.pop("train_relaunch_of", None)
 
 
 st.title("Train")
@@ -79,21 +81,23 @@ with new_run:
     if st.session_state.get("train_relaunch_of"):
         st.info(f"The form holds the settings of {st.session_state['train_relaunch_of'].rsplit('/', 1)[-1]}: "
                 "change what was wrong and launch again.")
+    st.selectbox("Start from", ["defaults", *PRESETS.in_order()], key="train_preset", on_change=load_preset,
+                 format_func=lambda n: "The defaults" if n == "defaults" else PRESETS.info(n)["title"],
+                 help="A preset fills the form; change anything before launching.")
     with st.form("train_form"):
-        specs = {s.key: s for s in config_fields() if s.key not in SKIP}
-        values = {}
-        cols = st.columns(3)
-        for i, key in enumerate(MAIN):
-            with cols[i % 3]:
-                values[key] = widget(specs[key])
-        with st.expander("All settings"):
-            cols = st.columns(3)
-            for i, key in enumerate(k for k in specs if k not in MAIN):
-                with cols[i % 3]:
-                    values[key] = widget(specs[key])
+        values = run_form()
         confirmed = st.checkbox("Launch even if the settings are costly (a very large model, an emulated precision)",
                                 key="train_confirm")
-        launched = st.form_submit_button("Launch training", type="primary")
+        c1, c2 = st.columns([1, 4])
+        launched = c1.form_submit_button("Launch training", type="primary")
+        estimated = c2.form_submit_button("Estimate the time")
+    if estimated:
+        try:
+            cfg = apply(RunConfig(), {**values, "data.path": source})
+            check_config(cfg)
+            st.info(f"This run would take {time_estimate(cfg, source)}.")
+        except (ConfigError, DataError, UserError) as e:
+            st.error(f"Cannot estimate: {e}")
     if launched:
         try:
             cfg = apply(RunConfig(), {**values, "data.path": source})

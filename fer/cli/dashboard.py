@@ -24,11 +24,19 @@ from fer.core.settings import load_settings
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+# The dashboard's Streamlit settings, given on the command line so they hold wherever `fer dashboard` is
+# started (Streamlit reads .streamlit/config.toml only from the current folder); a test keeps the
+# checkout's .streamlit/config.toml equal to them.
+STREAMLIT_OPTIONS = {"browser.gatherUsageStats": "false", "server.maxUploadSize": "50", "server.headless": "true",
+                     "server.enableCORS": "true", "server.enableXsrfProtection": "true", "theme.base": "light",
+                     "theme.primaryColor": "#3b6ea8", "client.toolbarMode": "minimal"}
+
+
 def dashboard_app() -> Path:
-    """dashboard/app.py of this checkout (the dashboard ships with the repository, beside the package)."""
+    """dashboard/app.py, beside the package (a checkout, or where pip installed both)."""
     app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
     if not app.is_file():
-        raise UserError("the dashboard lives in the fer-studio repository (dashboard/app.py): run fer from a checkout")
+        raise UserError(f"the dashboard is missing ({app}): reinstall fer-studio")
     return app
 
 
@@ -63,7 +71,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     elif args.no_token:
         env["FER_NO_TOKEN"] = "1"
     command = [sys.executable, "-m", "streamlit", "run", str(dashboard_app()), "--server.address", args.host,
-               "--server.port", str(args.port), "--server.headless", "true"]
+               "--server.port", str(args.port), *(f"--{key}={value}" for key, value in STREAMLIT_OPTIONS.items())]
     print(f"fer-studio dashboard: open {url}", flush=True)
     process = subprocess.Popen(command, env=env)
     try:

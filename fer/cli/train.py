@@ -42,12 +42,14 @@ def _existing_run(args: argparse.Namespace) -> Tuple[Path, Tuple[str, ...]]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from fer.jobs.submit import submit
     from fer.training.fit import create_run, train
+    from fer.training.presets import config_path
     from fer.training.validate import check_config
 
     if args.run or args.resume:
         run_dir, start_from = _existing_run(args)
     else:
-        cfg = load_config(args.config, list(args.set) + _shortcut_overrides(args))
+        config = config_path(str(args.config)) if args.config else None
+        cfg = load_config(config, list(args.set) + _shortcut_overrides(args))
         if args.runs_dir:
             cfg.runs_dir = str(args.runs_dir)
         if args.queue:
@@ -139,7 +141,7 @@ def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model (a new run, a queued one with --run, or --resume one)",
                        description="Config = defaults, then --config FILE (YAML/JSON), then --set key=value "
                                    "(e.g. --set optim.lr=0.01 --set model.kwargs.widths=[32,64]).")
-    p.add_argument("--config", type=Path, help="YAML or JSON config file")
+    p.add_argument("--config", type=Path, help="YAML or JSON config file, or a preset's name (quick, default-model, gpu, …)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--model", choices=catalog()["models"], help="shortcut for --set model.name=...")
     p.add_argument("--optimizer", choices=catalog()["optimizers"], help="shortcut for --set optim.name=...")
