@@ -78,3 +78,21 @@ def test_settings_swap_between_frames_and_close_the_replaced_detector(predictor)
         analyzer.close()
     first, second = analyzer.results.get_nowait(), analyzer.results.get_nowait()
     assert len(first.labels) == 1 and len(second.labels) == 1 and first.probabilities != second.probabilities
+
+
+def test_the_page_is_told_when_frames_fall_far_behind_the_camera(predictor):
+    import time
+
+    frame = _frame()
+    with create_detector("mediapipe", download=False) as detector:
+        analyzer = LiveAnalyzer(predictor, detector)
+        for _ in range(40):  # at the camera's 30 frames/s: keeping up
+            analyzer.process(frame)
+            time.sleep(1 / 30)
+        assert analyzer.wait_idle() and analyzer.overload() is None
+        for _ in range(35):  # 5 frames/s come back, as on a machine busy with training
+            analyzer.process(frame)
+            time.sleep(0.2)
+        advice = analyzer.overload()
+        analyzer.close()
+    assert advice and "overloaded" in advice and "of ~30 frames/s" in advice and "Haar" in advice

@@ -212,11 +212,40 @@ def test_video_page_tracks_faces_and_offers_the_csv(open_page, clip, tmp_path):
     tracks, rows = (d.value for d in at.dataframe)
     assert list(tracks["track"]) == [1, 2] and rows["frame"].max() <= 22 and set(rows["frame"] % 2) == {0}
     assert "24 frames, 12 analysed" in at.caption[0].value
-    assert at.selectbox(key="video_face").options == ["#1", "#2"]
+    assert at.selectbox(key="video_face").options == ["#1 (12 frames)", "#2 (12 frames)"]  # the longest first
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video")
     at.file_uploader(key="video_upload").upload("notes.mp4", bad.read_bytes(), "video/mp4").run()
     assert not at.exception and "notes.mp4: not a video" in at.error[0].value
+
+
+@pytest.fixture(scope="module")
+def small_face_clip(tmp_path_factory):
+    """12 frames of the astronaut's face at 70 px drifting over a real photo: too small for the whole frame alone."""
+    background = cv2.resize(skdata.coffee(), (640, 480))
+    frames = []
+    for i in range(12):
+        frame = background.copy()
+        frame[300:440, 60 + 12 * i:200 + 12 * i] = _head(140)  # the face is about half of the head crop
+        frames.append(frame)
+    return _write_clip(tmp_path_factory.mktemp("video") / "small_face.mp4", frames, [i / 15 for i in range(12)])
+
+
+@pytest.mark.usefixtures("mediapipe_models")
+def test_the_video_page_and_fer_video_find_the_same_faces(open_page, small_face_clip, tmp_path):
+    out = tmp_path / "cli.csv"
+    assert main(["video", small_face_clip, "--csv", str(out), "--quiet", "--offline"]) == 0
+    with open(out) as handle:
+        cli = [(int(r["frame"]), int(r["track"]), int(r["x"]), int(r["y"]), r["label"]) for r in csv.DictReader(handle)]
+    at = open_page("video", timeout=180, runs_dir=tmp_path)
+    at.file_uploader(key="video_upload").upload("small_face.mp4", open(small_face_clip, "rb").read(), "video/mp4").run()
+    assert not at.exception, at.exception
+    rows = at.dataframe[1].value
+    page = [(int(r.frame), int(r.track), int(r.x), int(r.y), r.label) for r in rows.itertuples()]
+    assert page == cli and len({r[0] for r in cli}) >= 10  # the same rows, and the face in (nearly) every frame
+    with create_detector("mediapipe", download=False) as whole_frame_only:  # what the page searched before
+        found = sum(bool(whole_frame_only.detect(rgb)) for _, _, rgb in read_frames(probe_video(small_face_clip)))
+    assert found < len({r[0] for r in cli})
 
 
 def _boxes(data: bytes) -> dict:

@@ -12,7 +12,7 @@ import streamlit as st
 
 from access import server_settings
 from common import cached_classifier, model_choices, runs_dir, upload_limit_bytes
-from fer.inference.faces import DetectorSettings, FACE_DETECTORS, create_detector
+from fer.inference.faces import DetectorSettings, FACE_DETECTORS, PHOTO_TILES, create_detector
 from fer.inference.video import VIDEO_SUFFIXES, VideoError, analyse_video
 
 st.title("Video")
@@ -55,7 +55,8 @@ if st.session_state.get("video_settings") != settings:
         clip, annotated = Path(tmp) / f"clip{Path(upload.name).suffix}", Path(tmp) / "annotated.mp4"
         clip.write_bytes(upload.getvalue())
         try:
-            with create_detector(detector_name, DetectorSettings()) as detector:
+            # The same search as `fer video` and photos (whole frame and tiles), so both find the same faces.
+            with create_detector(detector_name, DetectorSettings(tiles=PHOTO_TILES)) as detector:
                 result = analyse_video(clip, classifier, detector, every=int(every), smoothing=float(smoothing),
                                        annotate_to=annotated, on_frame=progress,
                                        max_frames=server_settings().video_max_frames)
@@ -94,10 +95,13 @@ shares["emotion"], shares["face"] = shares["emotion"].str[6:], "#" + shares["tra
 right.altair_chart(alt.Chart(shares, title="Share of frames per emotion").mark_bar().encode(
     x=alt.X("share:Q", stack="normalize", axis=alt.Axis(format="%"), title=None),
     y=alt.Y("face:N", title="face"), color="emotion:N",
-    tooltip=["face", "emotion", alt.Tooltip("share:Q", format=".0%")]), width="stretch", key="video_shares")
+    tooltip=["face", "emotion", alt.Tooltip("share:Q", format=".0%")]).configure_legend(
+    orient="bottom", columns=4, labelLimit=0), width="stretch", key="video_shares")  # a legend that fits the column
 right.dataframe(tracks[["track", "frames", "first_s", "last_s", "dominant"]], hide_index=True, key="video_tracks")
 
-face = st.selectbox("Emotion timeline of face", [f"#{t}" for t in tracks["track"]], key="video_face")
+longest_first = tracks.sort_values("frames", ascending=False)["track"]  # the timeline opens on the main face
+face = st.selectbox("Emotion timeline of face", [f"#{t}" for t in longest_first], key="video_face",
+                    format_func=lambda f: f"{f} ({int(tracks.set_index('track').loc[int(f[1:]), 'frames'])} frames)")
 timeline = result.timeline()
 timeline = timeline[timeline["track"] == int(face[1:])]
 st.altair_chart(alt.Chart(timeline).mark_area().encode(

@@ -74,6 +74,9 @@ def timeline() -> None:
     tl.drain(analyzer.results)
     st.caption(f"Frames processed: {analyzer.frames} · {analyzer.fps():.1f} FPS returned · model "
                f"{analyzer.inference_fps():.1f} frames/s · labels {analyzer.last_latency_s * 1000:.0f} ms old")
+    advice = analyzer.overload()
+    if advice:
+        st.warning(advice)
     data = tl.frame()
     if not data.empty:
         latest = data[data["second"] == 0].sort_values("probability", ascending=False)

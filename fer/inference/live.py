@@ -54,6 +54,11 @@ class _Rate:
         return (len(self.times) - 1) / max(1e-6, self.times[-1] - self.times[0])
 
 
+CAMERA_FPS = 30.0  # what browsers' cameras send by default
+OVERLOADED_SHARE = 0.5  # below half the camera's rate, the video visibly stutters
+STALE_LABEL_S = 1.0  # labels older than this no longer describe the face on screen
+
+
 class LiveAnalyzer:
     """Frame in, annotated frame out at once; inference on the newest frame, on a thread of its own."""
 
@@ -100,6 +105,18 @@ class LiveAnalyzer:
     def inference_fps(self) -> float:
         """Frames analysed per second over the last 30 analyses."""
         return self._inferred.value()
+
+    def overload(self, camera_fps: float = CAMERA_FPS) -> Optional[str]:
+        """What to do when this machine cannot keep up (frames or labels far behind the camera), else None."""
+        if self.frames < 30:  # the rates settle over the first second
+            return None
+        returned, model, age = self.fps(), self.inference_fps(), self.label_age_s() or 0.0
+        if returned >= OVERLOADED_SHARE * camera_fps and age <= STALE_LABEL_S:
+            return None
+        return (f"This machine is overloaded: {returned:.0f} of ~{camera_fps:.0f} frames/s come back, the model "
+                f"manages {model:.1f} frames/s and labels are {age:.1f} s old. Lighter settings help: one model "
+                "instead of an ensemble, the OpenCV Haar detector, fewer inference threads if training jobs run "
+                "here, or pausing the training queue while you use the webcam.")
 
     def label_age_s(self) -> Optional[float]:
         """How old the frame behind the labels drawn now is, in seconds (None before the first result)."""
