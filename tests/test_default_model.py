@@ -46,3 +46,13 @@ def test_default_model_is_used_when_no_run_is_chosen_and_is_on_the_leaderboard(t
     board = list_runs(tmp_path, include_default=True)
     assert list(board["source"]) == ["built-in"] and board["test_acc"].iloc[0] >= 0.66
     assert resolve_run("default", tmp_path) == SHIPPED_RUN_DIR
+
+
+def test_the_shipped_model_has_one_name_in_tables_and_legends(trained_run):
+    from fer.runs.compare import config_diff, curves
+    from fer.runs.store import SHIPPED_RUN_DIR, list_runs
+
+    board = list_runs(trained_run.parent, include_default=True)
+    labels = dict(zip(board["run_id"], board["label"]))
+    assert set(curves([SHIPPED_RUN_DIR, trained_run], labels)["run"]) == {"default", labels[trained_run.name]}
+    assert "default" in config_diff([SHIPPED_RUN_DIR, trained_run], labels).columns

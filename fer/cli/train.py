@@ -89,6 +89,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         print(f"calibration: expected calibration error {result['ece']:.4f} (no temperature fitted)")
     per_class = pd.DataFrame(result["per_class"]).T
+    if "support" in per_class:  # a count of faces, never 467.000
+        per_class["support"] = per_class["support"].astype(int)
     print(per_class.to_string(float_format=lambda v: f"{v:.3f}"))
     cm = pd.DataFrame(result["confusion_matrix"], index=result["class_names"], columns=result["class_names"])
     cm.index.name = "true \\ pred"

@@ -14,7 +14,7 @@ import pandas as pd
 from fer.config import flatten
 from fer.core.files import read_json
 from fer.metrics.calibration import apply_temperature, reliability_table
-from fer.runs.store import evaluation_dir, evaluation_file, read_metrics
+from fer.runs.store import board_id, evaluation_dir, evaluation_file, read_metrics
 
 CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_macro_f1", "lr")
 
@@ -28,15 +28,15 @@ def curves(run_dirs: Sequence[Path], labels: Optional[Mapping[str, str]] = None)
             continue
         cols = [c for c in CURVE_METRICS if c in metrics.columns]
         long = metrics[["epoch", *cols]].melt(id_vars="epoch", var_name="metric", value_name="value")
-        label = (labels or {}).get(run_dir.name, run_dir.name)
-        frames.append(long.assign(run_id=run_dir.name, run=label).dropna(subset=["value"]))
+        run_id = board_id(run_dir)  # the shipped model is "default" here too, as on the leaderboard
+        frames.append(long.assign(run_id=run_id, run=(labels or {}).get(run_id, run_id)).dropna(subset=["value"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["epoch", "metric", "value",
                                                                                      "run_id", "run"])
 
 
 def config_diff(run_dirs: Sequence[Path], labels: Optional[Mapping[str, str]] = None) -> pd.DataFrame:
     """The config keys whose values differ between runs (rows: keys, columns: run labels, else ids)."""
-    configs = {(labels or {}).get(Path(r).name, Path(r).name): flatten(read_json(Path(r) / "config.json", {}) or {})
+    configs = {(labels or {}).get(board_id(r), board_id(r)): flatten(read_json(Path(r) / "config.json", {}) or {})
                for r in run_dirs}
     table = pd.DataFrame(configs).astype(str)
     if table.empty:

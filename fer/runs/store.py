@@ -44,6 +44,11 @@ def shipped_evaluations_dir() -> Path:
     return cache_dir() / "default_run"
 
 
+def board_id(run_dir: Path) -> str:
+    """The run id the leaderboard shows for a run folder ("default" for the shipped model, else its folder name)."""
+    return "default" if Path(run_dir).resolve() == SHIPPED_RUN_DIR.resolve() else Path(run_dir).name
+
+
 def inside_package(path: Path) -> bool:
     """Whether `path` lies inside the installed fer package (read-only to fer at run time)."""
     return Path(path).resolve().is_relative_to(Path(__file__).parents[1].resolve())
@@ -349,7 +354,8 @@ def list_runs(runs_dir: Optional[Path] = None, include_default: bool = False) ->
 def _board(root: Path, include_default: bool) -> pd.DataFrame:
     rows = _local_rows(root)
     if include_default and (SHIPPED_RUN_DIR / "config.json").is_file():
-        rows.append({**run_summary(SHIPPED_RUN_DIR), "run_id": "default", "name": "default", "source": "built-in"})
+        rows.append({**run_summary(SHIPPED_RUN_DIR), "run_id": board_id(SHIPPED_RUN_DIR), "name": "default",
+                     "source": "built-in"})
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=["run_id", "name", "label", "status", "problem", "model", "best_val_acc",
