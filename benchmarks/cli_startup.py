@@ -42,7 +42,7 @@ def main() -> None:
     base = statistics.median(times["python -c pass"])
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"{date.today()}, median of {args.repeats}")
-    print(f"| command | median s | × python -c pass |\n|---|---:|---:|")
+    print("| command | median s | × python -c pass |\n|---|---:|---:|")
     for name, values in times.items():
         median = statistics.median(values)
         print(f"| `{name}` | {median:.2f} | {median / base:.1f} |")

@@ -59,7 +59,7 @@ def first_job_from_the_browser(clone: Path, env: dict, runs: Path) -> float:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/train")
             page.get_by_text("Start from").first.wait_for(timeout=300_000)
-            page.get_by_label("Start from").click()  # Streamlit's selectbox: open it, then pick the option
+            page.get_by_role("combobox", name="Start from").click()  # Streamlit's selectbox: open it, then pick the option
             page.get_by_role("option", name="A quick try").click()
             page.wait_for_timeout(1500)
             page.get_by_role("button", name="Launch training").click()

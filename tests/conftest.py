@@ -241,3 +241,43 @@ def open_page(tmp_path_factory, monkeypatch):
             at.switch_page(f"views/{page}.py")
         return at.run()
     return open_
+
+
+@pytest.fixture(scope="session")
+def dashboard_server():
+    """A factory: `with dashboard_server(env, *streamlit_args[, port=N]) as url:` runs `streamlit run
+    dashboard/app.py` (on a free port unless given) with that environment, and yields its URL once the
+    server answers its health check."""
+    import contextlib
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    root = Path(__file__).resolve().parents[1]
+
+    @contextlib.contextmanager
+    def start(env: dict, *args: str, port: int = 0):
+        if not port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(root / "dashboard" / "app.py"),
+                                 "--server.headless=true", f"--server.port={port}", *args],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+    return start

@@ -59,8 +59,13 @@ def test_predict_page_labels_every_uploaded_face(open_page, tmp_path):
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["emotion"]) == ["happy"] and table["confidence"].iloc[0] > 0.5
+    assert "(onnx" in at.image[0].proto.imgs[0].caption or "(torch" in at.image[0].proto.imgs[0].caption
     at.toggle(key="predict_cam").set_value(True).run()
     assert not at.exception and len(at.image) >= 2  # the annotated photo and the face's Grad-CAM
+    # The bars and the CAM caption come from one model: the PyTorch one that Grad-CAM needs.
+    assert "(torch)" in at.image[0].proto.imgs[0].caption
+    label = at.dataframe[0].value["emotion"].iloc[0]
+    assert label in at.image[1].proto.imgs[0].caption
 
 
 @pytest.mark.usefixtures("mediapipe_models")

@@ -8,10 +8,7 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -60,27 +57,14 @@ def write_y4m(path: Path, rgb: np.ndarray, seconds: int = 4, fps: int = 30) -> P
 
 
 @pytest.fixture(scope="module")
-def app_url(small_folder, tmp_path_factory, tiny_overrides):
+def app_url(small_folder, tmp_path_factory, tiny_overrides, dashboard_server):
     runs = tmp_path_factory.mktemp("e2e_runs")
     train(load_config(None, tiny_overrides(small_folder, runs, 1, "name=e2e")))
-    port = _free_port()
     # The shipped settings: local, and the start token that `fer dashboard` prints goes with every URL.
     env = {**os.environ, "FER_RUNS_DIR": str(runs), "FER_DATA": str(small_folder), "FER_DASHBOARD_TOKEN": E2E_TOKEN}
     env.pop("FER_SETTINGS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                             "--server.headless=true", f"--server.port={port}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with dashboard_server(env) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

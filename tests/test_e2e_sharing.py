@@ -253,7 +253,7 @@ class _Provider:
         self.server.shutdown()
 
 
-def test_signing_in_through_the_labs_identity_provider(browser, runs, small_folder, tmp_path):
+def test_signing_in_through_the_labs_identity_provider(browser, runs, small_folder, tmp_path, dashboard_server):
     pytest.importorskip("authlib")
     provider = _Provider()
     port = _free_port()
@@ -266,25 +266,13 @@ def test_signing_in_through_the_labs_identity_provider(browser, runs, small_fold
     (tmp_path / "fer-studio.toml").write_text(settings)
     env = {**os.environ, "FER_SETTINGS": str(tmp_path / "fer-studio.toml"), "FER_RUNS_DIRS": str(runs),
            "FER_DATA_SOURCES": str(small_folder)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                             "--server.headless=true", f"--server.port={port}", f"--secrets.files={secrets_file}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        page = _page(browser, url)
-        page.get_by_role("button", name="Sign in with your lab account").click()  # to the provider and back
-        _wait_text(page, "carol@lab.example (operator)", timeout_s=90)
-        assert "Train" in _nav(page)
-        page.get_by_role("button", name="Sign out").click()
-        _wait_text(page, "Sign in with your lab account")
+        with dashboard_server(env, f"--secrets.files={secrets_file}", port=port) as url:
+            page = _page(browser, url)
+            page.get_by_role("button", name="Sign in with your lab account").click()  # to the provider and back
+            _wait_text(page, "carol@lab.example (operator)", timeout_s=90)
+            assert "Train" in _nav(page)
+            page.get_by_role("button", name="Sign out").click()
+            _wait_text(page, "Sign in with your lab account")
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
         provider.close()

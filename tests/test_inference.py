@@ -162,6 +162,25 @@ def test_tiles_find_every_face_of_a_portrait_grid():
         assert len(tiled.detect(grid)) == 18 and len(whole.detect(grid)) < 18
 
 
+def test_faces_can_be_numbered_in_reading_order(predictor):
+    # Two rows of real faces of different sizes: largest first is not how a reader counts them.
+    sizes = [80, 120, 100]
+    rows = []
+    for r in range(2):
+        tiles = [np.pad(_hopper_head(s) if (r + c) % 2 else _astronaut_head(s), ((0, 130 - s), (5, 5), (0, 0)),
+                        constant_values=128) for c, s in enumerate(sizes if r == 0 else sizes[::-1])]
+        rows.append(np.hstack(tiles))
+    photo = np.ascontiguousarray(np.vstack(rows))
+    with create_detector("mediapipe", DetectorSettings(tiles=PHOTO_TILES), download=False) as tiled:
+        result = predict_image(predictor, photo, tiled)
+    assert len(result.faces) == 6
+    ordered = result.in_reading_order().faces
+    assert [f.box[1] < 130 for f in ordered] == [True] * 3 + [False] * 3  # the top row first
+    assert all(a.box[0] < b.box[0] for a, b in zip(ordered[:2], ordered[1:3]))  # each row left to right
+    assert all(a.box[0] < b.box[0] for a, b in zip(ordered[3:5], ordered[4:]))
+    assert sorted(f.box for f in ordered) == sorted(f.box for f in result.faces)
+
+
 def test_without_the_landmarker_tile_finds_need_more_confidence(tmp_path, monkeypatch):
     shutil.copy(ensure_model_file("blaze_face_short_range.tflite", download=False), tmp_path)
     monkeypatch.setenv("FER_MODEL_CACHE", str(tmp_path))  # BlazeFace only: nothing to verify faces with

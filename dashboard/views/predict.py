@@ -39,7 +39,6 @@ if not names:
     st.info("Choose at least one model.")
     st.stop()
 chosen = tuple(choices[n] for n in names)
-predictor = cached_classifier(chosen, runs_dir(), tta, backend="auto")  # the fastest engine available
 detector = cached_detector(detector_name, min_confidence, int(min_face_size))
 if detector.note:
     st.warning(detector.note)
@@ -49,14 +48,18 @@ cam_method = st.selectbox("CAM method", cam_methods(), key="predict_cam_method",
 explainer = cached_classifier(chosen, runs_dir(), tta) if show_cam else None  # Grad-CAM needs the PyTorch model
 if explainer is not None and not explainer.explainable:
     st.info(f"{names[0]} is not an image model, so it has no Grad-CAM.")
-    show_cam = False
+    show_cam, explainer = False, None
+# With Grad-CAM on, the PyTorch model also gives the probabilities, so the bars and the CAM captions agree;
+# otherwise the fastest engine available (ONNX Runtime int8 for the shipped model) answers.
+predictor = explainer or cached_classifier(chosen, runs_dir(), tta, backend="auto")
 NO_FACE_HINT = "Turn on “No face found: classify the whole image” under Prediction settings in the sidebar."
 
 for i, upload in enumerate(uploads or []):
     st.subheader(upload.name)
     try:
         rgb = load_image(upload.getvalue(), upload.name, max_bytes=upload_limit_bytes())
-        result = predict_image(predictor, rgb, detector, align=align, whole_image=whole_image)
+        # Numbered as a reader scans the photo (rows, left to right), in the image and the tables alike.
+        result = predict_image(predictor, rgb, detector, align=align, whole_image=whole_image).in_reading_order()
     except ImageError as e:
         st.error(str(e))
         continue
@@ -66,7 +69,7 @@ for i, upload in enumerate(uploads or []):
     if result.note and result.note != detector.note:
         st.info(result.note)
     left, right = st.columns([3, 2])
-    left.image(annotate(rgb, result),
+    left.image(annotate(rgb, result, bars=False),  # the probability charts beside it say the rest
                caption=f"{len(result.faces)} face(s), model {' + '.join(names)} "
                        f"({predictor.backend})")
     left.markdown(" · ".join(f"#{n}: **{f.label}** ({f.confidence:.0%})" for n, f in enumerate(result.faces, 1)))

@@ -218,7 +218,8 @@ def jobs() -> None:
     """Live view of the machine, running and queued jobs in order, and recent runs (refreshes every 2 s)."""
     machine()
     board = list_runs(folder)
-    pid = revive_worker(folder)  # queued runs never wait on a killed worker
+    # Queued runs never wait on a killed worker (the board just read every status: no second listing).
+    pid = revive_worker(folder, has_queued=bool(not board.empty and (board["status"] == "queued").any()))
     paused = bool(settings(folder).get("paused"))
     st.subheader("Jobs")
     st.caption(f"Worker: {'running (pid ' + str(pid) + ')' if pid else 'idle'} · slots: "

@@ -57,6 +57,23 @@ class ImagePrediction:
     detector: str
     note: str = ""  # e.g. the detector fallback, or that the whole image was used
 
+    def in_reading_order(self) -> "ImagePrediction":
+        """The same prediction with its faces numbered as a reader scans a photo: rows top to bottom, each
+        left to right (a face joins a row when it spans at least half of the row's first face, vertically)."""
+        def same_row(a: FacePrediction, b: FacePrediction) -> bool:
+            overlap = min(a.box[1] + a.box[3], b.box[1] + b.box[3]) - max(a.box[1], b.box[1])
+            return overlap >= 0.5 * min(a.box[3], b.box[3])
+
+        rows: List[List[FacePrediction]] = []
+        for face in sorted(self.faces, key=lambda f: f.box[1]):
+            row = next((r for r in rows if same_row(r[0], face)), None)
+            if row is None:
+                rows.append([face])
+            else:
+                row.append(face)
+        ordered = [f for row in rows for f in sorted(row, key=lambda f: f.box[0])]
+        return ImagePrediction(ordered, self.width, self.height, self.detector, self.note)
+
     def to_dict(self) -> dict:
         """JSON-friendly form."""
         return {"width": self.width, "height": self.height, "detector": self.detector, "note": self.note,

@@ -60,11 +60,18 @@ def worker_pid(runs_dir: Optional[Path] = None) -> Optional[int]:
     return pid if alive else None
 
 
-def revive_worker(runs_dir: Optional[Path] = None) -> Optional[int]:
-    """Start a worker if runs are queued and none is alive (it was killed, or the machine restarted)."""
+def revive_worker(runs_dir: Optional[Path] = None, has_queued: Optional[bool] = None) -> Optional[int]:
+    """Start a worker if runs are queued and none is alive (it was killed, or the machine restarted).
+
+    `has_queued`: whether runs are queued, when the caller has just listed them (the Train page's board),
+    so the statuses are not read twice.
+    """
     root = queue_root(runs_dir)
-    if worker_pid(root) or not queued_runs(root):
-        return worker_pid(root)
+    pid = worker_pid(root)
+    if pid:
+        return pid
+    if not (queued_runs(root) if has_queued is None else has_queued):
+        return None
     return ensure_worker(root)
 
 

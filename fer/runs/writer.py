@@ -28,7 +28,7 @@ from fer.config import RunConfig
 from fer.core.errors import UserError
 from fer.core.files import atomic_write, is_disk_full, read_json, utc_now, write_json, write_text
 from fer.core.text import check_name, check_tags
-from fer.runs.identity import AUDIT_FILE, RUN_FORMAT, TRASH_DIR, run_identity
+from fer.runs.identity import AUDIT_FILE, RUN_FORMAT, run_identity
 from fer.runs.store import STATES, inside_package, read_jsonl, read_status
 
 CANCEL_FILE = "CANCEL"
