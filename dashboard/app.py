@@ -15,8 +15,14 @@ if str(HERE) not in sys.path:  # pages import `common` from this folder, whoever
 
 from access import gate, server_settings, sign_out  # noqa: E402
 from common import choose_places  # noqa: E402
-from fer.core.device import device_summary  # noqa: E402
+from fer.jobs.machine import machine_summary  # noqa: E402
 from fer.runs.release import default_model_summary  # noqa: E402
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=1)
+def cached_machine_summary() -> str:
+    """The machine in a few words (no PyTorch: pages that need no model never import it)."""
+    return machine_summary()
+
 
 st.set_page_config(page_title="fer-studio", page_icon="🙂", layout="wide")
 settings = server_settings()
@@ -25,7 +31,7 @@ visitor = gate(settings)  # the sign-in page, and nothing else, until the visito
 with st.sidebar:
     choose_places(settings)
     st.caption(f"Default model: {default_model_summary()}")
-    st.caption(f"Device: {device_summary()}")
+    st.caption(f"Machine: {cached_machine_summary()}")
     st.caption(f"Signed in: {visitor.identity} ({visitor.role})")
     if visitor.identity != "local":
         st.button("Sign out", on_click=sign_out, key="sign_out")

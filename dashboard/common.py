@@ -4,7 +4,7 @@ Loaders are cached once for the whole server, so moving between pages never deco
 loads a model twice: datasets and models with `st.cache_resource`, the leaderboard (a table that
 changes while jobs run) with a short-lived `st.cache_data`.
 """
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List
 
 import pandas as pd
 import streamlit as st
@@ -13,8 +13,10 @@ from fer.core.settings import ServerSettings
 from fer.data import FaceData, default_data_path, load_fer2013
 from fer.data.cache import is_cached
 from fer.data.stats import DatasetReport, dataset_report
-from fer.inference.classifiers import available_models, load_ensemble, unusable_models
-from fer.inference.pipeline import Classifier
+# Models (PyTorch, ONNX Runtime, OpenCV) load inside the functions that need one: the pages without a model
+# (Overview, Data, Runs, Train, Studies, Sweeps) start without importing PyTorch.
+if TYPE_CHECKING:
+    from fer.inference.pipeline import Classifier
 from fer.runs.store import default_runs_dir, list_runs
 
 
@@ -103,13 +105,15 @@ def cached_board(folder: str, include_default: bool = True) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str = "torch",
-                       threads: int = 0) -> Classifier:
+                       threads: int = 0) -> "Classifier":
+    from fer.inference.classifiers import load_ensemble
+
     options = {"backend": backend, **({"threads": threads} if threads else {})}
     return load_ensemble(list(names), folder or None, tta, **options)
 
 
 def cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str = "torch",
-                      threads: int = 0) -> Classifier:
+                      threads: int = 0) -> "Classifier":
     """One model, or the ensemble of several, by their UI names ("default" = the shipped model).
 
     `backend` "auto" runs CNNs on the fastest available engine (fer.inference.onnx: ONNX Runtime, int8 where
@@ -137,6 +141,8 @@ def model_choices() -> Dict[str, str]:
 
     Widgets show and return the labels (unique names), and pages map them back to run ids.
     """
+    from fer.inference.classifiers import available_models, unusable_models
+
     ids = available_models(runs_dir())
     broken = unusable_models(runs_dir())
     if broken:

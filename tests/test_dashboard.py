@@ -435,3 +435,31 @@ def test_train_page_sends_runs_to_a_ray_cluster_when_asked(open_page, small_fold
     status = read_status(run)
     assert status["target"] == "ray:auto" and describe_job(status, paused=True) == "queued (the queue is paused)"
     cancel(run)
+
+
+PAGES_WITHOUT_A_MODEL = """
+import sys
+from streamlit.testing.v1 import AppTest
+for page in sys.argv[2:]:
+    at = AppTest.from_file(sys.argv[1], default_timeout=120)
+    if page != "home":
+        at.switch_page(f"views/{page}.py")
+    at.run()
+    assert not at.exception, (page, at.exception)
+print(sorted(m for m in ("torch", "torchvision", "mediapipe", "pytorch_grad_cam", "onnxruntime") if m in sys.modules))
+"""
+
+
+def test_pages_that_need_no_model_start_without_pytorch(small_folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    settings = tmp_path / "fer-studio.toml"
+    settings.write_text("[auth]\nlocal_token = false\n")
+    env = {**os.environ, "FER_SETTINGS": str(settings), "FER_DATA_SOURCES": str(small_folder),
+           "FER_RUNS_DIRS": str(tmp_path / "runs")}
+    done = subprocess.run([sys.executable, "-c", PAGES_WITHOUT_A_MODEL, APP, "home", "data", "runs", "confusion"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"  # seconds (minutes under load) saved on every first page

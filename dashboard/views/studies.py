@@ -10,9 +10,7 @@ from access import actor, server_settings
 from common import data_path, runs_dir
 from fer.core.errors import UserError
 from fer.jobs import actions
-from fer.jobs.submit import fitted_to_data
 from fer.jobs.suites import STUDIES, study_recipe, study_table, suite_report
-from fer.training.validate import check_config
 
 
 @st.cache_data(ttl=5, show_spinner=False, max_entries=32)
@@ -67,6 +65,9 @@ with recipe_col.form("studies_recipe_form"):
     recipe_epochs = st.number_input("Epochs", 1, 500, study.recipe_epochs, key=f"studies_recipe_epochs_{key}")
     if st.form_submit_button("Queue the best-model recipe"):
         try:
+            from fer.jobs.submit import fitted_to_data  # launching builds the model: PyTorch loads here
+            from fer.training.validate import check_config
+
             cfg = fitted_to_data([study_recipe(key, int(recipe_epochs), [f"data.path={data_path()}"])])[0]
             run_dir = actions.launch(actor(), check_config(cfg), folder, server_settings(), data_path())
         except (UserError, ValueError) as e:

@@ -18,10 +18,9 @@ from access import actor, server_settings
 from common import cached_report, data_path, plain, runs_dir
 from forms import fill_form, run_form
 from fer.config import ConfigError, RunConfig, apply
-from fer.core.device import device_summary
 from fer.core.errors import UserError
 from fer.data import DataError
-from fer.jobs.machine import cpu_stats, gpu_stats
+from fer.jobs.machine import cpu_stats, gpu_stats, machine_summary
 from fer.jobs import actions
 from fer.jobs.queue import LOCAL, describe_job, describe_target, queued_runs, settings
 from fer.jobs.suites import SUITES
@@ -65,7 +64,7 @@ def load_preset() -> None:
 
 st.title("Train")
 folder, source = runs_dir(), data_path()
-st.caption(f"Device: {device_summary()} · runs folder {plain(folder)} · data {plain(source)}")
+st.caption(f"Machine: {machine_summary()} · runs folder {plain(folder)} · data {plain(source)}")
 
 server = server_settings()
 target = LOCAL

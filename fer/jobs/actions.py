@@ -8,7 +8,7 @@ The pages hide the buttons a role may not use; these checks hold even when a pag
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
 
 from fer.config import RunConfig
 from fer.core.auth import Actor
@@ -16,10 +16,11 @@ from fer.core.errors import UserError
 from fer.core.settings import PathNotAllowed, ServerSettings, within
 from fer.jobs import queue
 from fer.jobs.queue import LOCAL
-from fer.jobs.submit import submit, submit_suite
 from fer.jobs.worker import ensure_worker, resume as resume_run
 from fer.runs import trash, writer
-from fer.training.validate import CheckedConfig
+
+if TYPE_CHECKING:  # launching loads PyTorch (the checks build the model); reading and steering do not
+    from fer.training.validate import CheckedConfig
 
 
 class NotAllowed(UserError):
@@ -58,6 +59,8 @@ def launch(actor: Actor, checked: CheckedConfig, runs_dir: str, settings: Server
     """Queue a checked run for the actor (operators only), in the chosen runs folder, and record it."""
     require_operator(actor, "launching a run")
     check_places(checked.config, settings, str(Path(data_source).expanduser().resolve()), runs_dir, target)
+    from fer.jobs.submit import submit
+
     run_dir = submit(checked, Path(runs_dir), target)
     _audit(actor, Path(runs_dir), "launch", run_dir.name, name=checked.config.name, where=target)
     return run_dir
@@ -69,6 +72,8 @@ def launch_suite(actor: Actor, name: str, epochs: int, repeats: int, overrides: 
     require_operator(actor, "queuing a suite")
     if target != LOCAL and target not in settings.ray_targets:
         raise PathNotAllowed("this Ray cluster is not one the server offers")
+    from fer.jobs.submit import submit_suite
+
     run_dirs = submit_suite(name, epochs, repeats, overrides, Path(runs_dir), target=target)
     _audit(actor, Path(runs_dir), "launch_suite", name, runs=[r.name for r in run_dirs], where=target)
     return run_dirs

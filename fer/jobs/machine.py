@@ -95,3 +95,13 @@ def cpu_stats() -> CpuStats:
     memory = psutil.virtual_memory()
     return CpuStats(os.cpu_count() or 1, psutil.cpu_percent(interval=None), (memory.total - memory.available) / 2**30,
                     memory.total / 2**30)
+
+
+def machine_summary() -> str:
+    """What jobs here train on, in a few words, without importing PyTorch (the dashboard's sidebar)."""
+    gpus = gpu_stats()
+    cores = os.cpu_count() or 1
+    if not gpus:
+        return f"CPU, {cores} cores (no GPU)"
+    names = sorted({g.name for g in gpus})
+    return f"{len(gpus)} GPU{'s' if len(gpus) > 1 else ''} ({', '.join(names)}), {cores} CPU cores"

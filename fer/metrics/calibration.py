@@ -8,9 +8,13 @@ changes the predicted class, only how sure the probabilities say it is.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 ECE_BINS = 15
 T_RANGE = (0.05, 20.0)
@@ -28,6 +32,8 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The T minimising the negative log-likelihood of `labels` under softmax(log p / T)."""
+    import torch  # only for the fit: reading and applying calibrations needs no PyTorch
+
     logp = torch.log(torch.as_tensor(probs, dtype=torch.float64).clamp_min(1e-12))
     target = torch.as_tensor(labels, dtype=torch.long)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)  # T = exp(log_t) stays positive

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
-import torch
 
 from fer.config import RunConfig, apply, load_config
 from fer.core.registry import Registry
 from fer.jobs.suites._registry import SUITES, Variant, merge, plain_cnn
-from fer.models import count_parameters, create_model
 
 
 @dataclass(frozen=True)
@@ -332,6 +330,10 @@ def fit_to_data(cfg: RunConfig, available: Sequence[str]) -> RunConfig:
 
 def model_parameters(cfg: RunConfig) -> int:
     """Parameters of the config's model, counted on PyTorch's meta device (no memory, no weights fetched)."""
+    import torch  # only here: the suites' listings and reports need no PyTorch
+
+    from fer.models import count_parameters, create_model
+
     kwargs = {k: v for k, v in cfg.model.kwargs.items() if k not in ("pretrained", "weights_path")}
     with torch.device("meta"):
         return count_parameters(create_model(cfg.model.name, num_classes=7, in_chans=cfg.model.in_chans, **kwargs))
