@@ -450,7 +450,7 @@ print(sorted(m for m in ("torch", "torchvision", "mediapipe", "pytorch_grad_cam"
 """
 
 
-def test_pages_that_need_no_model_start_without_pytorch(small_folder, tmp_path):
+def test_pages_that_need_no_model_start_without_pytorch(small_folder, runs_with_one_run, tmp_path):
     import os
     import subprocess
     import sys
@@ -458,7 +458,7 @@ def test_pages_that_need_no_model_start_without_pytorch(small_folder, tmp_path):
     settings = tmp_path / "fer-studio.toml"
     settings.write_text("[auth]\nlocal_token = false\n")
     env = {**os.environ, "FER_SETTINGS": str(settings), "FER_DATA_SOURCES": str(small_folder),
-           "FER_RUNS_DIRS": str(tmp_path / "runs")}
+           "FER_RUNS_DIRS": str(runs_with_one_run)}  # a real run: its curves, confusion matrix and gallery
     done = subprocess.run([sys.executable, "-c", PAGES_WITHOUT_A_MODEL, APP, "home", "data", "runs", "confusion"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
