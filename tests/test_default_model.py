@@ -56,3 +56,18 @@ def test_the_shipped_model_has_one_name_in_tables_and_legends(trained_run):
     labels = dict(zip(board["run_id"], board["label"]))
     assert set(curves([SHIPPED_RUN_DIR, trained_run], labels)["run"]) == {"default", labels[trained_run.name]}
     assert "default" in config_diff([SHIPPED_RUN_DIR, trained_run], labels).columns
+
+
+def test_parallel_coordinates_name_their_axes_and_label_their_values(trained_run):
+    from fer.runs.compare import axis_ticks, axis_titles, parallel_coordinates
+    from fer.runs.store import list_runs
+
+    board = list_runs(trained_run.parent, include_default=True)
+    columns = ["config.optim.lr", "config.model.name", "config.train.epochs"]
+    assert axis_titles(columns) == {"config.optim.lr": "Learning rate", "config.model.name": "Model",
+                                    "config.train.epochs": "Epochs"}
+    ticks = axis_ticks(parallel_coordinates(board, columns))
+    lr = ticks[ticks["axis"] == "config.optim.lr"]
+    assert len(lr) == board["config.optim.lr"].nunique() and set(lr["value"]) == \
+        {f"{v:.4g}" for v in board["config.optim.lr"]}
+    assert set(ticks[ticks["axis"] == "config.model.name"]["value"]) == set(board["config.model.name"])

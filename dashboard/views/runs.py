@@ -12,7 +12,7 @@ from common import cached_board, plain, runs_dir
 from fer.core.errors import UserError
 from fer.jobs import actions
 from fer.jobs.suites import SUITES, suite_report
-from fer.runs.compare import config_diff, curves, parallel_coordinates
+from fer.runs.compare import axis_ticks, axis_titles, config_diff, curves, parallel_coordinates
 from fer.runs.identity import read_audit, trashed_runs
 from fer.runs.store import BOARD_COLUMNS, mixed_test_sets
 
@@ -85,10 +85,16 @@ if chosen:
 st.subheader("Hyperparameters vs test accuracy")
 coords = parallel_coordinates(view, HYPERPARAMETERS)
 if not coords.empty and view["test_acc"].notna().any():
-    st.altair_chart(alt.Chart(coords).mark_line(opacity=0.6).encode(
-        x=alt.X("axis:N", sort=HYPERPARAMETERS, title=None), y=alt.Y("scaled:Q", axis=None),
-        color=alt.Color("test_acc:Q", scale=alt.Scale(scheme="viridis")), detail="run_id:N",
-        tooltip=["label", "axis", "value", "test_acc"]), key="runs_parallel")
+    titles = axis_titles(HYPERPARAMETERS)  # the config fields' own names, whole
+    coords, ticks = coords.assign(axis=coords["axis"].map(titles)), axis_ticks(coords)
+    ticks = ticks.assign(axis=ticks["axis"].map(titles))
+    order = [titles[c] for c in HYPERPARAMETERS]
+    x = alt.X("axis:N", sort=order, title=None, axis=alt.Axis(labelAngle=0, labelLimit=0, orient="top"))
+    lines = alt.Chart(coords).mark_line(opacity=0.6).encode(
+        x=x, y=alt.Y("scaled:Q", axis=None), color=alt.Color("test_acc:Q", scale=alt.Scale(scheme="viridis")),
+        detail="run_id:N", tooltip=["label", "axis", "value", alt.Tooltip("test_acc:Q", format=".1%")])
+    values = alt.Chart(ticks).mark_text(align="left", dx=4, fontSize=10).encode(x=x, y="scaled:Q", text="value:N")
+    st.altair_chart(lines + values, width="stretch", key="runs_parallel")  # every axis labelled with its values
 
 suites = sorted(s for s in set(suite_of) if s and s in SUITES)
 if suites:

@@ -138,3 +138,27 @@ def parallel_coordinates(board: pd.DataFrame, columns: Sequence[str], target: st
         long_rows.append(pd.DataFrame({"run_id": table["run_id"], "label": table["label"], "axis": col, "scaled": scaled,
                                        "value": table[col].astype(str), target: table[target]}))
     return pd.concat(long_rows, ignore_index=True) if long_rows else pd.DataFrame()
+
+
+def axis_ticks(coords: pd.DataFrame) -> pd.DataFrame:
+    """The distinct values on each axis of a parallel-coordinates table, where they sit: the chart's labels."""
+    if coords.empty:
+        return coords
+    ticks = coords.drop_duplicates(["axis", "value"])[["axis", "scaled", "value"]]
+    return ticks.assign(value=ticks["value"].map(_short_value))
+
+
+def _short_value(text: str) -> str:
+    """A config value as a short label: numbers in 4 significant digits, long text cut with an ellipsis."""
+    try:
+        return f"{float(text):.4g}"
+    except ValueError:
+        return text if len(text) <= 18 else text[:17] + "…"
+
+
+def axis_titles(columns: Sequence[str]) -> Dict[str, str]:
+    """Leaderboard config columns (config.optim.lr) by the config fields' own names (Learning rate)."""
+    from fer.config import field_specs
+
+    labels = {f"config.{spec.key}": spec.label for spec in field_specs()}
+    return {c: labels.get(c, c.removeprefix("config.")) for c in columns}
