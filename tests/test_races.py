@@ -151,6 +151,25 @@ def test_leftovers_of_killed_writes_are_removed_and_a_complete_checkpoint_is_rec
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")] and done.freed_bytes > 1000
 
 
+def test_the_run_listing_tidies_old_leftovers_and_leaves_fresh_ones(trained_run, tmp_path, capsys):
+    import os
+    import shutil
+    import time
+
+    from fer.cli.main import main
+
+    run = tmp_path / "runs" / trained_run.name
+    shutil.copytree(trained_run, run)
+    old, fresh = run / ".last.pt.k1ll3d.tmp", run / ".status.json.wr1t1n.tmp"
+    old.write_bytes(b"\0" * 50_000)  # a torn checkpoint an hour old: its writer was killed
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    fresh.write_text("{")  # maybe being written this second: left alone
+    assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert not old.exists() and fresh.exists()
+    assert "tidied what killed writers left: 1 file(s), 0.1 MB freed" in capsys.readouterr().err
+
+
 def test_nothing_is_tidied_while_another_process_trains_the_run(queued_run):
     from fer.runs.leftovers import tidy_run
     from fer.runs.writer import training_lock

@@ -41,8 +41,30 @@ def fit_table(df: pd.DataFrame, width: int) -> str:
     return "\n".join(line[:width] for line in text.splitlines())
 
 
+# A listing tidies only leftovers older than this: no atomic write (a checkpoint's included) takes so long.
+LEFTOVER_AGE_S = 600
+
+
+def _tidy_leftovers(df: pd.DataFrame) -> None:
+    """Remove what killed writers left in the listed runs (none is being trained); say what it freed."""
+    from fer.runs.leftovers import tidy_run
+
+    removed, recovered, freed = 0, [], 0
+    for path in df.loc[df["source"] == "local", "path"] if "source" in df else ():
+        try:
+            done = tidy_run(Path(path), min_age_s=LEFTOVER_AGE_S)
+        except OSError:  # a folder that vanished or cannot be written: the listing goes on
+            continue
+        removed, freed = removed + len(done.removed), freed + done.freed_bytes
+        recovered += [f"{Path(path).name}/{name}" for name in done.recovered]
+    if removed or recovered:
+        print(f"tidied what killed writers left: {removed} file(s), {freed / 1e6:.1f} MB freed"
+              + (f"; recovered {', '.join(recovered)}" if recovered else ""), file=sys.stderr)
+
+
 def _cmd_runs(args: argparse.Namespace) -> int:
     df = list_runs(args.runs_dir, include_default=True)
+    _tidy_leftovers(df)
     if args.sort:
         if args.sort not in df.columns:
             print(f"unknown column {args.sort!r}; columns: {', '.join(df.columns)}", file=sys.stderr)

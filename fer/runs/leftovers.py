@@ -9,6 +9,7 @@ killed between its fsync and its rename: it is moved into place rather than thro
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List
@@ -28,18 +29,20 @@ class Tidied:
     freed_bytes: int = 0
 
 
-def tidy_run(run_dir: Path, *, owner: bool = False) -> Tidied:
+def tidy_run(run_dir: Path, *, owner: bool = False, min_age_s: float = 0.0) -> Tidied:
     """Remove stale temp files and the space reserve; recover complete checkpoints (see the module doc).
 
     `owner=True` when the caller holds the run's training lock (a trainer, before it writes anything);
-    otherwise nothing is touched while another process trains the run.
+    otherwise nothing is touched while another process trains the run. `min_age_s`: leave files younger
+    than this (a listing tidies only what no writer can still be writing: an atomic write takes seconds).
     """
     run_dir, done = own_run(Path(run_dir)), Tidied()
     if not owner and lock_held(run_dir):
         return done
+    oldest = time.time() - min_age_s
     for temp in sorted(run_dir.iterdir()):
         match = _TEMP.match(temp.name)
-        if not match or not temp.is_file() or temp.is_symlink():
+        if not match or not temp.is_file() or temp.is_symlink() or temp.stat().st_mtime > oldest:
             continue
         target = run_dir / match["target"]
         if target.suffix == ".pt" and _worth_keeping(temp, target, run_dir):
@@ -50,7 +53,7 @@ def tidy_run(run_dir: Path, *, owner: bool = False) -> Tidied:
         temp.unlink()
         done.removed.append(temp.name)
     reserve = run_dir / RESERVE_FILE
-    if reserve.is_file() and not owner:
+    if reserve.is_file() and not owner and reserve.stat().st_mtime <= oldest:
         done.freed_bytes += reserve.stat().st_size
         reserve.unlink()
         done.removed.append(reserve.name)
