@@ -47,10 +47,13 @@ LEFTOVER_AGE_S = 600
 
 def _tidy_leftovers(df: pd.DataFrame) -> None:
     """Remove what killed writers left in the listed runs (none is being trained); say what it freed."""
+    from fer.runs.identity import run_identity
     from fer.runs.leftovers import tidy_run
 
     removed, recovered, freed = 0, [], 0
     for path in df.loc[df["source"] == "local", "path"] if "source" in df else ():
+        if run_identity(Path(path)) != "run":  # foreign folders are left alone; older runs wait for their writer
+            continue
         try:
             done = tidy_run(Path(path), min_age_s=LEFTOVER_AGE_S)
         except OSError:  # a folder that vanished or cannot be written: the listing goes on
