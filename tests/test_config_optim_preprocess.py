@@ -144,6 +144,20 @@ def test_preprocessing_resizes_and_expands_channels(small_data):
         to_model_input(torch.zeros(1, 1, 48, 48), spec)
 
 
+@pytest.mark.parametrize("size,chans", [(48, 1), (64, 3), (224, 3), (40, 1)])
+def test_the_numpy_path_for_onnx_runtime_gives_the_tensor_path_s_input(small_data, size, chans):
+    """ONNX Runtime predicts without PyTorch: arrays go through the same arithmetic as tensors."""
+    spec = Preprocessing(input_size=size, in_chans=chans)
+    faces = np.ascontiguousarray(small_data.images[:32, None])
+    from_array, from_tensor = to_model_input(faces, spec), to_model_input(torch.from_numpy(faces), spec).numpy()
+    assert isinstance(from_array, np.ndarray) and from_array.dtype == np.float32
+    assert from_array.shape == from_tensor.shape == (32, chans, size, size)
+    tolerance = 0 if size == 48 else 1e-4  # no resize: bit-identical; bilinear resizes agree to float rounding
+    assert np.abs(from_array - from_tensor).max() <= tolerance
+    with pytest.raises(TypeError):
+        to_model_input(faces.astype(np.float32), spec)
+
+
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_shipped_configs_load_and_name_registered_choices(path):

@@ -109,3 +109,24 @@ def test_auto_uses_pytorch_without_onnxruntime_and_the_shipped_int8_model_with_i
     assert agree.mean() >= 0.97
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert load_classifier("default", backend="auto").backend == "torch"
+
+
+def test_a_photo_prediction_on_onnx_runtime_loads_no_pytorch_pandas_or_scikit_learn(tmp_path):
+    """`fer predict photo.jpg` on the shipped int8 model: a first result in about a second, not PyTorch's start-up."""
+    import subprocess
+    import sys
+
+    import cv2
+    from skimage import data as skdata
+
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
+    probe = ("import sys; from fer.cli.main import main; code = main(['predict', sys.argv[1]]); "
+             "print(code, sorted(m for m in ('torch', 'torchvision', 'pandas', 'sklearn', 'scipy', 'pytorch_grad_cam')"
+             " if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, str(photo)], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "FER_RUNS_DIR": str(tmp_path / "runs")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    *prediction, last = done.stdout.strip().splitlines()
+    assert last == "0 []", done.stdout
+    assert "1 face(s)" in prediction[0] and "happy" in prediction[1], done.stdout  # the astronaut smiles

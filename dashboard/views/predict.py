@@ -9,7 +9,7 @@ from fer.inference.explain import CAM_METHODS, cam_caption, cam_methods, explain
 from fer.inference.faces import DetectorSettings, FACE_DETECTORS, FaceDetector, PHOTO_TILES, create_detector
 from fer.inference.images import ImageError, load_image
 from fer.inference.pipeline import NoFaceFound, predict_image
-from fer.inference.predictor import TTA_MODES
+from fer.inference.averaging import TTA_MODES
 
 
 @st.cache_resource(show_spinner="Loading the face detector…", max_entries=6)

@@ -12,9 +12,9 @@ from common import cached_board, plain, runs_dir
 from fer.core.errors import UserError
 from fer.jobs import actions
 from fer.jobs.suites import SUITES, suite_report
-from fer.runs.compare import axis_ticks, axis_titles, config_diff, curves, parallel_coordinates
+from fer.runs.compare import axis_ticks, axis_titles, config_diff, curves, mixed_test_sets, parallel_coordinates
 from fer.runs.identity import read_audit, trashed_runs
-from fer.runs.store import BOARD_COLUMNS, mixed_test_sets
+from fer.runs.store import BOARD_COLUMNS
 
 SHOWN_COLUMNS = BOARD_COLUMNS[:-1] + ["train_val_gap", "train_seconds", "run_id"]
 HYPERPARAMETERS = ["config.model.name", "config.optim.name", "config.optim.lr", "config.optim.weight_decay",

@@ -22,7 +22,7 @@ def build_catalog() -> Dict[str, Any]:
     from fer.inference.classifiers import BACKENDS
     from fer.inference.explain import CAM_METHODS, DEFAULT_CAM_METHOD
     from fer.inference.faces import FACE_DETECTORS
-    from fer.inference.predictor import TTA_MODES
+    from fer.inference.averaging import TTA_MODES
     from fer.jobs.suites import SUITES
     from fer.jobs.sweeps import PRUNERS
     from fer.models import MODELS

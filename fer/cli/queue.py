@@ -9,13 +9,15 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from fer.jobs.queue import (cancel, describe_job, move, queued_runs, set_auto_resume, set_paused, set_priority,
                             set_worker_slots, settings)
 from fer.jobs.worker import machine_slots, resume, revive_worker, run_worker, worker_pid
 from fer.runs.store import BOARD_COLUMNS, list_runs, read_status, resolve_run
+
+if TYPE_CHECKING:  # pandas comes with the first table printed, never for `fer predict` or --help
+    import pandas as pd
 
 ACCURACY_COLUMNS = ("test_acc", "test_macro_f1", "best_val_acc")
 # Columns `fer runs` drops, first to last, until the table fits the terminal.
@@ -25,6 +27,8 @@ DROP_TO_FIT = ("run_id", "tags", "augmentation", "scheduler", "optimizer", "sour
 
 def fit_table(df: pd.DataFrame, width: int) -> str:
     """The leaderboard as text no wider than `width` (accuracies as percentages; less vital columns go)."""
+    import pandas as pd
+
     shown = df.copy()
     for column in ACCURACY_COLUMNS:
         if column in shown:

@@ -7,3 +7,10 @@ so the CLI can catch them all without importing the heavy modules that raise the
 
 class UserError(Exception):
     """A problem the user can fix; the CLI prints its message and exits with 2."""
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable fer-studio checkpoint; the message is one line saying why.
+
+    Here (not in fer.runs.checkpoint, which needs PyTorch) so the ONNX path can catch it without PyTorch.
+    """

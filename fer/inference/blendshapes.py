@@ -17,11 +17,8 @@ from typing import Any, Dict, List, Sequence
 
 import cv2
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
-from fer.core.files import atomic_write
-from fer.data.cache import cache_dir
+from fer.core.files import atomic_write, cache_dir
 from fer.inference.faces.model_files import closed_at_exit, ensure_model_file
 
 UPSCALE = 192  # FER2013's 48×48 crops are too small for the landmarker; 4× works for ~90% of them
@@ -107,6 +104,9 @@ class BlendshapeClassifier:
     def fit(cls, features: np.ndarray, labels: np.ndarray, class_names: Sequence[str], C: float,
             max_iter: int = 1000) -> "BlendshapeClassifier":
         """Fit on the rows with features; the prior comes from all labels."""
+        from sklearn.linear_model import LogisticRegression  # training only: predicting is plain numpy
+        from sklearn.preprocessing import StandardScaler
+
         ok = ~np.isnan(features).any(1)
         scaler = StandardScaler().fit(features[ok])
         model = LogisticRegression(C=C, max_iter=max_iter).fit(scaler.transform(features[ok]), labels[ok])

@@ -13,16 +13,24 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
+from fer.core.errors import CheckpointError
 from fer.core.files import sha256_of
 from fer.core.registry import Registry
 from fer.inference import blendshapes
+from fer.inference.averaging import Ensemble
 from fer.inference.onnx import FP32_FILE, INT8_FILE, OnnxPredictor, onnx_available
 from fer.inference.pipeline import Classifier
-from fer.inference.predictor import Ensemble, Predictor
-from fer.runs.checkpoint import CheckpointError
-from fer.runs.store import SHIPPED_RUN_DIR, checkpoint_problem, default_runs_dir, resolve_run
+from fer.runs.store import (
+    SHIPPED_RUN_DIR,
+    checkpoint_problem,
+    default_runs_dir,
+    resolve_run,
+)
+
+if TYPE_CHECKING:  # PyTorch loads only when a model runs on it: the ONNX path never imports it
+    from fer.inference.predictor import Predictor
 
 BACKENDS = ("auto", "torch", "onnx")
 log = logging.getLogger(__name__)
@@ -47,14 +55,14 @@ def _load_blendshape_run(run_dir: Path, name: str, checkpoint: str = "best", bac
     return blendshapes.BlendshapePredictor(blendshapes.BlendshapeClassifier.load(run_dir), name=name)
 
 
-def checkpoint_predictor(checkpoint: Path, backend: str = "torch", **options: Any) -> Predictor:
+def checkpoint_predictor(checkpoint: Path, backend: str = "torch", **options: Any) -> Classifier:
     """The checkpoint's predictor on `backend` (auto: the fastest available; see the module docstring)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     checkpoint = Path(checkpoint)
     torch_options = {k: v for k, v in options.items() if k != "threads"}  # PyTorch keeps the caller's threads
     if backend == "torch" or (backend == "auto" and not onnx_available()):
-        return Predictor.from_checkpoint(checkpoint, **torch_options)
+        return _torch_predictor(checkpoint, torch_options)
     onnx_options = {k: v for k, v in options.items() if k in ("tta", "batch_size", "threads")}
     onnx_options["name"] = options.get("name") or checkpoint.parent.name
     digest = sha256_of(checkpoint)
@@ -72,7 +80,13 @@ def checkpoint_predictor(checkpoint: Path, backend: str = "torch", **options: An
         raise  # a refused or unreadable checkpoint is the user's answer, not a reason to try PyTorch
     except Exception as e:  # noqa: BLE001 - a model the exporter cannot handle still predicts
         log.warning("ONNX export of %s failed (%s); using PyTorch", checkpoint, e)
-        return Predictor.from_checkpoint(checkpoint, **torch_options)
+        return _torch_predictor(checkpoint, torch_options)
+
+
+def _torch_predictor(checkpoint: Path, options: Dict[str, Any]) -> "Predictor":
+    from fer.inference.predictor import Predictor
+
+    return Predictor.from_checkpoint(checkpoint, **options)
 
 
 def _matching_export(checkpoint: Path, digest: str, options: Dict[str, Any]) -> Optional[OnnxPredictor]:

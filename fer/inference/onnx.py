@@ -1,9 +1,10 @@
-"""Running a run's ONNX export with ONNX Runtime: `OnnxPredictor`, a `Predictor` whose model is the export.
+"""Running a run's ONNX export with ONNX Runtime: `OnnxPredictor`, the same classifier as `Predictor` without PyTorch.
 
 The export (`fer.inference.export`) carries the class names, preprocessing, temperature and source
 checkpoint (with its SHA-256) in its metadata, so the predictor needs nothing but the .onnx file.
-Inputs still go through the one `to_model_input`, so ONNX and PyTorch see identical tensors; test-time
-augmentation and calibration work as for the PyTorch model. Which engine serves a run is chosen in
+Inputs still go through the one `to_model_input` (its NumPy path), and test-time views are cut and
+averaged by the same `fer.inference.averaging` as for the PyTorch model, so both see identical inputs.
+Nothing here imports PyTorch: `fer predict` on the shipped int8 export starts without it. Which engine serves a run is chosen in
 `fer.inference.classifiers`. ONNX Runtime is an optional extra (`pip install 'fer-studio[onnx]'`).
 """
 from __future__ import annotations
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import Dict
 
 import numpy as np
-import torch
 
 from fer.core.constants import Preprocessing
 from fer.core.errors import UserError
 from fer.core.extras import available, require
-from fer.inference.predictor import Predictor
+from fer.data.preprocess import to_model_input
+from fer.inference.averaging import check_tta, probabilities_over_views, softmax
+from fer.metrics.calibration import apply_temperature
 
 INPUT, OUTPUT = "faces", "logits"
 INT8_FILE, FP32_FILE = "model.int8.onnx", "model.onnx"  # exports kept beside a run's best.pt
@@ -38,8 +40,12 @@ def onnx_available() -> bool:
     return available("onnxruntime")
 
 
-class OnnxPredictor(Predictor):
-    """A Predictor whose model is an ONNX export run by ONNX Runtime (CPU); same inputs, same TTA."""
+class OnnxPredictor:
+    """An ONNX export run by ONNX Runtime (CPU): the `Classifier` a `Predictor` is, same inputs, same TTA."""
+
+    backend: str
+    explainable = False  # no PyTorch module: Grad-CAM needs the run's checkpoint
+    model = None
 
     def __init__(self, path: str | Path, tta: str = "none", batch_size: int = 64, threads: int = 0,
                  name: str = "") -> None:
@@ -50,16 +56,21 @@ class OnnxPredictor(Predictor):
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.metadata: Dict[str, str] = self.session.get_modelmeta().custom_metadata_map
         meta = self.metadata
-        super().__init__(torch.nn.Identity(), json.loads(meta["fer.class_names"]),
-                         Preprocessing(**json.loads(meta["fer.preprocessing"])), name=name or Path(path).stem,
-                         tta=tta, batch_size=batch_size,
-                         provenance={"checkpoint": "onnx", "precision": meta.get("fer.precision", "fp32")},
-                         temperature=float(meta.get("fer.temperature", 1.0)))
-        self.model = None  # no PyTorch module: Grad-CAM needs the run's checkpoint
+        self.class_names = list(json.loads(meta["fer.class_names"]))
+        self.spec = Preprocessing(**json.loads(meta["fer.preprocessing"]))
+        self.name = name or Path(path).stem
+        self.tta, self.batch_size = check_tta(tta), batch_size
+        self.provenance = {"checkpoint": "onnx", "precision": meta.get("fer.precision", "fp32")}
+        self.temperature = float(meta.get("fer.temperature", 1.0))
         self.backend = f"onnxruntime-{meta.get('fer.precision', 'fp32')}"
-        self.explainable = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Model inputs → logits through ONNX Runtime."""
-        out = self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
-        return torch.from_numpy(out)
+    def logits(self, views: np.ndarray) -> np.ndarray:
+        """uint8 N×1×H×W views → N×C logits through the one preprocessing and ONNX Runtime."""
+        x = np.ascontiguousarray(to_model_input(views, self.spec), dtype=np.float32)
+        return self.session.run([OUTPUT], {INPUT: x})[0]
+
+    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 N×48×48 faces → N×C probabilities (float32)."""
+        probs = probabilities_over_views(faces, self.tta, self.batch_size, len(self.class_names),
+                                         lambda views: softmax(self.logits(views)))
+        return apply_temperature(probs, self.temperature)

@@ -5,9 +5,10 @@
     for face in result.faces: print(face.box, face.label, face.confidence)
 
 Faces go through the same `to_model_input` as evaluation. `tta` averages over a horizontal flip
-("flip") or the ten 44×44 corner/centre crops and their flips ("tencrop"). A checkpoint fitted with
-a temperature (fer.metrics.calibration, at the end of training) gives calibrated probabilities unless
-`calibrated=False`. `Ensemble` averages the probabilities of several classifiers.
+("flip") or the ten 44×44 corner/centre crops and their flips ("tencrop"), cut and averaged by
+`fer.inference.averaging` exactly as for the ONNX Runtime predictor. A checkpoint fitted with a
+temperature (fer.metrics.calibration, at the end of training) gives calibrated probabilities unless
+`calibrated=False`. `Ensemble` (re-exported from averaging) averages several classifiers.
 """
 from __future__ import annotations
 
@@ -18,22 +19,12 @@ import numpy as np
 import torch
 
 from fer.data.preprocess import Preprocessing, to_model_input
-from fer.inference.pipeline import Classifier
+from fer.inference.averaging import TTA_MODES, Ensemble, check_tta, probabilities_over_views
 from fer.metrics.calibration import apply_temperature
 from fer.runs.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
 from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
 
-TTA_MODES = ("none", "flip", "tencrop")
-
-
-def _ten_crops(faces: torch.Tensor, crop: int = 44) -> torch.Tensor:
-    """N×1×48×48 → 10N×1×crop×crop: four corners and centre, each also flipped."""
-    size = faces.shape[-1]
-    starts = [(0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop),
-              ((size - crop) // 2, (size - crop) // 2)]
-    crops = [faces[..., y:y + crop, x:x + crop] for y, x in starts]
-    crops += [c.flip(-1) for c in crops]
-    return torch.cat(crops)
+__all__ = ["Predictor", "Ensemble", "TTA_MODES"]
 
 
 class Predictor:
@@ -42,8 +33,7 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, class_names: Sequence[str], spec: Preprocessing,
                  name: str = "", device: str | torch.device = "cpu", tta: str = "none", batch_size: int = 64,
                  provenance: Optional[Dict[str, Any]] = None, temperature: float = 1.0) -> None:
-        if tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+        check_tta(tta)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.class_names = list(class_names)
@@ -95,37 +85,9 @@ class Predictor:
     @torch.no_grad()
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """uint8 N×48×48 faces → N×C probabilities (float32)."""
-        if len(faces) == 0:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        # TTA views are cut from the uint8 faces, before the one preprocessing (as in training).
-        batch = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.uint8))[:, None]
-        out = []
-        for chunk in batch.split(self.batch_size):
-            views = {"none": chunk, "flip": torch.cat([chunk, chunk.flip(-1)]),
-                     "tencrop": _ten_crops(chunk)}[self.tta]
-            logits = self.forward(to_model_input(views, self.spec).to(self.device))
-            probs = torch.softmax(logits.float(), dim=1).cpu()
-            out.append(probs.view(-1, len(chunk), probs.shape[1]).mean(0))
-        return apply_temperature(torch.cat(out).numpy(), self.temperature)
+        def probabilities_of(views: np.ndarray) -> np.ndarray:
+            logits = self.forward(to_model_input(torch.from_numpy(views), self.spec).to(self.device))
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
-
-class Ensemble:
-    """Several classifiers with the same classes; probabilities are averaged."""
-
-    def __init__(self, members: Sequence[Classifier]) -> None:
-        if not members:
-            raise ValueError("an ensemble needs at least one classifier")
-        names = list(members[0].class_names)
-        if any(list(m.class_names) != names for m in members):
-            raise ValueError("ensemble members must share the same class names in the same order")
-        self.members = list(members)
-        self.class_names, self.name = names, "+".join(m.name for m in members)
-        self.backend = "+".join(dict.fromkeys(m.backend for m in members))
-        # Grad-CAM explains the first member (when it is an image model).
-        self.explainable = members[0].explainable
-        self.model = members[0].model if self.explainable else None
-        self.spec = members[0].spec if self.explainable else None
-
-    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
-        """The mean of every member's probabilities."""
-        return np.mean([m.predict_faces(faces) for m in self.members], axis=0).astype(np.float32)
+        probs = probabilities_over_views(faces, self.tta, self.batch_size, len(self.class_names), probabilities_of)
+        return apply_temperature(probs, self.temperature)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
 ECE_BINS = 15
@@ -58,7 +58,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(gaps.sum() / table["count"].sum())
 
 
-def reliability_table(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> pd.DataFrame:
+def reliability_table(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> "pd.DataFrame":
     """Per confidence bin: its range, mean confidence, accuracy and face count (empty bins kept, count 0)."""
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == np.asarray(labels)
@@ -71,6 +71,8 @@ def reliability_table(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BIN
         rows.append({"bin_low": edges[b], "bin_high": edges[b + 1], "count": n,
                      "confidence": float(confidence[members].mean()) if n else np.nan,
                      "accuracy": float(correct[members].mean()) if n else np.nan})
+    import pandas as pd  # only the reliability table needs it; predictions stay pandas-free
+
     table = pd.DataFrame(rows)
     return table.fillna({"confidence": 0.0, "accuracy": 0.0})
 

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from fer.core.errors import CheckpointError
 from fer.core.files import checkpoint_file_problem
 from fer.data.preprocess import Preprocessing
 from fer.models import create_model
@@ -50,10 +51,6 @@ def checkpoint_payload(model: nn.Module, config: Dict[str, Any], class_names: Se
 
 
 REQUIRED_KEYS = ("model", "class_names", "preprocessing", "state_dict")
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable fer-studio checkpoint; the message is one line saying why."""
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:

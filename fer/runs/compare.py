@@ -19,6 +19,16 @@ from fer.runs.store import board_id, evaluation_dir, evaluation_file, read_metri
 CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_macro_f1", "lr")
 
 
+def mixed_test_sets(board: pd.DataFrame) -> Optional[str]:
+    """A warning when the runs were scored on different test sets (split or size), else None."""
+    scored = board.dropna(subset=["test_acc"]) if "test_acc" in board else board.iloc[0:0]
+    sets = sorted({(str(r.test_split), int(r.test_n)) for r in scored.itertuples() if pd.notna(r.test_n)})
+    if len(sets) <= 1:
+        return None
+    return ("These runs were scored on different test sets (" + ", ".join(f"{s}: {n:,} images" for s, n in sets)
+            + "): their test accuracies do not compare directly.")
+
+
 def curves(run_dirs: Sequence[Path], labels: Optional[Mapping[str, str]] = None) -> pd.DataFrame:
     """Long table of per-epoch metrics: run_id, run (its label), epoch, metric, value (for overlaid charts)."""
     frames = []

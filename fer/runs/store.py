@@ -21,14 +21,15 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from fer.config import RunConfig, flatten, from_dict
 from fer.core.files import cache_dir, checkpoint_file_problem, pid_alive, read_json
 from fer.runs.identity import is_fer_run, run_identity
 from fer.runs.rowcache import BOARDS, ROWS
+
+if TYPE_CHECKING:  # pandas loads with the first table: `fer predict` and `--help` never need it
+    import pandas as pd
 
 # pruned: a sweep stopped the trial early for its poor validation accuracy (fer.jobs.sweeps).
 STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted", "pruned")
@@ -158,6 +159,8 @@ def read_metric_rows(run_dir: Path) -> List[Dict[str, Any]]:
 
 def read_batch_losses(run_dir: Path) -> pd.DataFrame:
     """The smoothed training loss during epochs: columns epoch, batch, batches, progress (in epochs), loss."""
+    import pandas as pd
+
     df = pd.DataFrame(read_jsonl(Path(run_dir) / "batches.jsonl"))
     if df.empty:
         return pd.DataFrame(columns=["epoch", "batch", "batches", "progress", "loss"])
@@ -167,6 +170,8 @@ def read_batch_losses(run_dir: Path) -> pd.DataFrame:
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:
     """Per-epoch metrics as a DataFrame (empty when none yet)."""
+    import pandas as pd
+
     return pd.DataFrame(read_metric_rows(run_dir))
 
 
@@ -352,6 +357,8 @@ def list_runs(runs_dir: Optional[Path] = None, include_default: bool = False) ->
 
 
 def _board(root: Path, include_default: bool) -> pd.DataFrame:
+    import pandas as pd
+
     rows = _local_rows(root)
     if include_default and (SHIPPED_RUN_DIR / "config.json").is_file():
         rows.append({**run_summary(SHIPPED_RUN_DIR), "run_id": board_id(SHIPPED_RUN_DIR), "name": "default",
@@ -381,14 +388,3 @@ def _summary_or_problem(run_dir: Path) -> Dict[str, Any]:
     except Exception as e:  # a hand-edited file of a shape no check above foresaw
         return {"run_id": run_dir.name, "path": str(run_dir), "name": None, "status": "unknown",
                 "test_acc": None, "best_val_acc": None, "problem": f"unreadable run folder ({type(e).__name__}: {e})"[:300]}
-
-
-def mixed_test_sets(board: pd.DataFrame) -> Optional[str]:
-    """A warning when the runs were scored on different test sets (split or size), else None."""
-    scored = board.dropna(subset=["test_acc"]) if "test_acc" in board else board.iloc[0:0]
-    sets = sorted({(str(r.test_split), int(r.test_n)) for r in scored.itertuples() if pd.notna(r.test_n)})
-    if len(sets) <= 1:
-        return None
-    return ("These runs were scored on different test sets (" + ", ".join(f"{s}: {n:,} images" for s, n in sets)
-            + "): their test accuracies do not compare directly.")
-

@@ -19,10 +19,9 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Collection, Dict, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Dict, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from fer.config import RunConfig
 from fer.core.errors import UserError
@@ -30,6 +29,9 @@ from fer.core.files import atomic_write, is_disk_full, read_json, utc_now, write
 from fer.core.text import check_name, check_tags
 from fer.runs.identity import AUDIT_FILE, RUN_FORMAT, run_identity
 from fer.runs.store import STATES, inside_package, read_jsonl, read_status
+
+if TYPE_CHECKING:  # only evaluation, which has its table already, passes one in
+    import pandas as pd
 
 CANCEL_FILE = "CANCEL"
 RESERVE_FILE = ".space-reserve"  # ballast freed on a full disk, so the failure itself can still be written

@@ -1,0 +1,80 @@
+"""Averaging predictions: over test-time views of each face (TTA) and over several models (`Ensemble`).
+
+Torch-free, so the ONNX Runtime predictor and the PyTorch one cut the same views from the same uint8
+faces, before the one preprocessing (as training augments before it), and average the same way.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from fer.inference.pipeline import Classifier
+
+TTA_MODES = ("none", "flip", "tencrop")
+TEN_CROP = 44  # FER2013 studies cut 44×44 crops from the 48×48 faces
+
+
+def check_tta(tta: str) -> str:
+    """`tta` itself, or a ValueError naming the choices."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, got {tta!r}")
+    return tta
+
+
+def test_time_views(faces: np.ndarray, tta: str, crop: int = TEN_CROP) -> np.ndarray:
+    """uint8 N×1×H×W faces → V·N×1×h×w views, view-major: none (V=1), flip (+mirror, V=2) or
+    tencrop (four corners and the centre, each also mirrored, V=10)."""
+    if check_tta(tta) == "none":
+        return faces
+    if tta == "flip":
+        return np.concatenate([faces, faces[..., ::-1]])
+    size = faces.shape[-1]
+    starts = [(0, 0), (0, size - crop), (size - crop, 0), (size - crop, size - crop),
+              ((size - crop) // 2, (size - crop) // 2)]
+    crops = [faces[..., y:y + crop, x:x + crop] for y, x in starts]
+    return np.ascontiguousarray(np.concatenate(crops + [c[..., ::-1] for c in crops]))
+
+
+def probabilities_over_views(faces: np.ndarray, tta: str, batch_size: int, n_classes: int,
+                             probabilities_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """uint8 N×48×48 faces → N×C probabilities: each batch's views through `probabilities_of`
+    (uint8 views → their probabilities), averaged per face."""
+    if len(faces) == 0:
+        return np.zeros((0, n_classes), dtype=np.float32)
+    faces = np.ascontiguousarray(faces, dtype=np.uint8)[:, None]
+    out = []
+    for start in range(0, len(faces), batch_size):
+        chunk = faces[start:start + batch_size]
+        probs = probabilities_of(np.ascontiguousarray(test_time_views(chunk, tta)))
+        out.append(probs.reshape(-1, len(chunk), n_classes).mean(0))
+    return np.concatenate(out).astype(np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, stable for large logits."""
+    z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Ensemble:
+    """Several classifiers with the same classes; probabilities are averaged."""
+
+    def __init__(self, members: Sequence[Classifier]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one classifier")
+        names = list(members[0].class_names)
+        if any(list(m.class_names) != names for m in members):
+            raise ValueError("ensemble members must share the same class names in the same order")
+        self.members = list(members)
+        self.class_names, self.name = names, "+".join(m.name for m in members)
+        self.backend = "+".join(dict.fromkeys(m.backend for m in members))
+        # Grad-CAM explains the first member (when it is an image model).
+        self.explainable = members[0].explainable
+        self.model = members[0].model if self.explainable else None
+        self.spec = members[0].spec if self.explainable else None
+
+    def predict_faces(self, faces: np.ndarray) -> np.ndarray:
+        """The mean of every member's probabilities."""
+        return np.mean([m.predict_faces(faces) for m in self.members], axis=0).astype(np.float32)
