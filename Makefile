@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
+	@# opencv-python-headless and MediaPipe's opencv-contrib-python share the cv2 folder and the last one
+	@# installed wins: keep the build with windows, which `fer webcam` needs (the rest works with either).
+	$(BIN)/python -m fer.inference.desktop --build || \
+		$(BIN)/python -m pip install --force-reinstall --no-deps 'opencv-contrib-python>=4.10,<5'
 	touch $@
 
 dashboard: setup

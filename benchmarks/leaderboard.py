@@ -84,7 +84,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _browsers_at_once(url: str, sessions: int, runs: int) -> list:
+async def _browsers_at_once(url: str, sessions: int) -> list:
     """Seconds until each of `sessions` Chromium pages, opened together, shows the whole leaderboard."""
     import asyncio
     import shutil
@@ -105,34 +105,55 @@ async def _browsers_at_once(url: str, sessions: int, runs: int) -> list:
     return list(waits)
 
 
-def browser_sessions(root: Path, sessions: int, runs: int) -> tuple:
-    """Slowest and median seconds for `sessions` browsers on a cold server, then after one run changed."""
-    import asyncio
-    import statistics
-    import subprocess
-    import sys
-    import urllib.request
+class _Server:
+    """`streamlit run SCRIPT` on a free local port, for as long as the `with` block lasts."""
 
-    port = _free_port()
-    env = {**os.environ, "FER_RUNS_DIRS": str(root), "FER_NO_TOKEN": "1"}
-    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.headless=true",
-                               f"--server.port={port}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    def __init__(self, script: Path, env: dict) -> None:
+        import subprocess
+        import sys
+
+        self.port = _free_port()
+        self.process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script),
+                                         "--server.headless=true", f"--server.port={self.port}"],
+                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> "_Server":
+        import urllib.request
+
         for _ in range(240):
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=1)
                 break
             except OSError:
                 time.sleep(0.5)
-        cold = asyncio.run(_browsers_at_once(f"http://127.0.0.1:{port}/runs", sessions, runs))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def browser_sessions(root: Path, sessions: int) -> dict:
+    """Slowest and median seconds for `sessions` browsers, each case on a fresh server.
+
+    The baseline is a one-line Streamlit page showing the same caption: what that many browsers cost on
+    this machine before the Runs page does anything."""
+    import asyncio
+    import statistics
+
+    env = {**os.environ, "FER_RUNS_DIRS": str(root), "FER_NO_TOKEN": "1"}
+    baseline = root.parent / "one_line_page.py"
+    baseline.write_text("import streamlit as st\n\nst.caption('5000 of 5000 runs')\n")
+    results = {}
+    with _Server(baseline, env) as server:
+        results["baseline"] = asyncio.run(_browsers_at_once(f"http://127.0.0.1:{server.port}/", sessions))
+    with _Server(Path(__file__).resolve().parents[1] / "dashboard" / "app.py", env) as server:
+        url = f"http://127.0.0.1:{server.port}/runs"
+        results["cold"] = asyncio.run(_browsers_at_once(url, sessions))
         rename_run(sorted(root.iterdir())[2], "changed while open")
         time.sleep(6)  # past the board's freshness window, so the next visitors see the change
-        changed = asyncio.run(_browsers_at_once(f"http://127.0.0.1:{port}/runs", sessions, runs))
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-    return [(max(w), statistics.median(w)) for w in (cold, changed)]
+        results["changed"] = asyncio.run(_browsers_at_once(url, sessions))
+    return {case: (max(w), statistics.median(w)) for case, w in results.items()}
 
 
 def main() -> None:
@@ -144,7 +165,8 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = Path(tmp) / "runs"
+        root.mkdir()
         make_runs(root, args.runs)
         start = time.perf_counter()
         board = list_runs(root)
@@ -173,7 +195,7 @@ def main() -> None:
             at.run()
             timings.append(time.perf_counter() - start)
             assert not at.exception
-        browsers = None if args.no_browser else browser_sessions(root, args.sessions, args.runs)
+        browsers = None if args.no_browser else browser_sessions(root, args.sessions)
     print(f"{args.runs} runs; {platform.processor() or platform.machine()}; {date.today()}")
     print("| step | seconds |\n|---|---|")
     print(f"| list_runs, first (read every run folder) | {read_s:.2f} |")
@@ -185,10 +207,11 @@ def main() -> None:
     print(f"| Runs page, warm process, leaderboard not cached | {timings[2]:.2f} |")
     print(f"| Runs page, warm process, leaderboard cached | {min(timings[1], timings[3]):.2f} |")
     if browsers:
-        (cold_max, cold_median), (changed_max, changed_median) = browsers
-        print(f"| {args.sessions} Chromium sessions open the Runs page at once, cold server: slowest (median) "
-              f"| {cold_max:.2f} ({cold_median:.2f}) |")
-        print(f"| the same after a run changed: slowest (median) | {changed_max:.2f} ({changed_median:.2f}) |")
+        for case, what in (("baseline", "a one-line Streamlit page (baseline: the browsers' own cost)"),
+                           ("cold", "the Runs page, cold server"), ("changed", "the Runs page after a run changed")):
+            slowest, median = browsers[case]
+            print(f"| {args.sessions} Chromium sessions open {what} at once: slowest (median) "
+                  f"| {slowest:.2f} ({median:.2f}) |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Reported vs ours for the five studies, as Markdown tables, from the runs of their suites in a runs folder.
 
-    FER_DATA=../shared/fer2013 fer suite run study-b-architecture --epochs 1 --jobs 2   # … one per suite
+    FER_DATA=data/fer2013 fer suite run study-b-architecture --epochs 1 --jobs 2   # … one per suite
     python benchmarks/study_tables.py --runs-dir checkpoints > tables.md
 
 A study whose suites have no completed run is listed as not measured. The last column lists each run's
@@ -24,23 +24,24 @@ def _count(value) -> str:
 
 
 def markdown(key: str, runs_dir: Path) -> str:
-    """One study's table: the study's rows, its reported figures, ours (mean ± std over seeds), the gap."""
+    """One study's table: the study's rows and figures (with their split), ours (mean ± std over seeds), the gap."""
     study = STUDIES.get(key)
     table = study_table(key, {name: suite_report(name, runs_dir) for name in study.suites})
-    lines = [f"Study {key.upper()} ({study.title}):", "",
-             "| suite | variant | study's model | reported | ours (PublicTest) | gap | runs × epochs | params: reported / ours | ours departs from the study |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in table.itertuples(index=False):
-        ours = _pct(row[table.columns.get_loc("ours acc")])
-        std = row[table.columns.get_loc("ours ± std")]
-        if isinstance(std, float) and not math.isnan(std):
-            ours += f" ± {100 * std:.1f}"
-        reported = _pct(row[table.columns.get_loc("reported acc")])
-        where = row[table.columns.get_loc("reported on")]
-        lines.append(f"| `{row.suite}` | {row.variant} | {row[2]} | {reported}{f' ({where})' if where else ''} | "
-                     f"{ours} | {_pct(row.gap)} | {row.runs} × {row.epochs} | "
-                     f"{_count(row[table.columns.get_loc('reported params')])} / "
-                     f"{_count(row[table.columns.get_loc('ours params')])} | {row.adapted or '–'} |")
+    header = ["suite", "variant", "study's model", "reported (split)", "reported train", "ours test (PublicTest)",
+              "ours val", "gap (same split)", "ours train–val gap", "runs × epochs", "params: reported / ours",
+              "ours departs from the study"]
+    lines = [f"Study {key.upper()} ({study.title}):", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for row in table.to_dict("records"):
+        ours = _pct(row["ours acc"])
+        if not math.isnan(row["ours ± std"]):
+            ours += f" ± {100 * row['ours ± std']:.1f}"
+        where = f" ({row['reported on']})" if row["reported on"] else ""
+        cells = [f"`{row['suite']}`", row["variant"], row["study's model"], _pct(row["reported acc"]) + where,
+                 _pct(row["reported train acc"]), ours, _pct(row["ours val acc"]), _pct(row["gap"]),
+                 _pct(row["ours train–val gap"]), f"{row['runs']} × {row['epochs']}",
+                 f"{_count(row['reported params'])} / {_count(row['ours params'])}", row["adapted"] or "–"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,16 @@ KNOWN_COUNTS = {
                    "surprise": 415},
 }
 TINY_MODEL = "model.kwargs={widths: [8, 16, 32], hidden: 32}"
+# Registered models that upsample every face to 224×224 take seconds per test on a CPU: the tests
+# parametrised over the registry run them in the slow tier (the fast tier keeps every other model).
+SLOW_MODELS = ("efficientnet_b0", "convnext_tiny")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("name") in SLOW_MODELS:
+            item.add_marker(pytest.mark.slow)
 
 
 def csv_as_image_folders(csv_path: Path, dest: Path) -> Path:

@@ -157,3 +157,14 @@ def test_the_job_system_reads_configs_only_through_the_run_store():
     for name in ("worker", "ray"):  # one command line trains a queued run, locally or on a Ray node
         source = (ROOT / "fer" / "jobs" / f"{name}.py").read_text()
         assert "train_command(" in source and '"--run"' not in source
+
+
+def test_every_dashboard_table_shows_a_missing_value_as_an_empty_cell():
+    """Not as the words None or NaN: each st.dataframe call passes placeholder=""."""
+    missing = []
+    for path in sorted((ROOT / "dashboard").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "dataframe":
+                if not any(k.arg == "placeholder" for k in node.keywords):
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not missing, missing

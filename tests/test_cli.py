@@ -89,6 +89,7 @@ def test_train_runs_eval_end_to_end(small_folder, tmp_path, tiny_overrides):
     run = resolve_run("cli-run", tmp_path / "runs")
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["optim"]["name"] == "adam" and cfg["augmentation"] == "light" and cfg["optim"]["lr"] == 0.003
+    assert read_status(run)["launched_from"] == "terminal"  # its dashboard card says so, and Stop, not Cancel
 
     table = fer("runs", "--runs-dir", tmp_path / "runs", env={"COLUMNS": "400"}).stdout  # wide: every column
     assert run.name in table and "completed" in table and "plain_cnn" in table

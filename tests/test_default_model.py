@@ -71,3 +71,19 @@ def test_parallel_coordinates_name_their_axes_and_label_their_values(trained_run
     assert len(lr) == board["config.optim.lr"].nunique() and set(lr["value"]) == \
         {f"{v:.4g}" for v in board["config.optim.lr"]}
     assert set(ticks[ticks["axis"] == "config.model.name"]["value"]) == set(board["config.model.name"])
+
+
+def test_parallel_coordinates_label_a_value_per_run_axis_with_a_few_spread_ticks():
+    import numpy as np
+    import pandas as pd
+
+    from fer.runs.compare import axis_ticks, parallel_coordinates
+
+    lrs = [10 ** (-4 + 2 * i / 499) for i in range(500)]  # one learning rate per run, as a random search draws
+    board = pd.DataFrame({"run_id": [f"r{i}" for i in range(500)], "test_acc": 0.6, "config.optim.lr": lrs,
+                          "config.model.name": ["a", "b"] * 250})
+    ticks = axis_ticks(parallel_coordinates(board, ["config.optim.lr", "config.model.name"]), most=5)
+    lr = ticks[ticks["axis"] == "config.optim.lr"].sort_values("scaled")
+    assert len(lr) == 5 and lr["value"].iloc[0] == "0.0001" and lr["value"].iloc[-1] == "0.01"  # the ends
+    assert np.allclose(lr["scaled"], [0, 0.25, 0.5, 0.75, 1], atol=0.01)  # evenly spread on the (log) axis
+    assert set(ticks[ticks["axis"] == "config.model.name"]["value"]) == {"a", "b"}  # few values: all shown

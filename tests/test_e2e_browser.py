@@ -2,7 +2,8 @@
 
 Every page loads without an exception box, a photo upload labels the face, and the webcam page
 receives a fake camera (a y4m video of a real face) and shows processed frames and a label.
-With FER_SCREENSHOTS=1, screenshots of each page go to docs/screenshots/ (the README and docs show them).
+Each page's screenshot goes to a temporary folder to look at when a test fails; the README's come from
+real data through docs/make_screenshots.py, never from these fixtures.
 """
 import os
 import re
@@ -21,9 +22,7 @@ from fer.training.fit import train
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
-# FER_SCREENSHOTS=1 refreshes the README's screenshots; otherwise they go to a temporary folder.
-SHOTS = ROOT / "docs" / "screenshots" if os.environ.get("FER_SCREENSHOTS") else \
-    Path(os.environ.get("TMPDIR", "/tmp")) / "fer-e2e-screenshots"
+SHOTS = Path(os.environ.get("TMPDIR", "/tmp")) / "fer-e2e-screenshots"
 # page -> (url path, its title)
 PAGES = {"overview": ("", "fer-studio"), "data": ("data", "Data"), "train": ("train", "Train"),
          "runs": ("runs", "Runs"), "studies": ("studies", "Studies"), "confusion": ("confusion", "Confusion"), "gradcam": ("gradcam", "Grad-CAM"),

@@ -137,3 +137,60 @@ def test_checkpoint_of_a_pretrained_model_loads_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     rebuilt = model_from_checkpoint(load_checkpoint(tmp_path / "best.pt"))
     assert torch.equal(rebuilt.conv1.weight, model.conv1.weight)
+
+
+def test_a_weights_file_is_checked_before_it_is_used(tmp_path):
+    from fer.models.pretrained import check_pretrained, published_name
+
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    good = tmp_path / "my-resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), good)
+    check_pretrained("resnet18", {"weights_path": str(good)})  # torchvision's names and shapes: accepted
+    with pytest.raises(PretrainedWeightsError, match="does not hold the weights of resnet34-b627a593.pth: 96 tensors"):
+        check_pretrained("resnet34", {"weights_path": str(good)})  # ResNet-18 weights for a ResNet-34
+    damaged = tmp_path / published_name(weights)  # torchvision's own name, but not its published bytes
+    damaged.write_bytes(good.read_bytes())
+    with pytest.raises(PretrainedWeightsError, match="SHA-256 does not start with"):
+        check_pretrained("resnet18", {"weights_path": str(damaged)})
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(PretrainedWeightsError, match="not a PyTorch weights file"):
+        create_model("resnet18", weights_path=str(junk))
+    expected = "has no ImageNet weights; models that do: convnext_tiny, efficientnet_b0, resnet18, resnet34"
+    with pytest.raises(PretrainedWeightsError, match=expected):
+        check_pretrained("plain_cnn", {"pretrained": True})
+    check_pretrained("resnet18", {"pretrained": False})  # nothing asked for: nothing fetched
+
+
+def test_a_run_that_cannot_get_its_weights_stops_before_its_folder_exists(small_folder, tmp_path, monkeypatch):
+    from fer.cli.main import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))  # and no internet in tests
+    runs = tmp_path / "runs"
+    code = main(["train", "--set", f"data.path={small_folder}", "--set", f"runs_dir={runs}", "--set",
+                 "model.name=resnet18", "--set", "model.kwargs={pretrained: true}", "--set", "data.limit=20"])
+    assert code != 0
+    assert not runs.exists() or not any(runs.iterdir())
+    code = main(["train", "--set", f"data.path={small_folder}", "--set", f"runs_dir={runs}", "--set",
+                 "model.name=resnet18", "--set", f"model.kwargs.weights_path={tmp_path / 'missing.pth'}"])
+    assert code != 0 and (not runs.exists() or not any(runs.iterdir()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "convnext_tiny"])
+def test_the_stronger_backbones_take_imagenet_weights_from_one_file(arch, tmp_path):
+    # Study A's named next step. Random ImageNet-shaped weights stand in for the download (no internet).
+    torch.manual_seed(0)
+    reference = torchvision.models.get_model(arch, weights=None).eval()
+    path = tmp_path / f"{arch}-imagenet.pth"
+    torch.save(reference.state_dict(), path)
+    model = create_model(arch, num_classes=7, weights_path=str(path)).eval()
+    assert torch.equal(model.features[0][0].weight, reference.features[0][0].weight)  # the stem, as published
+    gray = torch.rand(2, 1, 48, 48)
+    rgb = torch.nn.functional.interpolate(gray.expand(-1, 3, -1, -1), size=(224, 224), mode="bilinear")
+    with torch.no_grad():  # everything before the new 7-class layer computes what torchvision's network does
+        ours = model.avgpool(model.features(rgb))
+        theirs = reference.avgpool(reference.features(rgb))
+        assert torch.allclose(ours, theirs) and model(gray).shape == (2, 7)
+    with pytest.raises(PretrainedWeightsError, match="does not hold the weights"):
+        create_model("resnet18", weights_path=str(path))  # another network's file is refused, not half-loaded

@@ -3,19 +3,21 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from fer.config import AugmentConfig, RunConfig, load_config
+from fer.core.text import check_tags
 from fer.data import make_splits
 from fer.data.augment import build_augmentation
 from fer.jobs.suites import STUDIES, SUITES, fit_to_data, study_recipe, study_table, suite_configs
-from fer.jobs.suites.studies import model_parameters
+from fer.jobs.suites.study_tables import model_parameters
 from fer.models import create_model
 from fer.training.validate import check_config
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = {"a": "a_resnet34_224.yaml", "b": "b_cnn5_bn_skip.yaml", "c": "c_deep_emotion_steplr.yaml",
+RECIPES = {"a": "a_resnet34_224.yaml", "b": "b_cnn5_bn_skip.yaml", "c": "c_deep_emotion_cosine.yaml",
            "d": "d_complex_cnn.yaml", "e": "e_cbam_cnn.yaml"}
 STUDY_SUITES = [name for name in SUITES.names() if name.startswith("study-")]
 
@@ -55,9 +57,7 @@ def test_study_models_are_the_studies_nets():
                                           .items() if k != "pretrained"})
     assert isinstance(resnet.fc[0], torch.nn.Dropout) and resnet.fc[0].p == 0.2 and resnet.head_name == "fc"
     assert resnet(torch.zeros(2, 1, 48, 48)).shape == (2, 7) and resnet.conv1.in_channels == 3  # gray repeated
-    cbam = create_model("plain_cnn", **variant_config("study-e-ladder", "cbam").model.kwargs)
-    block = cbam.features[0]
-    assert type(block.attention).__name__ == "CBAM" and isinstance(block.post[0], torch.nn.MaxPool2d)
+    # Study E's nets are compared with its listings layer by layer in tests/test_study_nets.py.
 
 
 def test_study_a_freezes_the_backbone_first_then_thaws_layer4_with_a_lower_rate():
@@ -68,6 +68,8 @@ def test_study_a_freezes_the_backbone_first_then_thaws_layer4_with_a_lower_rate(
         assert cfg.optim.backbone_lr == pytest.approx(cfg.optim.lr / 10)
         assert cfg.sched.name == "onecycle" and cfg.data.sampler == "weighted" and cfg.loss.label_smoothing == 0.1
         assert cfg.train.grad_clip > 0 and cfg.augmentation == "custom" and cfg.aug.erasing > 0
+        assert (cfg.data.mean, cfg.data.std) == (0.5, 0.5)  # the study's (x − 0.5) / 0.5
+        assert cfg.optim.weight_decay == (0.01 if cfg.optim.name == "adamw" else 0.0)
 
 
 def test_study_splits_follow_each_protocol(full_data):
@@ -166,7 +168,7 @@ def test_study_e_runs_carry_the_tags_it_used_in_wandb():
     assert {"model_type:cbam_cnn", "experiment_type:attention", "dataset_version:fer2013-stratified-80-20",
             "suite:study-e-ladder", "variant:cbam"} <= set(tags)
     user = suite_configs("study-e-ladder", overrides=["tags=[mine]"])[0].tags
-    assert user[0] == "mine" and "model_type:baseline_v1" in user  # the user's tags and the study's, both kept
+    assert user[0] == "mine" and "model_type:simple_cnn_v1" in user  # the user's tags and the study's, both kept
 
 
 def test_a_study_suite_tags_each_departure_from_the_study():
@@ -174,8 +176,112 @@ def test_a_study_suite_tags_each_departure_from_the_study():
                                                          "tracking.wandb=true", "transfer.freeze_epochs=0"])[0]
     assert [t for t in cfg.tags if t.startswith("adapted:")] == [
         "adapted:model.kwargs.pretrained=false", "adapted:transfer.freeze_epochs=0"]
+    listed = suite_configs("study-c-schedulers", overrides=[
+        "model.name=plain_cnn", "model.kwargs={widths: [8, 16, 32], hidden: 64}", "optim.lr=0." + "0" * 70 + "1"],
+        variants=["cosine"])[0]
+    departures = [t for t in listed.tags if t.startswith("adapted:")]  # fit for tags: no commas, at most 64
+    assert departures[1] == "adapted:model.kwargs={widths: [8 16 32] hidden: 64}"
+    assert len(departures[2]) == 64 and departures[2].endswith("…")
+    assert check_tags(listed.tags) == listed.tags  # what check_config asks of tags
     plain = suite_configs("depth", overrides=["data.limit=10"])[0]  # the workbench's own ladders: nothing to depart from
     assert not any(t.startswith("adapted:") for t in plain.tags)
+
+
+def test_study_e_trains_each_rung_as_the_study_did():
+    rungs = {next(t for t in c.tags if t.startswith("variant:")): c for c in suite_configs("study-e-ladder")}
+    length = {v: (c.train.epochs, c.train.early_stop_patience, c.optim.name, c.optim.lr, c.optim.weight_decay)
+              for v, c in rungs.items()}
+    assert length == {"variant:baseline-v1": (20, 5, "adam", 1e-3, 0.0),
+                      "variant:baseline-v2": (20, 5, "adam", 5e-4, 1e-4),
+                      "variant:deeper-v1": (40, 10, "adam", 1e-3, 1e-4),
+                      "variant:deeper-v2": (30, 7, "adam", 1e-3, 1e-4),
+                      "variant:deeper-v3": (30, 7, "adam", 1e-3, 1e-4),
+                      "variant:cbam": (50, 7, "adamw", 1e-3, 1e-4)}
+    assert rungs["variant:deeper-v2"].sched.patience == 3 and rungs["variant:deeper-v1"].sched.patience == 5
+    assert all(c.tracking.wandb_project == "facial-expression-recognition" for c in rungs.values())
+    assert not any(t.startswith("adapted:") for c in rungs.values() for t in c.tags)  # the study's own lengths
+    v3 = rungs["variant:deeper-v3"].aug
+    assert (v3.rotation, v3.flip, v3.translate, v3.scale, v3.erasing) == (15.0, True, 0.1, [0.9, 1.1], 0.1)
+    assert v3.shear > 0 and v3.jitter > 0
+    affine = build_augmentation("custom", 48, v3).transforms[1]
+    assert type(affine).__name__ == "RandomAffine" and list(affine.scale) == [0.9, 1.1] and affine.shear
+    cbam = rungs["variant:cbam"]
+    assert cbam.augmentation == "custom" and cbam.aug.flip and cbam.aug.rotation > 0 and cbam.aug.shear == 0
+
+
+def test_study_c_is_its_own_split_schedules_and_numbers():
+    rungs = {next(t for t in c.tags if t.startswith("variant:"))[8:]: c for c in suite_configs("study-c-schedulers")}
+    assert set(rungs) == {"steplr", "multistep", "cosine", "plateau", "lr-0.1"}
+    assert all(c.data.val_fraction == 0.3 and c.data.test_split == "PublicTest" for c in rungs.values())
+    assert rungs["multistep"].sched.milestones == [10, 20, 50] and rungs["lr-0.1"].optim.lr == 0.1
+    assert STUDIES.get("c").best == ("study-c-schedulers", "cosine") and study_recipe("c").train.epochs == 100
+    table = study_table("c", {}).set_index("variant")
+    assert table.loc["cosine", "reported acc"] == 0.59 and table.loc["steplr", "reported acc"] == 0.54
+    assert table.loc["lr-0.1", "reported acc"] == 0.24 and not (table["reported acc"] == 0.7002).any()
+    assert set(table["reported on"]) - {""} == {"held-out 30% of Training"}
+    report = pd.DataFrame([{"variant": "cosine", "runs": 1, "test_acc_mean": 0.40, "test_acc_std": np.nan,
+                            "best_val_acc_mean": 0.50, "train_val_gap_mean": 0.05, "epochs": 100, "adapted": ""}])
+    mine = study_table("c", {"study-c-schedulers": report}).set_index("variant").loc["cosine"]
+    assert mine["gap"] == pytest.approx(0.50 - 0.59)  # the study's held-out 30% is our validation split
+
+
+def test_study_d_grows_its_ladder_as_the_study_did():
+    rungs = {next(t for t in c.tags if t.startswith("variant:"))[8:]: c for c in suite_configs("study-d-ladder")}
+    assert list(rungs) == ["basic", "bn", "bn+dropout", "complex", "complex-final"]
+    assert [c.optim.lr for c in rungs.values()] == [0.005, 0.01, 0.01, 0.01, 0.01]
+    fixes = {v: (c.loss.class_weights, c.train.grad_clip, c.sched.name, c.aug.probability) for v, c in rungs.items()}
+    assert fixes.pop("complex-final") == (True, 1.0, "plateau", 0.25)  # the final stage's fixes, on that rung only
+    assert set(fixes.values()) == {(False, 0.0, "none", 1.0)}
+    assert all((c.aug.rotation, c.aug.half_turn) == (10.0, 0.5) for c in rungs.values())
+    assert rungs["complex"].model.kwargs == rungs["complex-final"].model.kwargs
+    table = study_table("d", {}).set_index("variant")
+    assert table.loc["complex", "reported acc"] == 0.61 and np.isnan(table.loc["bn+dropout", "reported acc"])
+    # The 180° turn is exact (a face upside down), and "less often" leaves most faces untouched.
+    face = torch.arange(48 * 48, dtype=torch.float32).reshape(1, 48, 48).div(48 * 48 / 255).to(torch.uint8)
+    turn = build_augmentation("custom", 48, AugmentConfig(half_turn=1.0))
+    assert torch.equal(turn(face), face.flip(-1).flip(-2))
+    torch.manual_seed(0)
+    rarely = build_augmentation("custom", 48, AugmentConfig(half_turn=1.0, probability=0.25))
+    touched = sum(not torch.equal(rarely(face), face) for _ in range(400))
+    assert 60 < touched < 140  # about a quarter of 400
+
+
+def test_study_b_reports_its_eleven_validation_figures_and_logs_each_experiment_apart():
+    figures = [r for r in STUDIES.get("b").reported if r.accuracy is not None]
+    distinct = {(r.what.split(" (")[0], r.accuracy) for r in figures if "experiment" not in r.what}
+    assert len(distinct) == 11 and {r.split for r in figures} == {"validation"}
+    table = study_table("b", {}).set_index("variant")
+    assert table.loc["1-layers", "reported train acc"] == pytest.approx(0.867)
+    assert "bn+dropout+augmentation" not in table.index  # the study never ran that combination
+    projects = {s: {c.tracking.wandb_project for c in suite_configs(s)} for s in STUDIES.get("b").suites}
+    assert projects == {"study-b-depth": {"depth_experiment"}, "study-b-regularization": {"regularization_exp"},
+                        "study-b-architecture": {"advanced_architecture_experiment"}}
+    assert all(c.train.early_stop_patience > 0 and c.train.epochs == 30 for c in suite_configs("study-b-depth"))
+    one = create_model("plain_cnn", **variant_config("study-b-depth", "1-layers").model.kwargs)
+    head = one.head[1]  # the 24×24×32 map flattened as it is, into the 2048-wide layer
+    assert isinstance(head, torch.nn.Linear) and head.in_features == 24 * 24 * 32
+
+
+def test_a_shorter_study_run_is_a_tagged_departure():
+    short = suite_configs("study-e-ladder", epochs=3)
+    assert {c.train.epochs for c in short} == {3}
+    assert all("adapted:train.epochs=3" in c.tags for c in short)
+    via_set = suite_configs("study-e-ladder", overrides=["train.epochs=3"], variants=["cbam"])[0]
+    assert via_set.train.epochs == 3 and via_set.tags.count("adapted:train.epochs=3") == 1
+    same = suite_configs("study-e-ladder", epochs=50, variants=["cbam"])[0]  # the study's own length: no tag
+    assert not any(t.startswith("adapted:") for t in same.tags)
+    assert study_recipe("e").train.epochs == 50 and "adapted:train.epochs=5" in study_recipe("e", 5).tags
+    a = suite_configs("study-a-optimizers", variants=["adamw"])[0]
+    assert a.train.epochs == 100 and a.transfer.freeze_epochs == 5  # Study A's 100 epochs by default
+
+
+def test_study_e_table_shows_its_own_numbers_on_its_own_split():
+    table = study_table("e", {}).set_index("variant")
+    v1 = table.loc["baseline-v1"]
+    assert v1["reported acc"] == pytest.approx(0.60) and v1["reported on"] == "validation"
+    assert v1["reported train acc"] == pytest.approx(0.85) and v1["ours params"] == v1["reported params"] == 1_232_775
+    assert table.loc["deeper-v1", "reported acc"] == pytest.approx(0.5772)
+    assert np.isnan(table.loc["cbam", "reported acc"]) and pd.isna(table.loc["cbam", "reported params"])
 
 
 def test_study_table_without_runs_lists_what_the_study_reported():

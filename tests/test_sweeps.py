@@ -122,5 +122,9 @@ def test_a_bad_choice_is_refused_before_the_study_exists(small_folder, tmp_path,
                  "--set", f"data.path={small_folder}"])
     assert code == 2 and "search space augmentation = 'heavyy': unknown augmentation" in capsys.readouterr().err
     assert not (tmp_path / "sweeps").exists() and list_sweeps(tmp_path) == []
+    # --config takes a preset's name, as `fer train --config quick` does: the space is what is refused.
+    code = main(["sweep", "--name", "bad", "--config", "quick", "--space", str(space), "--trials", "2",
+                 "--runs-dir", str(tmp_path), "--set", f"data.path={small_folder}"])
+    assert code == 2 and "unknown augmentation" in capsys.readouterr().err
     assert main(["sweep", "report", "nope", "--runs-dir", str(tmp_path)]) == 2
     assert "no sweep 'nope'" in capsys.readouterr().err

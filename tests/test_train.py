@@ -131,7 +131,11 @@ def test_cancel_file_stops_the_job(small_folder, tmp_path, monkeypatch, tiny_ove
 
     run_dirs = []
     real_create = train_module.create_run
-    monkeypatch.setattr(train_module, "create_run", lambda cfg: run_dirs.append(real_create(cfg)) or run_dirs[0])
+    def recording_create(cfg, **kw):
+        run_dirs.append(real_create(cfg, **kw))
+        return run_dirs[0]
+
+    monkeypatch.setattr(train_module, "create_run", recording_create)
     monkeypatch.setattr(train_module, "train_one_epoch", cancel_during_epoch)
     run = train(load_config(None, tiny_overrides(small_folder, tmp_path, 3)))
     assert read_status(run)["state"] == "cancelled"

@@ -1,17 +1,22 @@
 """Transfer learning (frozen head-only epochs, then layer4; backbone lr) and the experiment suites."""
+import io
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision
 
 from fer.config import load_config
+from fer.core.errors import UserError
 from fer.jobs.submit import run_suite
 from fer.jobs.suites import SUITES, study_table, suite_configs, suite_report, suite_runs
 from fer.models import create_model
 from fer.runs.checkpoint import load_checkpoint
-from fer.runs.store import read_config, read_status
+from fer.runs.store import read_config, read_metrics, read_status
 from fer.training.fit import train
 from fer.training.transfer import apply_freeze, parameter_groups
 
@@ -112,14 +117,23 @@ def test_every_suite_runs_on_a_small_sample(name, small_folder, suite_folder, im
         table = study_table(study, {name: report})
         mine = table[table["suite"] == name]
         assert (mine["runs"] == 1).all() and mine["ours acc"].between(0, 1).all()
-        # The sample has no PrivateTest: studies B and D then test on PublicTest, and say so in a tag.
+        # The sample has no PrivateTest: studies B, D (PrivateTest) and E (both test splits) then test on
+        # PublicTest, and say so in a tag.
         assert {read_config(p).data.test_split for p in runs["path"]} == {"PublicTest"}
         adapted = runs["tags"].str.contains("adapted:test_split=PublicTest")
-        assert adapted.all() if study in ("b", "d") else not adapted.any()
+        assert adapted.all() if study in ("b", "d", "e") else not adapted.any()
         # Every --set that changes what a study's run learns is listed beside its number; data.path is not.
         departures = set(mine["adapted"].str.split("; ").explode())
-        assert {"data.limit=70", "train.batch_size=16"} <= departures
+        assert {"data.limit=70", "train.batch_size=16", "train.epochs=1"} <= departures  # 1 epoch: shorter too
         assert not any(d.startswith(("data.path", "train.eval_batch_size")) for d in departures)
+        if name == "study-e-ladder":  # the study's method step 5: the ladder's best runs as one ensemble
+            from fer.jobs.suites.ensemble import suite_ensemble
+
+            table = suite_ensemble(name, suite_folder)
+            assert list(table["variant"])[-1] == "ensemble" and len(table) == len(SUITES.get(name)(1)) + 1
+            assert table["faces"].nunique() == 1 and table["accuracy"].between(0, 1).all()
+            with pytest.raises(UserError, match="at least two variants"):
+                suite_ensemble(name, suite_folder, variants=["cbam"])
 
 
 @pytest.mark.slow
@@ -127,7 +141,7 @@ def test_suite_cli_runs_repeats_and_reports_mean_and_std(small_folder, tmp_path)
     base = [sys.executable, "-m", "fer", "suite"]
     sets = ["--set", f"data.path={small_folder}", "--set", "data.limit=70", "--set", "train.batch_size=16"]
     done = subprocess.run(base + ["run", "depth", "--variant", "depth1", "--variant", "depth7", "--repeats", "2",
-                                  "--epochs", "1", "--jobs", "2", "--quiet", "--runs-dir", str(tmp_path)] + sets,
+                                  "--epochs", "2", "--jobs", "2", "--quiet", "--runs-dir", str(tmp_path)] + sets,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "4 of 4 runs completed" in done.stdout
@@ -140,6 +154,19 @@ def test_suite_cli_runs_repeats_and_reports_mean_and_std(small_folder, tmp_path)
     assert all(r[1] == "2" and r[3] != "" for r in rows)  # two seeds each, so a std exists
     listing = subprocess.run(base + ["list"], capture_output=True, text=True, timeout=120)
     assert all(name in listing.stdout for name in SUITES.names())
+
+    # Learning curves over the seeds: each point is the mean and sample std of the seeds' own metrics.csv rows.
+    shown = subprocess.run(base + ["curves", "depth", "--runs-dir", str(tmp_path), "--format", "csv"],
+                           capture_output=True, text=True, timeout=120)
+    curves = pd.read_csv(io.StringIO(shown.stdout))
+    assert set(curves["variant"]) == {"depth1", "depth7"} and sorted(set(curves["epoch"])) == [1, 2]
+    assert (curves["runs"] == 2).all() and (curves["metric"] == "val_acc").all()
+    runs = suite_runs("depth", tmp_path)
+    for point in curves.itertuples():
+        paths = runs.loc[runs["variant"] == point.variant, "path"]
+        values = [read_metrics(Path(p)).set_index("epoch").loc[point.epoch, "val_acc"] for p in paths]
+        assert point.mean == pytest.approx(np.mean(values)) and point.std == pytest.approx(np.std(values, ddof=1))
+        assert point.low == pytest.approx(point.mean - point.std)
 
 
 def test_a_suite_runs_only_the_variants_named():

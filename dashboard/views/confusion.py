@@ -49,7 +49,7 @@ if "ece" in evaluation:
                    if temperature != 1.0 else None, delta_color="inverse")
 left, right = st.columns([3, 2])
 left.altair_chart(heatmap(confusion_frame(evaluation, normalize), f"{run_a} on {split}"), key="confusion_a")
-right.dataframe(per_class_frame(evaluation), key="confusion_per_class")
+right.dataframe(per_class_frame(evaluation), key="confusion_per_class", placeholder="")
 
 with st.expander("Calibration: reliability diagram", expanded=False):
     bins = reliability(Path(paths[run_a]), split, temperature)
@@ -105,4 +105,5 @@ else:
                                              zip(mistakes["true"], mistakes["pred"], mistakes["confidence"])])
     else:
         st.caption("The images are not in the current data source; showing the table only.")
-    st.dataframe(mistakes[["source", "true", "pred", "confidence"]], hide_index=True, key="confusion_mistakes")
+    st.dataframe(mistakes[["source", "true", "pred", "confidence"]], hide_index=True, key="confusion_mistakes",
+                 placeholder="")

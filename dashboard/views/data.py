@@ -45,7 +45,7 @@ if share:
 st.altair_chart(alt.Chart(long).mark_bar().encode(
     x=alt.X("class:N", sort=list(data.class_names)), y=alt.Y("images:Q", title="share" if share else "images"),
     color="split:N", xOffset="split:N", tooltip=["split", "class", "images"]), key="data_distribution")
-st.dataframe(counts, key="data_counts")
+st.dataframe(counts, key="data_counts", placeholder="")
 
 st.subheader("Samples per class")
 per_class = st.slider("Faces per class", 4, 16, 8, key="data_per_class")
@@ -82,4 +82,4 @@ if leak["cross_split_pairs"]:
 dups = stats.duplicates
 if not dups.empty:
     conflicting = dups.groupby("group")["label"].transform("nunique") > 1
-    st.dataframe(dups[conflicting].head(200), hide_index=True, key="data_conflicts")
+    st.dataframe(dups[conflicting].head(200), hide_index=True, key="data_conflicts", placeholder="")

@@ -56,4 +56,4 @@ if not runs.empty:
     st.dataframe(runs[[c for c in BOARD_COLUMNS if c in runs.columns]].rename(columns={"label": "name"}),
                  key="runs_table", hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="percent")
-                                for c in ("test_acc", "test_macro_f1", "best_val_acc")})
+                                for c in ("test_acc", "test_macro_f1", "best_val_acc")}, placeholder="")

@@ -83,7 +83,7 @@ for i, upload in enumerate(uploads or []):
             width="stretch", key=f"predict_probs_{i}_{n}")
     right.dataframe(pd.DataFrame([{"face": f"#{n}", "emotion": f.label, "confidence": f.confidence,
                                    "box (x, y, w, h)": str(f.box)} for n, f in enumerate(result.faces, 1)]),
-                    hide_index=True, key=f"predict_table_{i}")
+                    hide_index=True, key=f"predict_table_{i}", placeholder="")
     if show_cam:
         faces = [f.face for f in result.faces]
         heatmaps, classes = explain_faces(explainer, faces, cam_method)

@@ -17,6 +17,8 @@ from fer.runs.identity import read_audit, trashed_runs
 from fer.runs.store import BOARD_COLUMNS
 
 SHOWN_COLUMNS = BOARD_COLUMNS[:-1] + ["train_val_gap", "train_seconds", "run_id"]
+# More lines than this are a blur, and each visitor's browser would draw them all.
+CHART_RUNS = 300
 HYPERPARAMETERS = ["config.model.name", "config.optim.name", "config.optim.lr", "config.optim.weight_decay",
                    "config.train.batch_size", "config.train.epochs", "config.augmentation", "config.loss.label_smoothing"]
 
@@ -46,7 +48,7 @@ if tag_text:
 shown = view[[c for c in SHOWN_COLUMNS if c in view.columns]].rename(columns={"label": "name"})
 st.dataframe(shown, hide_index=True, key="runs_board",
              column_config={c: st.column_config.NumberColumn(format="percent") for c in
-                            ("test_acc", "test_macro_f1", "best_val_acc", "train_val_gap")})
+                            ("test_acc", "test_macro_f1", "best_val_acc", "train_val_gap")}, placeholder="")
 st.caption(f"{len(view)} of {len(board)} runs; click a column header to sort.")
 if (warning := mixed_test_sets(view)) is not None:
     st.warning(warning)
@@ -80,11 +82,15 @@ if chosen:
             x="epoch:Q", y="value:Q", color="run:N", strokeDash="metric:N"), key="runs_train_val_chart")
     if len(chosen) > 1:
         st.subheader("Config differences")
-        st.dataframe(config_diff(paths, labels), key="runs_config_diff")
+        st.dataframe(config_diff(paths, labels), key="runs_config_diff", placeholder="")
 
 st.subheader("Hyperparameters vs test accuracy")
-coords = parallel_coordinates(view, HYPERPARAMETERS)
-if not coords.empty and view["test_acc"].notna().any():
+scored = view.dropna(subset=["test_acc"])
+drawn = scored.head(CHART_RUNS)  # the board is sorted best first
+if len(scored) > len(drawn):
+    st.caption(f"The best {len(drawn):,} of {len(scored):,} scored runs; filter above to draw others.")
+coords = parallel_coordinates(drawn, HYPERPARAMETERS)
+if not coords.empty:
     titles = axis_titles(HYPERPARAMETERS)  # the config fields' own names, whole
     coords, ticks = coords.assign(axis=coords["axis"].map(titles)), axis_ticks(coords)
     ticks = ticks.assign(axis=ticks["axis"].map(titles))
@@ -100,7 +106,7 @@ suites = sorted(s for s in set(suite_of) if s and s in SUITES)
 if suites:
     st.subheader("Suites: mean ± std over seeds")
     suite = st.selectbox("Suite", suites, key="runs_suite")
-    st.dataframe(suite_report(suite, folder), hide_index=True, key="runs_suite_report")
+    st.dataframe(suite_report(suite, folder), hide_index=True, key="runs_suite_report", placeholder="")
 
 if not actor().is_operator:
     st.stop()  # viewers look; editing, deleting and restoring are for operators
@@ -151,6 +157,6 @@ with st.expander(f"Trash ({len(trashed)})"):
 with st.expander("Audit log"):
     log = read_audit(Path(folder))
     if log:
-        st.dataframe(log, hide_index=True, key="runs_audit")
+        st.dataframe(log, hide_index=True, key="runs_audit", placeholder="")
     else:
         st.caption("Nothing launched, cancelled, edited or deleted from the dashboard yet.")

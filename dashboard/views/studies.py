@@ -3,6 +3,7 @@
 A study's table lists what it reported (accuracy, where it measured it, parameter counts) next to our
 runs of the same variant (mean ± std over seeds) and the gap. Launching queues a study suite, or the
 study's best model as one run, on the same job queue as the Train page and `fer suite run`."""
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -10,13 +11,44 @@ from access import actor, server_settings
 from common import data_path, runs_dir
 from fer.core.errors import UserError
 from fer.jobs import actions
-from fer.jobs.suites import STUDIES, study_recipe, study_table, suite_report
+from fer.jobs.suites import STUDIES, study_recipe, study_table, suite_curves, suite_report
 
 
 @st.cache_data(ttl=5, show_spinner=False, max_entries=32)
 def cached_study_table(key: str, folder: str) -> pd.DataFrame:
     """Reported vs ours for one study (re-read at most every 5 s while its runs train)."""
     return study_table(key, {name: suite_report(name, folder or None) for name in STUDIES.get(key).suites})
+
+
+@st.cache_data(ttl=5, show_spinner=False, max_entries=32)
+def cached_suite_curves(suite: str, metric: str, folder: str) -> pd.DataFrame:
+    """Mean ± std learning curves per variant (re-read at most every 5 s while the runs train)."""
+    return suite_curves(suite, folder or None, [metric])
+
+
+CURVE_METRICS = {"val_acc": "validation accuracy", "train_acc": "train accuracy"}
+
+
+def learning_curves(study) -> None:
+    """Each variant's mean learning curve over its seeds, in a band of ± one standard deviation."""
+    st.subheader("Learning curves")
+    c1, c2 = st.columns(2)
+    suite = c1.selectbox("Suite", list(study.suites), key="studies_curves_suite")
+    metric = c2.selectbox("Metric", list(CURVE_METRICS), format_func=CURVE_METRICS.get, key="studies_curves_metric")
+    curves = cached_suite_curves(suite, metric, folder)
+    if curves.empty:
+        st.caption("No completed runs of this suite yet.")
+        return
+    base = alt.Chart(curves).encode(x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
+                                    color=alt.Color("variant:N", legend=alt.Legend(labelLimit=300)))
+    band = base.mark_area(opacity=0.2).encode(y="low:Q", y2="high:Q")
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("mean:Q", title=CURVE_METRICS[metric], axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
+        tooltip=["variant", "epoch", alt.Tooltip("mean:Q", format=".1%"), alt.Tooltip("std:Q", format=".1%"), "runs"])
+    st.altair_chart(band + line, use_container_width=True, key="studies_curves_chart")
+    seeds = int(curves["runs"].max())
+    st.caption(f"The mean over each variant's completed seeds (up to {seeds} here); the band is ± one standard "
+               "deviation, so it needs two seeds or more (Seeds per variant below).")
 
 
 st.title("Studies")
@@ -31,15 +63,18 @@ st.markdown(f"**What it did.** {study.did}\n\n**Splits (train · test).** {study
 table = cached_study_table(key, folder)
 percent = st.column_config.NumberColumn(format="percent")
 st.dataframe(table, hide_index=True, key="studies_table",
-             column_config={"reported acc": percent, "ours acc": percent, "ours ± std": percent, "gap": percent,
+             column_config={"reported acc": percent, "reported train acc": percent, "ours acc": percent,
+                            "ours ± std": percent, "ours val acc": percent, "gap": percent,
+                            "ours train–val gap": percent,
                             "reported params": st.column_config.NumberColumn(format="localized"),
-                            "ours params": st.column_config.NumberColumn(format="localized")})
+                            "ours params": st.column_config.NumberColumn(format="localized")}, placeholder="")
 if (table["runs"] == 0).all():
     st.info("No completed runs of this study's suites yet: queue one below.")
-if table["epochs"].gt(0).any():
-    st.caption(f"Our runs trained {int(table['epochs'].max())} epochs at most; the study's best model trained "
-               f"{study.recipe_epochs}. A gap at fewer epochs says little about the recipe.")
+if table["adapted"].str.contains("train.epochs=").any():
+    st.caption("Runs marked train.epochs=N trained fewer epochs than the study's: their gap says little about "
+               "the recipe.")
 st.markdown(f"**Readings chosen.** {study.readings}")
+learning_curves(study)
 
 if not actor().is_operator:
     st.stop()  # rerunning a study queues runs: operators only
@@ -48,7 +83,9 @@ suite_col, recipe_col = st.columns(2)
 with suite_col.form("studies_suite_form"):
     suite = st.selectbox("Suite", list(study.suites), key="studies_suite")
     c1, c2 = st.columns(2)
-    epochs = c1.number_input("Epochs per run", 1, 500, 5, key="studies_suite_epochs")
+    epochs = c1.number_input("Epochs per run", 0, 500, 0, key="studies_suite_epochs",
+                             help="0: each run trains as long as the study's did, with its early stopping. "
+                                  "Fewer epochs are listed as a departure beside the number.")
     repeats = c2.number_input("Seeds per variant", 1, 10, 1, key="studies_suite_repeats")
     if st.form_submit_button("Queue the suite"):
         try:

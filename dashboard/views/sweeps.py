@@ -81,7 +81,8 @@ with left:
         st.caption("No finished trial yet.")
     else:
         points = alt.Chart(steps).mark_circle(size=60).encode(
-            x=alt.X("trial:Q"), y=alt.Y("value:Q", title="best val accuracy", scale=alt.Scale(zero=False)),
+            x=alt.X("trial:Q", axis=alt.Axis(format="d", tickMinStep=1)),  # trials are whole numbers
+            y=alt.Y("value:Q", title="best val accuracy", scale=alt.Scale(zero=False)),
             color=alt.Color("state:N"), tooltip=["trial", "state", alt.Tooltip("value:Q", format=".4f")])
         best_line = alt.Chart(steps).mark_line(interpolate="step-after").encode(x="trial:Q", y="best so far:Q")
         st.altair_chart(points + best_line, width="stretch")
@@ -89,11 +90,12 @@ with right:
     st.subheader("Parameter importance (fANOVA)")
     found = tables["importances"]
     if not found:
-        st.caption("Needs at least two completed trials whose parameters differ.")
+        st.caption("Needs at least two completed trials whose parameters and scores differ.")
     else:
         bars = pd.DataFrame({"parameter": list(found), "importance": list(found.values())})
         st.altair_chart(alt.Chart(bars).mark_bar().encode(
-            x=alt.X("importance:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("parameter:N", sort="-x"),
+            x=alt.X("importance:Q", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("parameter:N", sort="-x", axis=alt.Axis(labelLimit=400)),  # whole setting names
             tooltip=["parameter", alt.Tooltip("importance:Q", format=".3f")]), width="stretch")
 
 st.subheader("Trials in parallel coordinates")
@@ -103,13 +105,14 @@ if lines.empty:
 else:
     axes = [a for a in lines["axis"].unique() if a != METRIC] + [METRIC]
     st.altair_chart(alt.Chart(lines).mark_line(point=True, opacity=0.7).encode(
-        x=alt.X("axis:N", sort=axes, title=None), y=alt.Y("position:Q", title="low → high", axis=None),
+        x=alt.X("axis:N", sort=axes, title=None, axis=alt.Axis(labelLimit=400, labelAngle=-30)),
+        y=alt.Y("position:Q", title="low → high", axis=None),
         color=alt.Color("value:Q", title="val accuracy", scale=alt.Scale(scheme="viridis")),
         strokeDash=alt.StrokeDash("state:N"), detail="trial:N",
         tooltip=["trial", "state", "axis", "label"]), width="stretch")
 
 st.subheader("Trials")
-st.dataframe(trials, hide_index=True, width="stretch", key="sweeps_trials")
+st.dataframe(trials, hide_index=True, width="stretch", key="sweeps_trials", placeholder="")
 
 st.subheader("Best trial → a full run")
 if facts["best"] is None:

@@ -156,21 +156,34 @@ def machine() -> None:
                                                     value=st.session_state["train_auto"]))
 
 
+# Runs trained by the process that created them, not by the queue's worker: where that process is.
+OUTSIDE_QUEUE = {"terminal": "in a terminal (fer train)", "python": "from Python (fer.training.fit.train)"}
+
+
+def show_progress(run_dir) -> None:
+    """A running job's epoch and batch bars, its phase, speed and time left."""
+    progress = run_progress(run_dir)
+    st.progress(progress.epoch_fraction, text=f"epoch {progress.epoch}/{progress.epochs}")
+    if progress.phase == "evaluating":
+        st.info("Evaluating the best checkpoint on the validation and test splits…")
+    else:
+        st.progress(progress.batch_fraction, text=f"batch {progress.batch}/{progress.batches}"
+                    + (" · validating" if progress.phase == "validating" else ""))
+    if progress.eta_s is not None:
+        st.caption(f"{progress.images_per_s or 0:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
+
+
 def job_card(row, status: dict, paused: bool, queue: list) -> None:
     """One run: where it stands, its curves and log, and what can be done with it."""
     run_dir, run_id, state = row["path"], row["run_id"], status.get("state")
     with st.container(border=True):
         st.text(f"{row['label']} · {describe_job(status, paused)} · {row['model']} · {run_id}")  # names are text
+        outside = OUTSIDE_QUEUE.get(status.get("launched_from"))  # `fer train` in a shell, or Python's train()
+        if outside and state in ("running", "queued"):
+            st.caption(f"Started {outside}, not from the dashboard (process {status.get('pid', '?')} on "
+                       f"{plain(status.get('host', '?'))}): Stop ends that command at its next batch.")
         if state == "running":
-            progress = run_progress(run_dir)
-            st.progress(progress.epoch_fraction, text=f"epoch {progress.epoch}/{progress.epochs}")
-            if progress.phase == "evaluating":
-                st.info("Evaluating the best checkpoint on the validation and test splits…")
-            else:
-                st.progress(progress.batch_fraction, text=f"batch {progress.batch}/{progress.batches}"
-                            + (" · validating" if progress.phase == "validating" else ""))
-            if progress.eta_s is not None:
-                st.caption(f"{progress.images_per_s or 0:.0f} images/s · ETA {progress.eta_s / 60:.1f} min")
+            show_progress(run_dir)
         if status.get("error"):
             st.error(plain(status["error"]))
         if status.get("pruned"):
@@ -191,8 +204,12 @@ def job_card(row, status: dict, paused: bool, queue: list) -> None:
         if tail:
             st.code(tail, language=None)
         buttons = st.columns(5)
-        if state in ("running", "queued") and buttons[0].button("Cancel", key=f"cancel_{run_id}"):
+        stop = "Stop" if outside else "Cancel"
+        if state in ("running", "queued") and buttons[0].button(stop, key=f"cancel_{run_id}"):
             actions.cancel(actor(), Path(run_dir))
+            if outside:
+                st.info(f"Asked the run to stop: the command that started it {outside} ends at its next batch "
+                        "and reports the run as cancelled.")
         if state == "queued" and Path(run_dir) in queue:
             position = queue.index(Path(run_dir))
             if buttons[1].button("Move up", key=f"up_{run_id}", disabled=position == 0):

@@ -97,7 +97,8 @@ right.altair_chart(alt.Chart(shares, title="Share of frames per emotion").mark_b
     y=alt.Y("face:N", title="face"), color="emotion:N",
     tooltip=["face", "emotion", alt.Tooltip("share:Q", format=".0%")]).configure_legend(
     orient="bottom", columns=4, labelLimit=0), width="stretch", key="video_shares")  # a legend that fits the column
-right.dataframe(tracks[["track", "frames", "first_s", "last_s", "dominant"]], hide_index=True, key="video_tracks")
+right.dataframe(tracks[["track", "frames", "first_s", "last_s", "dominant"]], hide_index=True, key="video_tracks",
+                placeholder="")
 
 longest_first = tracks.sort_values("frames", ascending=False)["track"]  # the timeline opens on the main face
 face = st.selectbox("Emotion timeline of face", [f"#{t}" for t in longest_first], key="video_face",
@@ -110,4 +111,4 @@ st.altair_chart(alt.Chart(timeline).mark_area().encode(
     width="stretch", key="video_timeline")
 st.download_button("Download the CSV (every analysed frame and face)", result.rows.to_csv(index=False),
                    file_name=f"{Path(upload.name).stem}_fer.csv", mime="text/csv", key="video_download_csv")
-st.dataframe(result.rows, hide_index=True, key="video_rows")
+st.dataframe(result.rows, hide_index=True, key="video_rows", placeholder="")

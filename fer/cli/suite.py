@@ -25,6 +25,7 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
     from fer.jobs.submit import run_suite
     from fer.jobs.suites import suite_report
     from fer.runs.store import read_config
+    from fer.training.presets import config_path
 
     finished = []
 
@@ -35,7 +36,8 @@ def _cmd_suite_run(args: argparse.Namespace) -> int:
             print(f"[{len(finished)}] {run_dir.name}: {status.get('state')}{test}", flush=True)
 
     target = LOCAL if args.ray is None else ray_target(args.ray)
-    states = run_suite(args.name, args.repeats, args.epochs or 0, args.set, args.config, args.runs_dir,
+    config = config_path(str(args.config)) if args.config else None  # a file, or a preset's name (quick, …)
+    states = run_suite(args.name, args.repeats, args.epochs or 0, args.set, config, args.runs_dir,
                        args.jobs, progress, target, args.variant)
     failed = [run_dir for run_dir, state in states.items() if state != "completed"]
     for run_dir in failed:
@@ -64,6 +66,21 @@ def _cmd_suite_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_suite_ensemble(args: argparse.Namespace) -> int:
+    from fer.jobs.suites.ensemble import suite_ensemble
+
+    table = suite_ensemble(args.name, args.runs_dir, args.variant, args.data)
+    print_report(table, args.format)
+    return 0
+
+
+def _cmd_suite_curves(args: argparse.Namespace) -> int:
+    from fer.jobs.suites import suite_curves
+
+    print_report(suite_curves(args.name, args.runs_dir, [args.metric], args.variant), args.format)
+    return 0
+
+
 def _print_study_table(key: str, runs_dir: Optional[Path]) -> None:
     from fer.jobs.suites import STUDIES, study_table, suite_report
 
@@ -85,8 +102,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--repeats", type=int, default=1, help="seeds per variant (train.seed, +1, ...)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME",
                    help="run only this variant (repeatable; default: every variant of the suite)")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: the config's train.epochs)")
-    p.add_argument("--config", type=Path, help="base YAML/JSON config under every variant")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: a study suite trains as long as the study; "
+                                              "other suites the config's train.epochs)")
+    p.add_argument("--config", type=Path, help="base YAML/JSON config under every variant, or a preset's name")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     p.add_argument("--jobs", type=int,
                    help="runs at once, each in its own process (sets the background worker's slots)")
@@ -99,3 +117,20 @@ def add_parsers(sub) -> None:
     p.add_argument("--runs-dir", type=Path)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=_cmd_suite_report)
+    p = suite_sub.add_parser("curves", help="mean ± std learning curves per variant over its seeds (per epoch)")
+    p.add_argument("name", choices=sorted(catalog()["suites"]))
+    p.add_argument("--metric", choices=["val_acc", "train_acc", "val_loss", "train_loss", "val_macro_f1"],
+                   default="val_acc")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME", help="only this variant (repeatable)")
+    p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=_cmd_suite_curves)
+    p = suite_sub.add_parser("ensemble", help="the best run of each variant (on validation), averaged, scored "
+                                              "beside its members on the test split")
+    p.add_argument("name", choices=sorted(catalog()["suites"]))
+    p.add_argument("--variant", action="append", default=[], metavar="NAME",
+                   help="only this variant's best run (repeatable; default: every variant with a completed run)")
+    p.add_argument("--data", help="where the FER2013 data is here (default: where the runs trained)")
+    p.add_argument("--runs-dir", type=Path)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=_cmd_suite_ensemble)

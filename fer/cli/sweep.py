@@ -19,6 +19,7 @@ from fer.core.errors import UserError
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from fer.jobs.queue import LOCAL, describe_target, ray_target
     from fer.jobs.sweeps import SweepSettings, list_sweeps, load_study, open_study, run_sweep
+    from fer.training.presets import config_path
 
     if args.action == "list":
         names = list_sweeps(args.runs_dir)
@@ -35,7 +36,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     settings = SweepSettings(name=name, trials=args.trials, jobs=args.jobs, pruner=args.pruner,
                              startup_trials=args.startup_trials, warmup_epochs=args.warmup_epochs, seed=args.seed,
                              target=target)
-    study = open_study(settings, args.config, args.space, args.set, args.runs_dir, args.storage)
+    config = config_path(str(args.config)) if args.config else None  # a file, or a preset's name (quick, …)
+    study = open_study(settings, config, args.space, args.set, args.runs_dir, args.storage)
     print(f"sweep {name}: {len(study.trials)} trial(s) so far, running up to {args.trials} ({args.jobs} at a time "
           f"on {describe_target(target)}, pruner {args.pruner})", flush=True)
     try:
@@ -71,7 +73,7 @@ def _report(study, args: argparse.Namespace) -> int:
         print("\nparameter importance (fANOVA over completed trials):")
         print(pd.Series(found).to_string(float_format=lambda v: f"{v:.3f}"))
     else:
-        print("\nparameter importance: needs at least two completed trials that differ")
+        print("\nparameter importance: needs at least two completed trials whose parameters and scores differ")
     command = reproduce_command(study, args.runs_dir)
     if command:
         print(f"\nthe best trial again (add --epochs N for a longer run):\n{command}")
@@ -87,7 +89,7 @@ def add_parsers(sub) -> None:
     p.add_argument("action", nargs="?", default="run", choices=["run", "report", "list"])
     p.add_argument("sweep_name", nargs="?", metavar="NAME", help="the sweep (for report; or use --name)")
     p.add_argument("--name", help="the sweep's name (default: the space file's name)")
-    p.add_argument("--config", type=Path, help="base YAML/JSON config of every trial")
+    p.add_argument("--config", type=Path, help="base YAML/JSON config of every trial, or a preset's name (quick, …)")
     p.add_argument("--space", type=Path, help="search space YAML: config keys -> {low, high[, log, step]} or choices")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override in the base config")
     p.add_argument("--trials", type=int, help="the study's total number of trials (more than it has continues it)")

@@ -56,7 +56,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             run_dir = submit(check_config(cfg))
             print(f"{run_dir}: queued; the background worker trains it (watch it with fer runs or the dashboard)")
             return 0
-        run_dir, start_from = create_run(check_config(cfg)), ("queued",)
+        # Marked, so the dashboard's job card says it belongs to a terminal, not to the queue.
+        run_dir, start_from = create_run(check_config(cfg), launched_from="terminal"), ("queued",)
     try:
         train(run_dir=run_dir, progress=not args.quiet, start_from=start_from)
     except UserError:

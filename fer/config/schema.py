@@ -9,11 +9,11 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from fer.core.constants import FER2013_MEAN, FER2013_STD, Preprocessing, SPLITS
+from fer.core.constants import BOTH_TESTS, FER2013_MEAN, FER2013_STD, Preprocessing, SPLITS
 
 # The fixed choices of some fields (registry-backed ones, such as model.name, come from the registries).
-TEST_SPLITS = SPLITS[1:]
-VAL_SOURCES = ("train_fraction",) + TEST_SPLITS
+TEST_SPLITS = (*SPLITS[1:], BOTH_TESTS)
+VAL_SOURCES = ("train_fraction",) + SPLITS[1:]
 SAMPLERS = ("none", "weighted")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
@@ -40,7 +40,8 @@ class DataConfig:
     val_source: str = setting("train_fraction", "Validation from",
                               "train_fraction: a share of the training pool; or a test split (PublicTest/PrivateTest)")
     val_fraction: float = setting(0.1, "Validation share", "share of the training pool kept for validation (seeded)")
-    test_split: str = setting("PublicTest", "Test split", "scored once, at the end, with the best checkpoint")
+    test_split: str = setting("PublicTest", "Test split", "scored once, at the end, with the best checkpoint "
+                                                           "(PublicTest+PrivateTest: both as one test set)")
     train_splits: List[str] = setting(label="Training pool", factory=lambda: ["Training"],
                                       doc="FER2013 splits pooled before validation is carved out "
                                           "(Study D: [Training, PublicTest])")
@@ -74,10 +75,16 @@ class AugmentConfig:
     flip: bool = setting(False, "Horizontal flip", "mirror half of the faces")
     rotation: float = setting(0.0, "Rotation (degrees)", "a uniform angle within ± this (180: any angle)")
     translate: float = setting(0.0, "Shift", "shift by up to this share of the size")
+    scale: List[float] = setting(label="Rescale", factory=lambda: [1.0, 1.0],
+                                 doc="a zoom factor drawn from this range; [1, 1] = off")
+    shear: float = setting(0.0, "Shear (degrees)", "a shear angle within ± this")
+    half_turn: float = setting(0.0, "Upside-down turn", "probability of turning the face by 180°")
     jitter: float = setting(0.0, "Brightness/contrast jitter", "brightness and contrast ± this share")
     erasing: float = setting(0.0, "Random erasing", "probability of erasing one random rectangle")
     erasing_scale: List[float] = setting(label="Erased area", factory=lambda: [0.02, 0.1],
                                          doc="range of the erased rectangle's share of the area")
+    probability: float = setting(1.0, "Share of faces augmented", "the transforms above touch this share of the "
+                                                                  "faces; the rest pass unchanged")
 
 
 @dataclass

@@ -10,6 +10,18 @@ IMAGE_SIZE = 48
 
 # The dataset's own split names (the CSV `Usage` column and the image-file name prefixes).
 SPLITS = ("Training", "PublicTest", "PrivateTest")
+# Both test splits scored as one test set (7,178 faces; Study E tests on their union where both exist).
+BOTH_TESTS = "PublicTest+PrivateTest"
+
+
+def split_parts(split: str) -> tuple:
+    """The FER2013 splits a split name stands for: itself, or both halves of "PublicTest+PrivateTest"."""
+    return tuple(str(split).split("+"))
+
+
+def file_safe_split(split) -> bool:
+    """Whether `split` can name an eval_<split>.json file (a split name, never a path)."""
+    return isinstance(split, str) and split.replace("_", "").replace("+", "").isalnum()
 
 # Pixel mean/std of FER2013 Training on the 0-1 scale (measured by `fer data stats` on 28,709 images).
 FER2013_MEAN = 0.5136

@@ -55,7 +55,7 @@ def heavy(size: int = 48, params: Optional[AugmentConfig] = None) -> Augment:
 
 @AUGMENTATIONS.register("custom")
 def custom(size: int = 48, params: Optional[AugmentConfig] = None) -> Optional[Augment]:
-    """Built from the aug.* settings: crop, flip, rotation, shift, jitter, erasing, in that order."""
+    """Built from the aug.* settings: crop, flip, rotation/shift/rescale/shear, half turn, jitter, erasing, in order."""
     p = params or AugmentConfig()
     steps: List[Callable] = []
     if p.crop == "resized":
@@ -64,12 +64,18 @@ def custom(size: int = 48, params: Optional[AugmentConfig] = None) -> Optional[A
         steps.append(v2.RandomCrop(size, padding=p.crop_padding, padding_mode="reflect"))
     if p.flip:
         steps.append(v2.RandomHorizontalFlip())
-    if p.rotation > 0 or p.translate > 0:
-        steps.append(v2.RandomAffine(degrees=p.rotation, translate=(p.translate, p.translate) if p.translate else None))
+    rescale = tuple(p.scale) if tuple(p.scale) != (1.0, 1.0) else None
+    if p.rotation > 0 or p.translate > 0 or rescale or p.shear > 0:
+        steps.append(v2.RandomAffine(degrees=p.rotation, translate=(p.translate, p.translate) if p.translate else None,
+                                     scale=rescale, shear=p.shear or None))
+    if p.half_turn > 0:
+        steps.append(v2.RandomApply([v2.RandomRotation((180.0, 180.0))], p=p.half_turn))
     if p.jitter > 0:
         steps.append(v2.ColorJitter(brightness=p.jitter, contrast=p.jitter))
     if p.erasing > 0:
         steps.append(v2.RandomErasing(p=p.erasing, scale=tuple(p.erasing_scale), value=0))
+    if steps and p.probability < 1:  # "transforms back, less often" (Study D): the whole list, per face
+        return v2.RandomApply(steps, p=p.probability)
     return v2.Compose(steps) if steps else None
 
 

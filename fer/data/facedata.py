@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from fer.core.constants import CLASS_NAMES, SPLITS
+from fer.core.constants import CLASS_NAMES, SPLITS, split_parts
 
 
 class DataError(ValueError):
@@ -78,8 +78,8 @@ class FaceData:
         return len(self.images)
 
     def split_indices(self, split: str) -> np.ndarray:
-        """Indices of the images in FER2013 split `split` (Training/PublicTest/PrivateTest)."""
-        return np.flatnonzero(self.splits == SPLITS.index(split))
+        """Indices of the images in FER2013 split `split` (Training/PublicTest/PrivateTest, or both tests)."""
+        return np.flatnonzero(np.isin(self.splits, [SPLITS.index(part) for part in split_parts(split)]))
 
     def split_names(self) -> np.ndarray:
         """Split name of each image."""

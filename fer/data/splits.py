@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from fer.config import RunConfig, TEST_SPLITS, VAL_SOURCES
-from fer.core.constants import SPLITS
+from fer.core.constants import SPLITS, split_parts
 from fer.data.facedata import DataError, FaceData
 
 
@@ -43,14 +43,14 @@ def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction
     if val_source not in VAL_SOURCES:
         raise ValueError(f"data.val_source must be one of {VAL_SOURCES}, got {val_source!r}")
     if test_split not in TEST_SPLITS:
-        raise ValueError(f"data.test_split must be PublicTest or PrivateTest, got {test_split!r}")
-    if val_source == test_split:
+        raise ValueError(f"data.test_split must be one of {TEST_SPLITS}, got {test_split!r}")
+    if val_source in split_parts(test_split):
         raise ValueError(f"validation and test are both {test_split}: a test split is never used for "
                          "model selection; set data.test_split to the other test split")
     unknown = [s for s in train_splits if s not in SPLITS]
     if not train_splits or unknown:
         raise ValueError(f"data.train_splits must be FER2013 splits {SPLITS}, got {list(train_splits)}")
-    for role, split in (("test", test_split), ("validation", val_source)):
+    for role, split in [*(("test", part) for part in split_parts(test_split)), ("validation", val_source)]:
         if split in train_splits:
             raise ValueError(f"{split} is both in data.train_splits and the {role} split: a split used for "
                              "training can not also measure it")

@@ -10,11 +10,11 @@ Two stems (`stem`; the preprocessing's `model.input_size` stays 48 for both):
 - "imagenet": faces are upsampled to 224×224 inside `forward` and the ImageNet stem is kept.
 `head_dropout` > 0 puts a dropout before the classifier (`fc` becomes dropout + linear).
 Pretrained weights come from torchvision's weights API (downloaded once into the torch hub cache)
-or from `weights_path`. Without either, the builder raises: never a silent random init.
+or from a checked `weights_path` file (`fer.models.pretrained`). Without either, the builder raises:
+never a silent random init.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict
 
 import torch
@@ -23,17 +23,13 @@ import torch.nn.functional as F
 from torchvision.models import ResNet18_Weights, ResNet34_Weights
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from fer.core.errors import UserError
 from fer.models._registry import register_model
+from fer.models.pretrained import PretrainedWeightsError, imagenet_state_dict
 
 
 STEMS = ("small", "imagenet")
 # Checkpoints written before `stem` existed name it by the input size it implied.
 _LEGACY_INPUT_SIZE = {48: "small", 224: "imagenet"}
-
-
-class PretrainedWeightsError(UserError, RuntimeError):
-    """ImageNet weights were asked for but could not be found or downloaded."""
 
 
 class FaceResNet(ResNet):
@@ -83,24 +79,6 @@ class FaceResNet(ResNet):
             raise PretrainedWeightsError(f"ImageNet weights do not fit: missing {missing}, unexpected {unexpected}")
 
 
-def imagenet_state_dict(weights, weights_path: str = "") -> Dict[str, torch.Tensor]:
-    """ImageNet weights from `weights_path`, else torchvision's cache or download; a clear error offline."""
-    if weights_path:
-        path = Path(weights_path).expanduser()
-        if not path.is_file():
-            raise PretrainedWeightsError(f"weights_path {path} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return state.get("state_dict", state) if isinstance(state, dict) else state
-    try:
-        return weights.get_state_dict(progress=False)
-    except Exception as e:  # URLError, socket errors, HTTP errors: all mean "not reachable"
-        raise PretrainedWeightsError(
-            f"could not get ImageNet weights from {weights.url} ({type(e).__name__}: {e}). Download that file "
-            f"where you have internet and pass --set model.kwargs.weights_path=/path/to/{weights.url.rsplit('/', 1)[-1]}, "
-            f"or put it in the torch hub cache ({torch.hub.get_dir()}/checkpoints/), or train with pretrained=false."
-        ) from e
-
-
 def _build(layers: list, weights, num_classes: int, in_chans: int, pretrained: bool, weights_path: str,
            **kwargs: Any) -> FaceResNet:
     if "input_size" in kwargs:
@@ -111,7 +89,7 @@ def _build(layers: list, weights, num_classes: int, in_chans: int, pretrained: b
     return model
 
 
-@register_model()
+@register_model(imagenet=ResNet18_Weights.IMAGENET1K_V1)
 def resnet18(num_classes: int = 7, in_chans: int = 1, pretrained: bool = False, weights_path: str = "",
              **kwargs: Any) -> FaceResNet:
     """torchvision ResNet-18 for gray faces (stem "small" or "imagenet"), optionally ImageNet-pretrained."""
@@ -119,7 +97,7 @@ def resnet18(num_classes: int = 7, in_chans: int = 1, pretrained: bool = False, 
                   **kwargs)
 
 
-@register_model()
+@register_model(imagenet=ResNet34_Weights.IMAGENET1K_V1)
 def resnet34(num_classes: int = 7, in_chans: int = 1, pretrained: bool = False, weights_path: str = "",
              **kwargs: Any) -> FaceResNet:
     """torchvision ResNet-34 for gray faces (stem "small" or "imagenet"), optionally ImageNet-pretrained."""

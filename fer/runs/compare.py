@@ -22,7 +22,11 @@ CURVE_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "val_macro_f1
 def mixed_test_sets(board: pd.DataFrame) -> Optional[str]:
     """A warning when the runs were scored on different test sets (split or size), else None."""
     scored = board.dropna(subset=["test_acc"]) if "test_acc" in board else board.iloc[0:0]
-    sets = sorted({(str(r.test_split), int(r.test_n)) for r in scored.itertuples() if pd.notna(r.test_n)})
+    if scored.empty or "test_n" not in scored:
+        return None
+    # Distinct pairs first: a 5,000-run board has a handful, and this runs on every page view.
+    pairs = scored[["test_split", "test_n"]].dropna(subset=["test_n"]).drop_duplicates()
+    sets = sorted({(str(split), int(n)) for split, n in zip(pairs["test_split"], pairs["test_n"])})
     if len(sets) <= 1:
         return None
     return ("These runs were scored on different test sets (" + ", ".join(f"{s}: {n:,} images" for s, n in sets)
@@ -150,12 +154,24 @@ def parallel_coordinates(board: pd.DataFrame, columns: Sequence[str], target: st
     return pd.concat(long_rows, ignore_index=True) if long_rows else pd.DataFrame()
 
 
-def axis_ticks(coords: pd.DataFrame) -> pd.DataFrame:
-    """The distinct values on each axis of a parallel-coordinates table, where they sit: the chart's labels."""
+def axis_ticks(coords: pd.DataFrame, most: int = 9) -> pd.DataFrame:
+    """The values on each axis of a parallel-coordinates table, where they sit: the chart's labels.
+
+    Every distinct value while an axis has at most `most`; beyond that (a learning rate drawn per run)
+    `most` of them spread evenly from the lowest to the highest, so labels never pile up."""
     if coords.empty:
         return coords
     ticks = coords.drop_duplicates(["axis", "value"])[["axis", "scaled", "value"]]
+    ticks = ticks.groupby("axis", sort=False, group_keys=False)[["axis", "scaled", "value"]].apply(
+        lambda axis: _spread(axis, most))
     return ticks.assign(value=ticks["value"].map(_short_value))
+
+
+def _spread(axis: pd.DataFrame, most: int) -> pd.DataFrame:
+    if len(axis) <= most:
+        return axis
+    ordered = axis.sort_values("scaled")
+    return ordered.iloc[np.unique(np.linspace(0, len(ordered) - 1, most).round().astype(int))]
 
 
 def _short_value(text: str) -> str:

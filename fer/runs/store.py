@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from fer.config import RunConfig, flatten, from_dict
+from fer.core.constants import file_safe_split
 from fer.core.files import cache_dir, checkpoint_file_problem, pid_alive, read_json
 from fer.runs.identity import is_fer_run, run_identity
 from fer.runs.rowcache import BOARDS, ROWS
@@ -336,7 +337,7 @@ def _section(config: Dict[str, Any], key: str) -> Dict[str, Any]:
 
 def _safe_split(split: Any) -> str:
     """A split name fit for a file name (a hand-edited config must not point the reader elsewhere)."""
-    return split if isinstance(split, str) and split.replace("_", "").isalnum() else "PublicTest"
+    return split if file_safe_split(split) else "PublicTest"
 
 
 # Leaderboard columns for people, accuracy first; `label` is the name made unique (see list_runs).

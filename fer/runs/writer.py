@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Collection, Dict, Iterable, Iterator, Map
 import numpy as np
 
 from fer.config import RunConfig
+from fer.core.constants import file_safe_split
 from fer.core.errors import UserError
 from fer.core.files import atomic_write, is_disk_full, read_json, utc_now, write_json, write_text
 from fer.core.text import check_name, check_tags
@@ -290,7 +291,7 @@ def record_evaluation(run_dir: Path, metrics: Dict[str, Any], predictions: pd.Da
                               "(evaluations of the shipped model go to fer.runs.store.evaluation_dir)")
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     split = metrics["split"]
-    if not str(split).replace("_", "").isalnum():
+    if not file_safe_split(str(split)):
         raise ValueError(f"not a split name: {split!r}")
     write_json(Path(run_dir) / f"eval_{split}.json", metrics)
     atomic_write(Path(run_dir) / f"predictions_{split}.csv",

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from fer.config import RunConfig
+from fer.core.constants import split_parts
 from fer.core.device import amp_dtype, select_device
 from fer.models import create_model
 
@@ -105,7 +106,7 @@ def planned_images(cfg: RunConfig, split_sizes: Dict[str, int]) -> Dict[str, int
         train, val = pool, split_sizes.get(cfg.data.val_source, 0)
     if cfg.data.limit:
         train, val = min(train, cfg.data.limit), min(val, cfg.data.limit)
-    test = split_sizes.get(cfg.data.test_split, 0)
+    test = sum(split_sizes.get(part, 0) for part in split_parts(cfg.data.test_split))
     if cfg.data.test_limit:
         test = min(test, cfg.data.test_limit)
     return {"train": train, "val": val, "test": test}

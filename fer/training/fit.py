@@ -95,7 +95,7 @@ def train(cfg: Optional[RunConfig] = None, run_dir: Optional[Path] = None, progr
     if run_dir is None:
         if cfg is None:
             raise ValueError("train() needs a config or a run folder")
-        run_dir = create_run(check_config(cfg))
+        run_dir = create_run(check_config(cfg), launched_from="python")  # not a queue job: its caller owns it
     else:
         run_dir = own_run(Path(run_dir))  # never a link or a folder fer did not write
         cfg = read_config(run_dir)

@@ -20,7 +20,7 @@ for _name, _file, _title in (
         ("plain-cnn", "plain_cnn_cpu.yaml", "The plain CNN's default recipe, 30 epochs"),
         ("study-a", "studies/a_resnet34_224.yaml", "Study A's best: ImageNet ResNet-34 at 224×224, AdamW + OneCycle"),
         ("study-b", "studies/b_cnn5_bn_skip.yaml", "Study B's best: a 5-layer CNN with BatchNorm and skips"),
-        ("study-c", "studies/c_deep_emotion_steplr.yaml", "Study C: Deep-Emotion with StepLR"),
+        ("study-c", "studies/c_deep_emotion_cosine.yaml", "Study C: Deep-Emotion with cosine annealing"),
         ("study-d", "studies/d_complex_cnn.yaml", "Study D's complex CNN"),
         ("study-e", "studies/e_cbam_cnn.yaml", "Study E's CBAM CNN")):
     PRESETS.register(_name, title=_title)(CONFIGS_DIR / _file)

@@ -18,12 +18,14 @@ from typing import Any, Callable, List, Tuple
 import torch
 
 from fer.config import ConfigError, FIXED_CHOICES, FieldSpec, RunConfig, field_specs, get_field
+from fer.core.constants import split_parts
 from fer.core.device import amp_dtype, amp_warning, select_device
 from fer.core.text import check_name, check_tags
 from fer.data import RunData, default_data_path, run_class_names
 from fer.data.augment import AUGMENTATIONS
 from fer.inference.blendshapes import KIND as BLENDSHAPE_KIND
 from fer.models import MODELS, count_parameters, create_model
+from fer.models.pretrained import check_pretrained
 from fer.training.optim import OPTIMIZERS, SCHEDULERS
 
 # Above this many parameters a model is worth a warning: the default CNN has 1.8 M, ResNet-34 21 M.
@@ -72,6 +74,10 @@ _RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("aug.crop_padding", lambda v: v >= 0, "0 or more"),
     ("aug.rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"),
     ("aug.translate", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("aug.shear", lambda v: 0 <= v < 90, "in [0, 90) degrees"),
+    ("aug.half_turn", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
+    ("aug.probability", lambda v: 0 < v <= 1, "a share in (0, 1]"),
+    ("aug.scale", lambda v: _is_range(v, 0, 4), "two numbers 0 < low ≤ high ≤ 4"),
     ("aug.jitter", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("aug.erasing", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
     ("aug.crop_scale", lambda v: _is_range(v, 0, 1), "two numbers 0 < low ≤ high ≤ 1"),
@@ -126,7 +132,7 @@ def _check_numbers(cfg: RunConfig) -> None:
     if cfg.train.global_batch and cfg.train.global_batch % per_step:
         raise ConfigError(f"train.global_batch ({cfg.train.global_batch}) must be a multiple of train.batch_size × "
                           f"train.gpus ({per_step}): the difference is made up by gradient accumulation")
-    if cfg.data.val_source == cfg.data.test_split:
+    if cfg.data.val_source in split_parts(cfg.data.test_split):
         raise ConfigError(f"data.val_source and data.test_split are both {cfg.data.test_split}: a test split is "
                           "never used for model selection; validate on train_fraction or the other test split")
 
@@ -252,5 +258,7 @@ def check_config(cfg: RunConfig) -> CheckedConfig:
     # Record where the data really came from, so `fer eval` finds it later from any directory.
     config.data.path = str(Path(cfg.data.path or default_data_path()).expanduser().resolve())
     RunData.from_config(config).check()
+    # ImageNet weights it cannot get stop the run here, before any run folder exists.
+    check_pretrained(cfg.model.name, cfg.model.kwargs)
     warning = amp_warning(cfg.train.amp, select_device(cfg.train.device))
     return CheckedConfig(config, tuple(warnings + ([warning] if warning else [])))
