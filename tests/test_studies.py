@@ -227,15 +227,22 @@ def test_study_c_is_its_own_split_schedules_and_numbers():
 
 def test_study_d_grows_its_ladder_as_the_study_did():
     rungs = {next(t for t in c.tags if t.startswith("variant:"))[8:]: c for c in suite_configs("study-d-ladder")}
-    assert list(rungs) == ["basic", "bn", "bn+dropout", "complex", "complex-final"]
-    assert [c.optim.lr for c in rungs.values()] == [0.005, 0.01, 0.01, 0.01, 0.01]
-    fixes = {v: (c.loss.class_weights, c.train.grad_clip, c.sched.name, c.aug.probability) for v, c in rungs.items()}
-    assert fixes.pop("complex-final") == (True, 1.0, "plateau", 0.25)  # the final stage's fixes, on that rung only
-    assert set(fixes.values()) == {(False, 0.0, "none", 1.0)}
+    assert list(rungs) == ["basic", "bn", "bn+dropout", "complex", "complex-fixes", "complex-final", "complex-last-try"]
+    assert [c.optim.lr for c in rungs.values()] == [0.005] + [0.01] * 6
+    stages = {v: (c.loss.class_weights, c.train.grad_clip, c.sched.name, c.sched.patience, c.sched.factor,
+                  c.augmentation, c.aug.probability, c.train.epochs) for v, c in rungs.items()}
+    # The complex CNN's stages in the study's order: fixes without transforms, the transforms back on a quarter
+    # of the faces (the model it kept), then the last try's stronger decay, patience 1 and more epochs.
+    assert stages.pop("complex-fixes") == (True, 1.0, "plateau", 3, 0.5, "none", 1.0, 30)
+    assert stages.pop("complex-final") == (True, 1.0, "plateau", 3, 0.5, "custom", 0.25, 30)
+    assert stages.pop("complex-last-try") == (True, 1.0, "plateau", 1, 0.1, "custom", 0.25, 40)
+    assert {s[:3] + s[5:] for s in stages.values()} == {(False, 0.0, "none", "custom", 1.0, 30)}
     assert all((c.aug.rotation, c.aug.half_turn) == (10.0, 0.5) for c in rungs.values())
-    assert rungs["complex"].model.kwargs == rungs["complex-final"].model.kwargs
+    assert all(c.model.kwargs == rungs["complex"].model.kwargs for v, c in rungs.items() if v.startswith("complex"))
     table = study_table("d", {}).set_index("variant")
     assert table.loc["complex", "reported acc"] == 0.61 and np.isnan(table.loc["bn+dropout", "reported acc"])
+    assert table.loc["complex-final", "reported acc"] == 0.627473
+    assert table.loc[["complex-fixes", "complex-last-try"], "reported acc"].isna().all()
     # The 180° turn is exact (a face upside down), and "less often" leaves most faces untouched.
     face = torch.arange(48 * 48, dtype=torch.float32).reshape(1, 48, 48).div(48 * 48 / 255).to(torch.uint8)
     turn = build_augmentation("custom", 48, AugmentConfig(half_turn=1.0))

@@ -53,6 +53,8 @@ STUDIES.register("a")(Study(
     "clipping; AdamW, SGD, KacıFANN and Momentum-Kacı with OneCycle.",
     "The study names no split; here Training (validation carved from it) · PublicTest",
     "'A few' head-only epochs: a tenth of the run, 1 to 5. 'Light' RandomErasing: p 0.25, 2–10% of the area. "
+    "Gray to 3 channels (R = G = B) as its slides and summary say; its code excerpt swaps conv1 for a new "
+    "1-channel conv instead, which would discard conv1's ImageNet weights, and is not followed. "
     "Each optimizer's backbone rate is a tenth of its head rate. Normalisation (x − 0.5) / 0.5 as its code; weight "
     "decay for AdamW only (PyTorch's 0.01), none for SGD and the Kacı optimizers, whose updates it writes out. "
     "It does not say where its 68.8% was measured; it is compared with our PublicTest accuracy.",
@@ -123,19 +125,25 @@ STUDIES.register("d")(Study(
     "d", "Kaggle basic → complex CNN",
     "Training + PublicTest merged, a random 75/25 split, PrivateTest as the test; faces tilted by up to 10° and "
     "turned by 180° at random; basic CNN (Adam 0.005, Kaiming init) → + BN (0.01) → + dropout (0.25 / 0.5) → "
-    "complex CNN (61%); then, on the complex CNN only, class-weighted loss, clipping, ReduceLROnPlateau with "
-    "patience 1 and the transforms back less often (62.75%; Colab stopped it at epoch 23).",
+    "complex CNN (61%); then, on the complex CNN only, class-weighted loss, gradient scaling and a scheduler "
+    "with the transforms taken out (it overfitted), the transforms back less often (the 62.7473% it kept), and "
+    "a last try with a stronger decay, patience 1 and more epochs that Colab stopped at epoch 23, no better.",
     "Training + PublicTest (75% train / 25% validation, random) · PrivateTest",
     "Basic: 3 blocks of two convs (32-64-128), FC 256; complex: 4 blocks (64→512), FC 512-256 (the study copied "
     "it from an assignment it does not list). '180° at random': half the faces turned upside down. The final "
-    "stage's stronger decay than halving: ×0.1; 'less often': a quarter of the faces; its clipping: norm 1.0. "
+    "stage's scheduler: plateau halving after 3 epochs (patience unstated), its gradient scaling: clipping at "
+    "norm 1.0; 'less often': a quarter of the faces; the last try's 'stronger than halving': ×0.1, its 'more "
+    "epochs': 40. 'Kept the previous model's 62.7473%' is read as the model before the last try, the final one. "
     "Learning rates: 0.005 for the basic net, 0.01 from BN on (the study raised it for BN and did not change it "
-    "again). 30 epochs; the study's final run stopped at 23.",
+    "again). 30 epochs.",
     ("study-d-ladder",), ("study-d-ladder", "complex-final"), 30,
     (Reported("study-d-ladder", "basic", "basic CNN"), Reported("study-d-ladder", "bn", "+ BN"),
      Reported("study-d-ladder", "bn+dropout", "+ BN + dropout"),
      Reported("study-d-ladder", "complex", "complex CNN", 0.61, None, "PrivateTest"),
-     Reported("study-d-ladder", "complex-final", "complex CNN, final fixes", 0.627473, None, "PrivateTest"))))
+     Reported("study-d-ladder", "complex-fixes", "+ weighted loss, clipping, scheduler, no transforms"),
+     Reported("study-d-ladder", "complex-final", "+ the transforms back, less often (kept)", 0.627473, None,
+              "PrivateTest"),
+     Reported("study-d-ladder", "complex-last-try", "+ ×0.1 decay, patience 1 (stopped at epoch 23)"))))
 
 STUDIES.register("e")(Study(
     "e", "W&B baseline → deeper → CBAM",
@@ -152,7 +160,8 @@ STUDIES.register("e")(Study(
     "V2: 'FC 512 → 256' read as one FC layer of 256; Dropout2d 0.1 in the first two blocks. V3: Deeper V2 with "
     "shear ±10° and jitter 0.2. CBAM: channel reduction 16, a 1×1 spatial conv (as written; 7×7 in the CBAM "
     "paper, `model.kwargs.spatial_kernel=7`), rotation ±15°, plateau patience 3, early stopping 7. Plateau "
-    "factor 0.5 everywhere. 'Deeper V2 results' repeat V1's numbers word for word, so they are not attached to V2.",
+    "factor 0.5 everywhere. V3's 'Normalize' (values not given): FER2013 Training's mean and std, on every rung. "
+    "'Deeper V2 results' repeat V1's numbers word for word, so they are not attached to V2.",
     ("study-e-ladder",), ("study-e-ladder", "cbam"), 50,
     (Reported("study-e-ladder", "baseline-v1", "Baseline V1 (simple CNN)", 0.60, 1_232_775, "validation",
               train_accuracy=0.85),
