@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 from fer.config import RunConfig
+from fer.core.serving import free_port, wait_until_healthy
 from fer.models import MODELS
 from fer.runs.identity import RUN_FORMAT
 from fer.runs.store import list_runs
@@ -76,14 +77,6 @@ def _sessions_at_once(root: Path, sessions: int, board=list_runs) -> list:
 TIMEOUT_MS = 300_000  # a session that waits this long has failed the 10 s goal by far
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _browsers_at_once(url: str, sessions: int) -> list:
     """Seconds until each of `sessions` Chromium pages, opened together, shows the whole leaderboard."""
     import asyncio
@@ -112,20 +105,13 @@ class _Server:
         import subprocess
         import sys
 
-        self.port = _free_port()
+        self.port = free_port()
         self.process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script),
                                          "--server.headless=true", f"--server.port={self.port}"],
                                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def __enter__(self) -> "_Server":
-        import urllib.request
-
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_until_healthy(f"http://127.0.0.1:{self.port}", timeout_s=120)
         return self
 
     def __exit__(self, *exc) -> None:

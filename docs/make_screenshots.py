@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 from skimage import data as skdata
+
+from fer.core.serving import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -57,28 +58,15 @@ def make_runs(runs_dir: Path, env: dict) -> None:
         fer("sweep", *SWEEP, "--runs-dir", str(runs_dir), "--quiet", env=env)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def dashboard(env: dict, cwd: Path) -> Iterator[str]:
     """`streamlit run dashboard/app.py` from `cwd` on a free local port; yields its URL."""
-    import urllib.request
-
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
                                "--server.headless=true", f"--server.port={port}"], env=env, cwd=cwd,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout_s=120)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()

@@ -77,4 +77,9 @@ class Ensemble:
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """The mean of every member's probabilities."""
-        return np.mean([m.predict_faces(faces) for m in self.members], axis=0).astype(np.float32)
+        return self.combine([m.predict_faces(faces) for m in self.members])
+
+    @staticmethod
+    def combine(member_probabilities: Sequence[np.ndarray]) -> np.ndarray:
+        """The ensemble's probabilities from its members' (for callers that already hold them)."""
+        return np.mean(member_probabilities, axis=0).astype(np.float32)

@@ -87,6 +87,13 @@ def imagenet_state_dict(weights, weights_path: str = "") -> Dict[str, torch.Tens
         ) from e
 
 
+def with_imagenet(model, weights, pretrained: bool, weights_path: str = ""):
+    """`model` with ImageNet's weights copied in (its own `load_imagenet`) when asked for, else as built."""
+    if pretrained or weights_path:
+        model.load_imagenet(imagenet_state_dict(weights, weights_path))
+    return model
+
+
 def check_pretrained(name: str, kwargs: Mapping[str, Any]) -> None:
     """Make sure the weights a model's kwargs ask for can be had (downloading them once if they can)."""
     if not (kwargs.get("pretrained") or kwargs.get("weights_path")):

@@ -24,7 +24,7 @@ from torchvision.models import ResNet18_Weights, ResNet34_Weights
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from fer.models._registry import register_model
-from fer.models.pretrained import PretrainedWeightsError, imagenet_state_dict
+from fer.models.pretrained import PretrainedWeightsError, with_imagenet
 
 
 STEMS = ("small", "imagenet")
@@ -83,10 +83,8 @@ def _build(layers: list, weights, num_classes: int, in_chans: int, pretrained: b
            **kwargs: Any) -> FaceResNet:
     if "input_size" in kwargs:
         kwargs["stem"] = _LEGACY_INPUT_SIZE.get(kwargs.pop("input_size"), "invalid")
-    model = FaceResNet(layers, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    if pretrained or weights_path:
-        model.load_imagenet(imagenet_state_dict(weights, weights_path))
-    return model
+    return with_imagenet(FaceResNet(layers, num_classes=num_classes, in_chans=in_chans, **kwargs), weights,
+                         pretrained, weights_path)
 
 
 @register_model(imagenet=ResNet18_Weights.IMAGENET1K_V1)

@@ -17,7 +17,7 @@ import torchvision
 from torchvision.models import ConvNeXt_Tiny_Weights, EfficientNet_B0_Weights
 
 from fer.models._registry import register_model
-from fer.models.pretrained import PretrainedWeightsError, imagenet_state_dict
+from fer.models.pretrained import PretrainedWeightsError, with_imagenet
 
 
 class TransferNet(nn.Module):
@@ -56,10 +56,8 @@ class TransferNet(nn.Module):
 
 def _build(arch: str, weights, num_classes: int, in_chans: int, pretrained: bool, weights_path: str,
            **kwargs: Any) -> TransferNet:
-    model = TransferNet(arch, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    if pretrained or weights_path:
-        model.load_imagenet(imagenet_state_dict(weights, weights_path))
-    return model
+    return with_imagenet(TransferNet(arch, num_classes=num_classes, in_chans=in_chans, **kwargs), weights,
+                         pretrained, weights_path)
 
 
 @register_model(imagenet=EfficientNet_B0_Weights.IMAGENET1K_V1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import pandas as pd
 
 from fer.core.device import select_device
@@ -55,8 +54,7 @@ def suite_ensemble(name: str, runs_dir: Optional[Path] = None, variants: Sequenc
         probs = member.predict_faces(faces)
         every.append(probs)
         rows.append(_row(variant, member.name, len(index), score(member, run_data.data, index, split, probs).metrics))
-    average = np.mean(every, axis=0).astype(np.float32)  # what Ensemble.predict_faces computes, without a second pass
-    ensemble_metrics = score(ensemble, run_data.data, index, split, average).metrics
+    ensemble_metrics = score(ensemble, run_data.data, index, split, ensemble.combine(every)).metrics  # no second pass
     rows.append(_row("ensemble", f"the mean of the {len(members)} runs above", len(index), ensemble_metrics))
     return pd.DataFrame(rows)
 
