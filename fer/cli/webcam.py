@@ -40,7 +40,8 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     print(f"{report.frames_shown} frames shown in {report.seconds:.1f} s ({report.fps:.1f} FPS); the model "
           f"analysed {report.frames_analysed} and skipped {report.frames_dropped} it had no time for"
           + ("; closed with q" if report.quit_by_key else "")
-          + (f"; last frame: {args.screenshot}" if args.screenshot else ""))
+          + (f"; last frame: {args.screenshot} ({', '.join(report.last_labels) or 'no face'})"
+             if args.screenshot else ""))
     return 0
 
 

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -108,6 +108,7 @@ class WindowReport:
     frames_dropped: int
     seconds: float
     quit_by_key: bool
+    last_labels: Tuple[str, ...] = ()  # the labels drawn on the last frame shown, left to right
 
     @property
     def fps(self) -> float:
@@ -152,7 +153,9 @@ def run_window(analyzer, capture, *, from_file: bool, max_frames: Optional[int] 
     if screenshot is not None and last is not None:
         Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(screenshot), cv2.cvtColor(last, cv2.COLOR_RGB2BGR))
-    return WindowReport(shown, analyzer.inferences, analyzer.dropped, time.monotonic() - start, quit_by_key)
+    drawn = analyzer.drawn.faces if analyzer.drawn is not None and last is not None else []
+    labels = tuple(face.label for face in sorted(drawn, key=lambda face: face.box[0]))
+    return WindowReport(shown, analyzer.inferences, analyzer.dropped, time.monotonic() - start, quit_by_key, labels)
 
 
 if __name__ == "__main__":  # `python -m fer.inference.desktop [--build]`: exit 0 when a window can open here

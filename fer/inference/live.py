@@ -71,6 +71,7 @@ class LiveAnalyzer:
         self._wake = threading.Condition()
         self._latest: Optional[ImagePrediction] = None
         self._latest_arrived = 0.0  # when the frame behind `_latest` arrived (monotonic)
+        self.drawn: Optional[ImagePrediction] = None  # the labels on the frame `process` returned last
         self._shown, self._inferred = _Rate(), _Rate()
         self.frames = 0  # frames returned
         self.inferences = 0  # frames the model saw
@@ -137,6 +138,7 @@ class LiveAnalyzer:
         latest = self._latest
         if latest is None:
             latest = ImagePrediction([], rgb.shape[1], rgb.shape[0], self._detector.name)
+        self.drawn = latest
         return annotate(rgb, latest, fps=self.fps())
 
     def analyse(self, rgb: np.ndarray) -> ImagePrediction:
