@@ -88,8 +88,10 @@ def test_leaderboard_lists_the_run(finished_run):
 
 
 @pytest.mark.slow
-def test_cancelled_then_resumed_run_retraces_an_uninterrupted_one(small_folder, tmp_path, monkeypatch, tiny_overrides):
-    overrides = tiny_overrides(small_folder, tmp_path, 3, "augmentation=heavy")
+@pytest.mark.parametrize("loader", ["resident", "dataloader"])
+def test_cancelled_then_resumed_run_retraces_an_uninterrupted_one(small_folder, tmp_path, monkeypatch, tiny_overrides,
+                                                                   loader):
+    overrides = tiny_overrides(small_folder, tmp_path, 3, "augmentation=heavy", f"data.loader={loader}")
     straight = train(load_config(None, overrides))
 
     real_epoch = train_module.train_one_epoch

@@ -18,11 +18,13 @@ SAMPLERS = ("none", "weighted")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 CROPS = ("none", "pad", "resized")
+LOADERS = ("auto", "resident", "dataloader")
 LABEL_SETS = ("fer2013", "ferplus")  # FER2013's own labels, or Microsoft's FER+ votes (fer.data.ferplus)
 FERPLUS_MODES = ("majority", "soft")
 FIXED_CHOICES: Dict[str, Sequence[str]] = {
     "data.labels": LABEL_SETS, "data.ferplus_mode": FERPLUS_MODES, "data.val_source": VAL_SOURCES, "data.test_split": TEST_SPLITS, "data.sampler": SAMPLERS,
-    "train.amp": AMP_MODES, "train.device": DEVICES, "aug.crop": CROPS, "train.nonfinite": ("stop", "skip"),
+    "train.amp": AMP_MODES, "train.device": DEVICES, "aug.crop": CROPS, "data.loader": LOADERS,
+    "train.nonfinite": ("stop", "skip"),
 }
 
 
@@ -53,7 +55,12 @@ class DataConfig:
                               "cap the test split too; 0 keeps all of it, so test scores of runs stay comparable")
     sampler: str = setting("none", "Sampler", "weighted: draw faces with inverse class frequency (rare classes "
                                               "more often)")
-    num_workers: int = setting(0, "Data-loader workers", "processes preparing batches; 0 = in the training process")
+    loader: str = setting("auto", "Training batches", "auto: the fast path (the split as one tensor on the training "
+                                                      "device, batched augmentation) where the augmentation has a "
+                                                      "batched form and the split fits, else a DataLoader; "
+                                                      "resident or dataloader: always that one")
+    num_workers: int = setting(0, "Data-loader workers", "processes preparing batches on the DataLoader path; 0 = in "
+                                                        "the training process")
     mean: float = setting(FER2013_MEAN, "Pixel mean", "normalisation mean (0-1 scale; FER2013's by default)")
     std: float = setting(FER2013_STD, "Pixel std", "normalisation standard deviation (0-1 scale)")
     labels: str = setting("fer2013", "Labels", "fer2013, or ferplus: Microsoft's FER+ votes (8 classes; needs "

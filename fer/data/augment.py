@@ -7,7 +7,7 @@ list of transforms can be written in a config.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torchvision.transforms import v2
@@ -25,32 +25,33 @@ def no_augmentation(size: int = 48, params: Optional[AugmentConfig] = None) -> O
     return None
 
 
+# The presets as `aug.*` settings: one table feeds the per-face transforms below and their batched
+# form (`fer.data.batched`), so both paths of a run augment alike.
+PRESET_SETTINGS: Dict[str, AugmentConfig] = {
+    "light": AugmentConfig(crop="pad", crop_padding=4, flip=True),
+    "standard": AugmentConfig(crop="resized", crop_scale=[0.8, 1.0], crop_ratio=[0.9, 1.1], flip=True, rotation=10.0,
+                              jitter=0.2),
+    "heavy": AugmentConfig(flip=True, rotation=15.0, translate=0.2, scale=[0.8, 1.2], shear=10.0, jitter=0.3,
+                           erasing=0.5, erasing_scale=[0.02, 0.15]),
+}
+
+
 @AUGMENTATIONS.register("light")
 def light(size: int = 48, params: Optional[AugmentConfig] = None) -> Augment:
     """Flip and a padded random crop (±4 px shift)."""
-    return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomCrop(size, padding=4, padding_mode="reflect")])
+    return custom(size, PRESET_SETTINGS["light"])
 
 
 @AUGMENTATIONS.register("standard")
 def standard(size: int = 48, params: Optional[AugmentConfig] = None) -> Augment:
     """Random resized crop, flip, ±10° rotation, brightness/contrast jitter."""
-    return v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomRotation(10),
-        v2.ColorJitter(brightness=0.2, contrast=0.2),
-    ])
+    return custom(size, PRESET_SETTINGS["standard"])
 
 
 @AUGMENTATIONS.register("heavy")
 def heavy(size: int = 48, params: Optional[AugmentConfig] = None) -> Augment:
     """Khaireddin & Chen style: ±20% rescale and shift, ±15° rotation, shear, jitter, erasing."""
-    return v2.Compose([
-        v2.RandomHorizontalFlip(),
-        v2.RandomAffine(degrees=15, translate=(0.2, 0.2), scale=(0.8, 1.2), shear=10),
-        v2.ColorJitter(brightness=0.3, contrast=0.3),
-        v2.RandomErasing(p=0.5, scale=(0.02, 0.15), value=0),
-    ])
+    return custom(size, PRESET_SETTINGS["heavy"])
 
 
 @AUGMENTATIONS.register("custom")

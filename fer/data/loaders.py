@@ -59,13 +59,10 @@ class ShardSampler(Sampler):
         return iter(order[self.rank::self.world])
 
 
-def train_loader(images: np.ndarray, labels: np.ndarray, augment: Optional[Augment], batch_size: int,
-                 sampler: str, num_classes: int, generator: torch.Generator, num_workers: int = 0,
-                 rank: int = 0, world: int = 1, pin_memory: bool = False,
-                 targets: Optional[np.ndarray] = None) -> DataLoader:
-    """Shuffled (or class-balanced with sampler='weighted') training batches; process `rank`'s shard of them.
-
-    `targets` (N×C probabilities) replace the class-index labels as what the loss sees."""
+def training_order(labels: np.ndarray, sampler: str, num_classes: int, generator: torch.Generator,
+                   rank: int = 0, world: int = 1) -> Sampler:
+    """The order of one epoch's training faces (shuffled, or class-balanced with sampler='weighted'), process
+    `rank`'s shard of it: the DataLoader path and the resident fast path draw it alike."""
     if sampler == "weighted":
         per_sample = inverse_frequency_weights(labels, num_classes)[labels]
         order: Sampler = WeightedRandomSampler(torch.as_tensor(per_sample), num_samples=len(labels), replacement=True,
@@ -74,12 +71,24 @@ def train_loader(images: np.ndarray, labels: np.ndarray, augment: Optional[Augme
         order = RandomSampler(range(len(labels)), generator=generator)
     else:
         raise ValueError(f"data.sampler must be 'none' or 'weighted', got {sampler!r}")
-    if world > 1:
-        order = ShardSampler(order, rank, world)
-    # A last batch of one image breaks BatchNorm in train mode; drop it only then.
-    shard = len(order)
-    return DataLoader(FaceDataset(images, labels if targets is None else targets, augment), batch_size=batch_size, sampler=order,
-                      num_workers=num_workers, drop_last=shard % batch_size == 1,
+    return ShardSampler(order, rank, world) if world > 1 else order
+
+
+def drops_last(shard: int, batch_size: int) -> bool:
+    """Whether an epoch drops its last batch: only when it would hold one face, which breaks BatchNorm in train mode."""
+    return shard % batch_size == 1
+
+
+def train_loader(images: np.ndarray, labels: np.ndarray, augment: Optional[Augment], batch_size: int,
+                 sampler: str, num_classes: int, generator: torch.Generator, num_workers: int = 0,
+                 rank: int = 0, world: int = 1, pin_memory: bool = False,
+                 targets: Optional[np.ndarray] = None) -> DataLoader:
+    """Shuffled (or class-balanced with sampler='weighted') training batches; process `rank`'s shard of them.
+
+    `targets` (N×C probabilities) replace the class-index labels as what the loss sees."""
+    order = training_order(labels, sampler, num_classes, generator, rank, world)
+    return DataLoader(FaceDataset(images, labels if targets is None else targets, augment), batch_size=batch_size,
+                      sampler=order, num_workers=num_workers, drop_last=drops_last(len(order), batch_size),
                       persistent_workers=num_workers > 0, pin_memory=pin_memory)
 
 

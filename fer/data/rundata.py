@@ -8,7 +8,7 @@ alone (the seed, the validation source, the limits), so every user sees the same
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -101,6 +101,42 @@ class RunData:
                             build_augmentation(cfg.augmentation, IMAGE_SIZE, cfg.aug),
                             cfg.train.batch_size, cfg.data.sampler, self.num_classes, generator,
                             cfg.data.num_workers, rank, world, pin_memory=pin_memory, targets=self.soft_targets())
+
+    def train_batches(self, generator: "torch.Generator", device: "torch.device", rank: int = 0,
+                      world: int = 1) -> Tuple[Iterable, str]:
+        """Training batches and where they come from: resident on `device` (the fast path) or a DataLoader.
+
+        `data.loader=auto` takes the fast path when the augmentation has a batched form and the split
+        fits; `resident` insists on it (DataError otherwise); `dataloader` keeps the per-face path."""
+        setting = self.cfg.data.loader
+        reason = self.resident_refusal(device) if setting != "dataloader" else "data.loader=dataloader"
+        if reason is None:
+            from fer.data.batched import batched_augmentation
+            from fer.data.resident import resident_batches
+
+            cfg, train = self.cfg, self.splits.train
+            augment = batched_augmentation(cfg.augmentation, cfg.aug)[1]
+            batches = resident_batches(self.data.images[train], self.data.labels[train], augment,
+                                       cfg.train.batch_size, cfg.data.sampler, self.num_classes, generator, device,
+                                       rank, world, targets=self.soft_targets())
+            return batches, f"resident on {device.type}, batched augmentation ({cfg.augmentation})"
+        if setting == "resident":
+            raise DataError(f"data.loader=resident is not possible here: {reason}")
+        return self.train_loader(generator, rank, world, pin_memory=device.type == "cuda"), f"DataLoader ({reason})"
+
+    def resident_refusal(self, device: Optional["torch.device"] = None) -> Optional[str]:
+        """Why the fast path cannot take this run (on `device`, if given), or None when it can."""
+        from fer.data.batched import batched_augmentation
+
+        if not batched_augmentation(self.cfg.augmentation, self.cfg.aug)[0]:
+            return f"augmentation {self.cfg.augmentation!r} has no batched form"
+        if device is not None:
+            from fer.data.resident import fits_on
+
+            nbytes = len(self.splits.train) * self.data.images[0].nbytes
+            if not fits_on(device, nbytes):
+                return f"the training faces ({nbytes / 2**20:.0f} MiB) would take too much of the free memory"
+        return None
 
     def val_loader(self) -> "DataLoader":
         """Ordered, un-augmented validation batches."""

@@ -194,7 +194,8 @@ def _build(cfg: RunConfig, recorder: Recorder, ctx: DistContext) -> _Job:
                       f"{count_parameters(module):,}", describe_device(device), dtype,
                       f", {ctx.world} processes (DistributedDataParallel)" if ctx.active else "")
     generator = torch.Generator()
-    loader = run_data.train_loader(generator, ctx.rank, ctx.world, pin_memory=device.type == "cuda")
+    loader, source = run_data.train_batches(generator, device, ctx.rank, ctx.world)
+    recorder.log.info("training batches: %s", source)
     per_step = cfg.train.batch_size * ctx.world
     accumulate = max(1, cfg.train.global_batch // per_step) if cfg.train.global_batch else 1
     optimizer = build_optimizer(parameter_groups(module, cfg), cfg.optim)

@@ -23,6 +23,7 @@ from fer.core.device import amp_dtype, amp_warning, select_device
 from fer.core.text import check_name, check_tags
 from fer.data import RunData, default_data_path, run_class_names
 from fer.data.augment import AUGMENTATIONS
+from fer.data.batched import batched_augmentation
 from fer.inference.blendshapes import KIND as BLENDSHAPE_KIND
 from fer.models import MODELS, count_parameters, create_model
 from fer.models.pretrained import check_pretrained
@@ -115,6 +116,9 @@ def _check_choices(cfg: RunConfig) -> None:
     for key, choices in FIXED_CHOICES.items():
         if key != "train.device" and get_field(cfg, key) not in choices:  # devices: cuda:1 is fine too
             raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {get_field(cfg, key)!r}")
+    if cfg.data.loader == "resident" and not batched_augmentation(cfg.augmentation, cfg.aug)[0]:
+        raise ConfigError(f"data.loader=resident: augmentation {cfg.augmentation!r} has no batched form; use "
+                          "data.loader=auto (it falls back to a DataLoader) or another preset")
     try:
         amp_dtype(cfg.train.amp, select_device(cfg.train.device))
     except (RuntimeError, ValueError) as e:

@@ -5,7 +5,7 @@ Both paths apply the same 'standard' augmentation preset and the same normalisat
 difference is where the faces come from (decoded uint8 arrays vs JPEG files decoded by PIL per item).
 It reports the data pipeline alone and a full training step (forward, backward, AdamW).
 
-    python benchmarks/train_throughput.py PATH [--batches 40] [--workers 0] [--amp off|bf16]
+    python benchmarks/data_path_throughput.py PATH [--batches 40] [--workers 0] [--amp off|bf16]
 """
 import argparse
 import os
