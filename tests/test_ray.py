@@ -18,10 +18,10 @@ import pytest
 
 from fer.config import RunConfig, load_config
 from fer.core.files import read_json
-from fer.jobs.queue import describe_job, describe_target, ray_address, ray_target
+from fer.jobs.queue import describe_job, describe_target, ray_address, ray_target, set_ray_storage
 from fer.jobs.ray import task_resources
 from fer.jobs.submit import submit_all
-from fer.jobs.worker import resume, wait
+from fer.jobs.worker import resume, wait, worker_pid
 from fer.runs.checkpoint import load_checkpoint
 from fer.runs.store import list_runs, read_metrics, read_status
 from fer.training.validate import check_config
@@ -41,7 +41,8 @@ def test_targets_and_task_resources():
 
 
 @pytest.mark.slow
-def test_a_suite_runs_on_a_local_ray_instance(small_folder, tmp_path):
+def test_a_suite_runs_on_a_local_ray_instance_in_shared_mode(small_folder, tmp_path):
+    set_ray_storage(tmp_path, "shared")  # the task writes the run folder itself (streamed: test_ray_cluster.py)
     sets = ["--set", f"data.path={small_folder}", "--set", "data.limit=70", "--set", "train.batch_size=16"]
     variants = ["--variant", "depth1", "--variant", "depth3", "--variant", "depth5"]
     done = subprocess.run([sys.executable, "-m", "fer", "suite", "run", "depth", *variants, "--epochs", "2", "--ray",
@@ -53,6 +54,7 @@ def test_a_suite_runs_on_a_local_ray_instance(small_folder, tmp_path):
     for run_dir in map(Path, board["path"]):
         status = read_status(run_dir)
         assert status["state"] == "completed" and status["target"] == "ray" and status["waiting"] is None
+        assert status["ray_storage"] == "shared" and "node" not in status
         assert list(read_metrics(run_dir)["epoch"]) == [1, 2]
         assert load_checkpoint(run_dir / "best.pt")["metrics"]["test"]["accuracy"] == pytest.approx(status["test_acc"])
         assert read_json(run_dir / "eval_PublicTest.json")["n"] == 105
@@ -80,7 +82,10 @@ def test_ray_cancel_and_a_worker_that_dies(small_folder, tmp_path, tiny_override
     assert subprocess.run([sys.executable, "-m", "fer", "cancel", cancelled.name, "--runs-dir", str(tmp_path)],
                           capture_output=True).returncode == 0
     # The Ray worker process running the task dies (as with its node): its `fer train` child goes with it.
-    trainer = psutil.Process(int(read_status(lost)["pid"]))
+    # The runs are streamed (the default): the status names the worker as its writer, the node's trainer apart.
+    status = read_status(lost)
+    assert status["ray_storage"] == "streamed" and status["pid"] == worker_pid(tmp_path)
+    trainer = psutil.Process(int(status["node_pid"]))
     os.kill(trainer.parent().pid, signal.SIGKILL)
     assert wait([cancelled, lost]) == {cancelled: "cancelled", lost: "interrupted"}
     while "the Ray task died" not in ((read_json(lost / "status.json") or {}).get("error") or ""):

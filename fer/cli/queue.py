@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fer.jobs.queue import (cancel, describe_job, move, queued_runs, set_auto_resume, set_paused, set_priority,
-                            set_worker_slots, settings)
+from fer.jobs.queue import (RAY_STORAGE, cancel, describe_job, move, queued_runs, set_auto_resume, set_paused,
+                            set_priority, set_ray_storage, set_worker_slots, settings)
 from fer.jobs.worker import machine_slots, resume, revive_worker, run_worker, worker_pid
 from fer.runs.store import BOARD_COLUMNS, list_runs, read_status, resolve_run
 
@@ -113,6 +113,8 @@ def _cmd_queue(args: argparse.Namespace) -> int:
         if args.run not in ("on", "off"):
             raise ValueError("fer queue auto-resume takes on or off")
         set_auto_resume(args.runs_dir, args.run == "on")
+    elif action == "ray-storage":
+        set_ray_storage(args.runs_dir, args.run or "")
     elif action in ("up", "down", "top", "priority", "retry"):
         if not args.run:
             raise ValueError(f"fer queue {action} needs a RUN")
@@ -128,7 +130,8 @@ def _cmd_queue(args: argparse.Namespace) -> int:
     was, pid = worker_pid(args.runs_dir), revive_worker(args.runs_dir)  # queued runs never wait on a dead worker
     state = ("started (pid " if pid != was else "running (pid ") + f"{pid})" if pid else "idle"
     print(f"worker: {state}; slots: {', '.join(slots)}; queue "
-          f"{'paused' if options.get('paused') else 'open'}; auto-resume {'on' if options.get('auto_resume') else 'off'}")
+          f"{'paused' if options.get('paused') else 'open'}; auto-resume {'on' if options.get('auto_resume') else 'off'}; "
+          f"Ray storage {options.get('ray_storage') or RAY_STORAGE[0]}")
     if board.empty:
         return 0
     labels = dict(zip(board["path"], board["label"]))
@@ -162,10 +165,14 @@ def add_parsers(sub) -> None:
                                    "pause / go: stop starting new jobs, or start again. up / down / top RUN: move "
                                    "a queued run. priority RUN P: higher starts first. retry RUN: queue a failed, "
                                    "cancelled or interrupted run again. auto-resume on|off: queue interrupted runs "
-                                   "again by itself.")
+                                   "again by itself. ray-storage streamed|shared: how Ray runs reach this runs "
+                                   "folder (streamed: through Ray alone; shared: the nodes see the folder and the "
+                                   "data at the same paths).")
     p.add_argument("action", nargs="?", default="show",
-                   choices=["show", "pause", "go", "up", "down", "top", "priority", "retry", "auto-resume"])
-    p.add_argument("run", nargs="?", help="the run (for up, down, top, priority, retry); on|off for auto-resume")
+                   choices=["show", "pause", "go", "up", "down", "top", "priority", "retry", "auto-resume",
+                            "ray-storage"])
+    p.add_argument("run", nargs="?", help="the run (for up, down, top, priority, retry); on|off for auto-resume; "
+                                                 "streamed|shared for ray-storage")
     p.add_argument("value", nargs="?", help="the priority (for priority)")
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=_cmd_queue)

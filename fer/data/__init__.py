@@ -1,7 +1,7 @@
-"""FER2013 data: readers (CSV and image folders), the decoded cache, FER+ labels, splits, a run's data
-(`RunData`), statistics, augmentation presets, the one face → model-input preprocessing, and torch
-datasets and loaders, and the resident fast path (batched, resident). Imports `fer.core` and `fer.config`;
-PyTorch only in augment, batched, preprocess, loaders and resident.
+"""FER2013 data: readers (CSV and image folders), the decoded cache, staged faces (a Ray node's copy),
+FER+ labels, splits, a run's data (`RunData`), statistics, augmentation presets, the one face → model-input
+preprocessing, and torch datasets and loaders, and the resident fast path (batched, resident). Imports
+`fer.core` and `fer.config`; PyTorch only in augment, batched, preprocess, loaders and resident.
 
 Names below load on first use (PEP 562), so a prediction that needs only `fer.data.preprocess` does
 not pay for pandas and scikit-learn, which the readers and splits bring in.

@@ -20,6 +20,7 @@ from fer.config import FERPLUS_MODES, RunConfig
 from fer.core.constants import CLASS_NAMES, SPLITS
 from fer.data.cache import load_fer2013
 from fer.data.facedata import DataError, FaceData, LoadReport
+from fer.data.staged import load_staged, staged_file, staged_key
 
 FERPLUS_CLASSES = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt")
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
@@ -120,7 +121,12 @@ def run_class_names(cfg: RunConfig) -> Sequence[str]:
 
 
 def load_run_data(cfg: RunConfig, path: Optional[str] = None) -> FaceData:
-    """FER2013 as a run sees it: its source (or `path`), relabelled with FER+ votes when data.labels=ferplus."""
+    """FER2013 as a run sees it: its source (or `path`), relabelled with FER+ votes when data.labels=ferplus.
+
+    A process started with staged faces (`fer.data.staged`: a Ray node without the source) reads those."""
+    staged = staged_file()
+    if staged is not None and path is None:
+        return load_staged(staged, staged_key(cfg))
     data = load_fer2013(path or cfg.data.path or None)
     if cfg.data.labels == "ferplus":
         votes = cfg.data.ferplus_path or Path(data.origin).with_name(VOTES_FILE)

@@ -22,7 +22,9 @@ from fer.runs.store import RESUMABLE_STATES, default_runs_dir, read_status, run_
 from fer.runs.writer import request_cancel, write_status
 
 LOCAL = "local"
-# {"slots": N (CPU slots), "paused": bool, "auto_resume": bool}: read at every poll, so changes apply live.
+RAY_STORAGE = ("streamed", "shared")  # how Ray runs' files travel (fer.jobs.ray); the first is the default
+# {"slots": N (CPU slots), "paused": bool, "auto_resume": bool, "ray_storage": "streamed"|"shared"}: read at every
+# poll, so changes apply live (ray_storage to the Ray runs submitted from then on).
 SETTINGS_NAME = ".worker.json"
 
 
@@ -108,6 +110,13 @@ def set_auto_resume(runs_dir: Optional[Path], enabled: bool) -> None:
     _update_settings(runs_dir, auto_resume=bool(enabled))
 
 
+def set_ray_storage(runs_dir: Optional[Path], mode: str) -> None:
+    """How Ray runs reach the runs folder: "streamed" (nothing shared but Ray) or "shared" (a shared filesystem)."""
+    if mode not in RAY_STORAGE:
+        raise ValueError(f"ray storage is one of {', '.join(RAY_STORAGE)}, not {mode[:40]!r}")
+    _update_settings(runs_dir, ray_storage=mode)
+
+
 # --- changing the queue --------------------------------------------------------------------------------------------
 
 def set_priority(run_dir: Path, priority: int) -> None:
@@ -165,7 +174,8 @@ def describe_job(status: Dict[str, Any], paused: bool = False) -> str:
             return "queued (the queue is paused)"
         return status.get("waiting") or ("queued" if target == LOCAL else f"queued for {describe_target(target)}")
     if target != LOCAL and state == "running":
-        return f"running on {describe_target(target)}" + (f" (node {status['host']})" if status.get("host") else "")
+        node = status.get("node") or status.get("host")  # a streamed run's node; a shared one's trainer host
+        return f"running on {describe_target(target)}" + (f" (node {node})" if node else "")
     if state == "running" and slots:
         kinds = {s.split(":")[0] for s in slots}
         ids = ", ".join(s.split(":")[1] for s in slots)

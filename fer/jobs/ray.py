@@ -2,9 +2,14 @@
 
 A run queued with a Ray target (`fer suite run --ray`, `fer sweep --ray`, the Train page) sits in the
 one queue like any other. The runs folder's worker connects to Ray as a driver and submits it as a
-task that runs `fer train --run RUN` on whichever node Ray picks, with the run's GPUs (or CPU cores)
-reserved. The task writes into the run folder itself, so that folder must be at the same path on
-every node (a shared filesystem); the leaderboard and curves then update live as for local runs.
+task on whichever node Ray picks, with the run's GPUs (or CPU cores) reserved. How the run's files
+travel is the runs folder's `ray_storage` setting (`fer queue ray-storage`), stored in each run's status:
+- "streamed" (the default): the nodes need nothing but Ray and fer-studio. The faces go through Ray's
+  object store and the task streams every record back to the worker, which writes the run folder
+  (`fer.jobs.ray_stream`);
+- "shared": the task runs `fer train --run RUN` on the run folder itself, so the runs folder and the
+  data must be at the same path on every node (a shared filesystem); fewer copies.
+Either way the leaderboard and curves update live as for local runs.
 
 Targets, as stored in a run's status (`target`): "ray" starts a local Ray instance in the worker,
 "ray:auto" joins the cluster this machine belongs to (`ray start`), "ray:ADDRESS" a given head
@@ -28,6 +33,7 @@ from fer.core.errors import UserError
 from fer.core.extras import require
 from fer.core.files import read_json, utc_now
 from fer.jobs.queue import LOCAL, describe_target, queue_key, ray_address, train_command
+from fer.jobs.ray_stream import StreamedRuns, die_with_parent
 from fer.runs.store import FINISHED_STATES, read_config, read_status
 from fer.runs.writer import CANCEL_FILE, lock_held, write_status
 
@@ -74,7 +80,7 @@ def train_on_node(run_dir: str) -> Dict[str, Any]:
     state = read_status(Path(run_dir)).get("state")
     if state != "queued":  # cancelled (or started elsewhere) while it waited for resources
         return {"skipped": state, "node": socket.gethostname()}
-    proc = subprocess.Popen(train_command(Path(run_dir)), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(train_command(Path(run_dir)), stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     try:
         return {"returncode": proc.wait(), "node": socket.gethostname()}
     except BaseException:  # ray.cancel raises KeyboardInterrupt here
@@ -84,20 +90,6 @@ def train_on_node(run_dir: str) -> Dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
         raise
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the Ray worker dies (Linux), as the run would on a dead node.
-
-    Otherwise a worker killed by Ray (its memory monitor, a forced cancel) leaves an orphan training
-    on resources Ray has already handed to someone else.
-    """
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class RayDispatcher:
@@ -110,13 +102,15 @@ class RayDispatcher:
         try:
             if self.ray.is_initialized():  # a connection given up on earlier may have come through since
                 self.ray.shutdown()
-            # The worker is a long-lived driver: Ray's own log lines go to its log, not to the runs.
-            self.ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+            # The worker is a long-lived driver: Ray's own log lines go to its log, not to the runs. "local"
+            # starts a fresh instance even where `ray start` left a cluster behind (ray:auto joins that one).
+            self.ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                           logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise RayUnavailable(f"cannot reach {describe_target(target)}: {e}") from None
         self.remote = self.ray.remote(max_retries=0)(train_on_node)  # a retry would train a run twice
-        self.tasks: Dict[Path, Any] = {}  # run folder -> ObjectRef
+        self.streams: Optional[StreamedRuns] = None  # made with the first streamed run
+        self.tasks: Dict[Path, Any] = {}  # run folder -> ObjectRef (shared) or ObjectRefGenerator (streamed)
         self.needs: Dict[Path, Dict[str, float]] = {}
         self.cancelled: set = set()
         # Tasks gone while their `fer train` still held the run's lock: the child dies with its Ray
@@ -127,7 +121,7 @@ class RayDispatcher:
         """The cluster's total resources (CPU, GPU, …)."""
         return self.ray.cluster_resources()
 
-    def start_ready(self, queue: List[Path], statuses: Dict[Path, Dict[str, Any]]) -> None:
+    def start_ready(self, queue: List[Path], statuses: Dict[Path, Dict[str, Any]], storage: str = "streamed") -> None:
         """Submit queued runs, in queue order, while the cluster has room for them; the head waits for room."""
         cluster = self.cluster()
         for run_dir in queue:
@@ -148,11 +142,25 @@ class RayDispatcher:
                 if statuses[run_dir].get("waiting") != waiting:
                     write_status(run_dir, "queued", expect=("queued",), waiting=waiting)
                 return
-            if not write_status(run_dir, "queued", expect=("queued",), slots=None,
+            if not write_status(run_dir, "queued", expect=("queued",), slots=None, ray_storage=storage,
                                 waiting=f"submitted to {describe_target(self.target)}"):
                 continue  # cancelled since the listing
+            self._submit(run_dir, need, storage)
+
+    def _submit(self, run_dir: Path, need: Dict[str, float], storage: str) -> None:
+        if storage == "shared":
             self.tasks[run_dir] = self.remote.options(**need).remote(str(run_dir))
             self.needs[run_dir] = need
+            return
+        try:
+            if self.streams is None:
+                self.streams = StreamedRuns(self.ray)
+            self.tasks[run_dir] = self.streams.submit(run_dir, need)
+            self.needs[run_dir] = need
+        except Exception as e:  # noqa: BLE001 - its data, its lock or Ray refused: the run fails saying why
+            write_status(run_dir, "failed", expect=("queued",), finished_at=utc_now(), waiting=None,
+                         error=f"it could not be sent to {describe_target(self.target)}: {type(e).__name__}: "
+                               f"{' '.join(str(e).split())[:300]}")
 
     def cancel_requested(self, statuses: Dict[Path, Dict[str, Any]]) -> None:
         """Cancel the Ray task of a run taken off the queue or asked to stop (CANCEL file)."""
@@ -161,7 +169,10 @@ class RayDispatcher:
                 continue
             state = statuses.get(run_dir, {}).get("state")
             if state == "cancelled" or (run_dir / CANCEL_FILE).exists():
-                self.ray.cancel(ref)  # a running task SIGTERMs its `fer train`, which saves and stops
+                if self.streams is not None and run_dir in self.streams.locks:
+                    self.streams.cancel(run_dir)  # the task leaves a CANCEL request beside its trainer
+                else:
+                    self.ray.cancel(ref)  # a running task SIGTERMs its `fer train`, which saves and stops
                 self.cancelled.add(run_dir)
 
     def reap(self) -> int:
@@ -170,12 +181,13 @@ class RayDispatcher:
             if not lock_held(run_dir) or time.monotonic() > until:
                 del self.settling[run_dir]
                 self._settle(run_dir, result, error, cancelled)
-        if not self.tasks:
-            return 0
-        refs = list(self.tasks.values())
+        ended = self._reap_streamed()
+        shared = {r: ref for r, ref in self.tasks.items() if self.streams is None or r not in self.streams.locks}
+        if not shared:
+            return ended
+        refs = list(shared.values())
         done, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
-        ended = 0
-        for run_dir in [r for r, ref in self.tasks.items() if ref in done]:
+        for run_dir in [r for r, ref in shared.items() if ref in done]:
             ref = self.tasks.pop(run_dir)
             self.needs.pop(run_dir, None)
             ended += 1
@@ -191,6 +203,27 @@ class RayDispatcher:
             else:
                 self._settle(run_dir, result, error, cancelled=run_dir in self.cancelled)
             self.cancelled.discard(run_dir)
+        return ended
+
+    def _reap_streamed(self) -> int:
+        """Write what streamed tasks have sent; settle those that ended. How many ended."""
+        ended = 0
+        for run_dir in [r for r in self.tasks if self.streams is not None and r in self.streams.locks]:
+            error = None
+            try:
+                last = self.streams.pump(run_dir, self.tasks[run_dir])
+            except self.ray.exceptions.TaskCancelledError:
+                last = {}
+            except self.ray.exceptions.RayError as e:
+                last, error = {}, f"the Ray task died ({type(e).__name__}: {' '.join(str(e).split())[:300]})"
+            if last is None:
+                continue
+            del self.tasks[run_dir]
+            self.needs.pop(run_dir, None)
+            self.streams.release(run_dir, last)
+            self._settle(run_dir, last, error, cancelled=run_dir in self.cancelled)
+            self.cancelled.discard(run_dir)
+            ended += 1
         return ended
 
     def _settle(self, run_dir: Path, result: Dict[str, Any], error: Optional[str], cancelled: bool) -> None:
@@ -268,7 +301,7 @@ class RayRuns:
         """Whether a submitted task has not ended yet."""
         return self.dispatcher is not None and bool(self.dispatcher.tasks or self.dispatcher.settling)
 
-    def poll(self, statuses: Dict[Path, Dict[str, Any]], paused: bool) -> int:
+    def poll(self, statuses: Dict[Path, Dict[str, Any]], paused: bool, storage: str = "streamed") -> int:
         """Cancel and collect tasks, then hand queued Ray runs (in queue order) to their cluster; how many ended."""
         ended = 0
         if self.dispatcher is not None:
@@ -284,7 +317,7 @@ class RayRuns:
         mine = [p for p in queue if statuses[p]["target"] == self.dispatcher.target]
         _say_waiting([p for p in queue if statuses[p]["target"] != self.dispatcher.target], statuses,
                      f"waiting: the worker is using {describe_target(self.dispatcher.target)}")
-        self.dispatcher.start_ready(mine, statuses)
+        self.dispatcher.start_ready(mine, statuses, storage)
         if not self.dispatcher.tasks and not self.dispatcher.settling and not mine:
             self.close()
         return ended

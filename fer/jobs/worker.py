@@ -255,7 +255,8 @@ class _Worker:
             self.start_ready(found, machine_slots(self.root))
         if self.ray.busy() or any(s.get("state") == "queued" and (s.get("target") or LOCAL) != LOCAL
                                   for s in found.values()):
-            self.done += self.ray.poll(statuses(self.root), bool(options.get("paused")))
+            self.done += self.ray.poll(statuses(self.root), bool(options.get("paused")),
+                                       options.get("ray_storage") or "streamed")
         return self.busy() or any(s.get("state") == "queued" for s in found.values())
 
 

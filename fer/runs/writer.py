@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # only evaluation, which has its table already, passes one in
 CANCEL_FILE = "CANCEL"
 RESERVE_FILE = ".space-reserve"  # ballast freed on a full disk, so the failure itself can still be written
 RESERVE_BYTES = 256 * 1024
+NOT_MIRRORED = ("config.json", "status.json", CANCEL_FILE)  # the driver's own: never taken from a node
 STATUS_LOCK = ".status.lock"  # flock around every read-check-write of status.json
 TRAIN_LOCK = ".train.lock"  # flock held by the process training the run (the OS drops it when that dies)
 
@@ -310,6 +311,30 @@ def export_run(run_dir: Path, dest: Path, files: Iterable[str], extra_texts: Map
     for name, text in extra_texts.items():
         write_text(dest / name, text)
     return dest
+
+
+def write_mirrored(run_dir: Path, name: str, data: bytes, offset: Optional[int] = None) -> None:
+    """Write a run file that a Ray node sent (`fer.jobs.ray_stream`): whole and atomically, or, with
+    `offset`, an appended file (metrics, log) from that byte on, so a record sent twice lands once."""
+    own_run(run_dir)
+    parts = name.split("/")  # as sent: PurePosixPath would hide "." and "//"
+    if not name or name in NOT_MIRRORED or \
+            any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+        raise ValueError(f"not a file a node may write: {name[:80]!r}")
+    path = Path(run_dir).joinpath(*parts)
+    if any(p.is_symlink() for p in [path, *path.parents[:len(parts) - 1]]):
+        raise ValueError(f"{name[:80]!r} is a link in {Path(run_dir).name}: not written")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if offset is None:
+        atomic_write(path, lambda fh: fh.write(data))
+        return
+    size = path.stat().st_size if path.exists() else 0
+    if offset > size:
+        raise ValueError(f"{name} is {size} bytes here, so bytes from {offset} on cannot follow it")
+    with open(path, "r+b" if path.exists() else "wb") as fh:
+        fh.truncate(offset)
+        fh.seek(offset)
+        fh.write(data)
 
 
 # --- requests and the user's edits -------------------------------------------------------------------------------
