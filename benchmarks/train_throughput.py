@@ -15,7 +15,7 @@ Rounds are interleaved (every variant once per round) and the ratios are taken w
 neighbour on the machine hits both sides of a ratio. Steady state is the median of epochs 2..N.
 
     python benchmarks/train_throughput.py --data ../shared/fer2013 [--limit 4096] [--epochs 3] [--rounds 2]
-        [--device cpu|cuda] [--threads 2] [--amp off|bf16|fp16] [--model plain_cnn]
+        [--device cpu|cuda] [--threads 2] [--amp off|bf16|fp16] [--model plain_cnn] [--json FILE]
 """
 import argparse
 import json
@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     parser.add_argument("--model", default=RunConfig().model.name)
+    parser.add_argument("--json", help="also write every round's images/s per epoch to this file")
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is reported apart from the steady state)")
@@ -170,6 +171,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results, images = measure(args)
     report(args, results, images)
+    if args.json:
+        rounds = {name: [[round(r["images"] / s, 1) for s in r["seconds"]] for r in runs]
+                  for name, runs in results.items()}
+        Path(args.json).write_text(json.dumps({"images_per_s_by_round_and_epoch": rounds}, indent=1))
 
 
 if __name__ == "__main__":

@@ -108,3 +108,27 @@ def test_without_ray_the_option_says_how_to_install_it(small_folder, tmp_path, m
     code = main(["suite", "run", "depth", "--ray", "--runs-dir", str(tmp_path), "--set", f"data.path={small_folder}"])
     assert code == 2 and "pip install 'fer-studio[ray]'" in capsys.readouterr().err
     assert list_runs(tmp_path).empty  # nothing queued
+
+
+@pytest.mark.slow
+def test_a_streamed_run_whose_worker_dies_reads_interrupted_and_resumes(small_folder, tmp_path, tiny_overrides):
+    """The worker is the runs' Ray driver: Ray ends a driver's tasks with it, and nothing adopts them."""
+    cfg = load_config(None, tiny_overrides(small_folder, tmp_path, 30, "data.limit=96", "train.batch_size=16",
+                                           "name=lose-my-driver"))
+    [run_dir] = submit_all([check_config(cfg)], tmp_path, target=ray_target(None))
+    deadline = time.monotonic() + 300
+    while len(read_metrics(run_dir)) < 2:
+        assert time.monotonic() < deadline, (tmp_path / ".worker.log").read_text()[-3000:]
+        time.sleep(0.1)
+    status = read_status(run_dir)
+    assert status["state"] == "running" and status["ray_storage"] == "streamed"
+    trainer = psutil.Process(int(status["node_pid"]))
+    os.kill(int(status["pid"]), signal.SIGKILL)  # the worker, which wrote that status
+    assert wait([run_dir]) == {run_dir: "interrupted"}  # its writer's pid is gone
+    deadline = time.monotonic() + 60
+    while not _dead(trainer):  # the task's trainer goes with the driver's Ray instance
+        assert time.monotonic() < deadline, "the training process outlived the worker that drove it"
+        time.sleep(0.2)
+    resume(run_dir)  # a new worker, a new Ray instance; the run continues from the last.pt that came back
+    assert wait([run_dir]) == {run_dir: "completed"}
+    assert list(read_metrics(run_dir)["epoch"]) == list(range(1, 31))

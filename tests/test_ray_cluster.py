@@ -59,12 +59,16 @@ class TwoNodeCluster:
                                          "--num-cpus=0", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
                                          "--disable-usage-stats", "--block"], env=FAST_HEALTH)
         self.node: Optional[subprocess.Popen] = None
-        deadline = time.monotonic() + 120
-        while "Active:" not in self.status():
-            assert self.head.poll() is None and time.monotonic() < deadline, \
-                (self.log_dir / "head.log").read_text()[-3000:]
-            time.sleep(1)
-        self.start_node()
+        try:
+            deadline = time.monotonic() + 120
+            while "Active:" not in self.status():
+                assert self.head.poll() is None and time.monotonic() < deadline, \
+                    (self.log_dir / "head.log").read_text()[-3000:]
+                time.sleep(1)
+            self.start_node()
+        except BaseException:  # a cluster that did not come up is stopped here: no fixture teardown follows
+            self.close()
+            raise
 
     def _start(self, name: str, command: List[str], env: Optional[dict] = None) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
@@ -120,7 +124,7 @@ class TwoNodeCluster:
             except ProcessLookupError:
                 return
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=10)
                 time.sleep(1)  # the rest of its process group goes with the same signal
             except subprocess.TimeoutExpired:
                 continue
@@ -141,8 +145,10 @@ def cluster(small_folder, tmp_path, monkeypatch):
     logs = tmp_path.parent / f"{tmp_path.name}-ray-logs"  # outside the hidden folder, for failure messages
     logs.mkdir(exist_ok=True)
     c = TwoNodeCluster([tmp_path, small_folder.parent], [tmp_path / "runs", small_folder], logs)
-    yield c
-    c.close()
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 def _sha256(path: Path) -> str:
