@@ -1,7 +1,7 @@
 """Calibration of a run's probabilities: expected calibration error (15 bins) without and with the temperature
 stored in its best.pt, on its validation split and on PublicTest, plus the accuracy (which T never changes).
 
-    python benchmarks/calibration.py --data ../shared/fer2013 [--run RUN]
+    python benchmarks/calibration.py --data $FER_DATA [--run RUN]
 """
 import argparse
 import platform

@@ -5,7 +5,7 @@ On a CPU-only machine the processes share the cores (gloo); on a GPU machine eac
 run it there with `--device cuda --nprocs 1 2 4 8` (up to the number of GPUs). Images/s is the median
 of the epochs after the first (which includes start-up), over all processes together.
 
-    python benchmarks/ddp_scaling.py --data ../shared/fer2013 [--nprocs 1 2] [--limit 6000] [--epochs 3]
+    python benchmarks/ddp_scaling.py --data $FER_DATA [--nprocs 1 2] [--limit 6000] [--epochs 3]
 """
 import argparse
 import json

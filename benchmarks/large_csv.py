@@ -1,6 +1,6 @@
 """A 200 MB fer2013.csv: time and peak memory to parse it, with hostile rows mixed in.
 
-    python benchmarks/large_csv.py ../shared/fer2013 [--mb 200]
+    python benchmarks/large_csv.py $FER_DATA [--mb 200]
 
 The CSV is written from real faces (repeated to reach the size) in Kaggle's layout, with a BOM, CRLF
 line ends, quoted pixel fields and one bad row in every 1,000 (garbage, a duplicated header, a short

@@ -9,7 +9,7 @@ The fp32 export is made here; the int8 one is the run's `model.int8.onnx` (shipp
 or `fer export RUN --int8`), else made here from 512 validation faces. For comparison, a dynamic int8
 quantisation of the fp32 export (weights int8, activations quantised on the fly; the product does not use it).
 
-    python benchmarks/onnx_speed.py --data ../shared/fer2013 [--run RUN] [--threads 2] [--calls 500]
+    python benchmarks/onnx_speed.py --data $FER_DATA [--run RUN] [--threads 2] [--calls 500]
 """
 import argparse
 import os

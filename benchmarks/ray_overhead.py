@@ -11,7 +11,7 @@ starting `fer train --run`, which includes that process importing PyTorch and lo
 training (running → finished), and the batch's wall time. The first run's latency includes starting
 the worker (and, for Ray, starting a local Ray instance); the rest show the per-run dispatch cost.
 
-    python benchmarks/ray_overhead.py --data ../shared/fer2013 [--runs 6] [--jobs 2] [--limit 300] [--epochs 2]
+    python benchmarks/ray_overhead.py --data $FER_DATA [--runs 6] [--jobs 2] [--limit 300] [--epochs 2]
 """
 import argparse
 import json

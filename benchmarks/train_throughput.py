@@ -14,7 +14,7 @@ validation and checkpoints that follow each epoch); those and the whole run's wa
 Rounds are interleaved (every variant once per round) and the ratios are taken within a round, so a noisy
 neighbour on the machine hits both sides of a ratio. Steady state is the median of epochs 2..N.
 
-    python benchmarks/train_throughput.py --data ../shared/fer2013 [--limit 4096] [--epochs 3] [--rounds 2]
+    python benchmarks/train_throughput.py --data $FER_DATA [--limit 4096] [--epochs 3] [--rounds 2]
         [--device cpu|cuda] [--threads 2] [--amp off|bf16|fp16] [--model plain_cnn] [--json FILE]
 """
 import argparse

@@ -10,7 +10,7 @@ real training job (`fer train`, fp32, 2 threads) on the same CPU, the dashboard'
 - `live-2threads`: the same with 2 intra-op threads;
 - `inline`: inference inside the callback (what the Webcam page did before), for comparison.
 
-    python benchmarks/webcam_live.py --data ../shared/fer2013 [--seconds 10]
+    python benchmarks/webcam_live.py --data $FER_DATA [--seconds 10]
 """
 import argparse
 import os
