@@ -32,7 +32,7 @@ from fer.config import ConfigError, RunConfig
 from fer.core.errors import UserError
 from fer.core.extras import require
 from fer.core.files import read_json, utc_now
-from fer.jobs.queue import LOCAL, describe_target, queue_key, ray_address, train_command
+from fer.jobs.queue import LOCAL, RAY_STORAGE, describe_target, queue_key, ray_address, train_command
 from fer.jobs.ray_stream import StreamedRuns, die_with_parent
 from fer.runs.store import FINISHED_STATES, read_config, read_status
 from fer.runs.writer import CANCEL_FILE, lock_held, write_status
@@ -121,7 +121,7 @@ class RayDispatcher:
         """The cluster's total resources (CPU, GPU, …)."""
         return self.ray.cluster_resources()
 
-    def start_ready(self, queue: List[Path], statuses: Dict[Path, Dict[str, Any]], storage: str = "streamed") -> None:
+    def start_ready(self, queue: List[Path], statuses: Dict[Path, Dict[str, Any]], storage: str = RAY_STORAGE[0]) -> None:
         """Submit queued runs, in queue order, while the cluster has room for them; the head waits for room."""
         cluster = self.cluster()
         for run_dir in queue:
@@ -169,7 +169,7 @@ class RayDispatcher:
                 continue
             state = statuses.get(run_dir, {}).get("state")
             if state == "cancelled" or (run_dir / CANCEL_FILE).exists():
-                if self.streams is not None and run_dir in self.streams.locks:
+                if self._streamed(run_dir):
                     self.streams.cancel(run_dir)  # the task leaves a CANCEL request beside its trainer
                 else:
                     self.ray.cancel(ref)  # a running task SIGTERMs its `fer train`, which saves and stops
@@ -182,7 +182,7 @@ class RayDispatcher:
                 del self.settling[run_dir]
                 self._settle(run_dir, result, error, cancelled)
         ended = self._reap_streamed()
-        shared = {r: ref for r, ref in self.tasks.items() if self.streams is None or r not in self.streams.locks}
+        shared = {r: ref for r, ref in self.tasks.items() if not self._streamed(r)}
         if not shared:
             return ended
         refs = list(shared.values())
@@ -205,10 +205,14 @@ class RayDispatcher:
             self.cancelled.discard(run_dir)
         return ended
 
+    def _streamed(self, run_dir: Path) -> bool:
+        """Whether the run's task is a streamed one (its driver side holds the run's training lock)."""
+        return self.streams is not None and run_dir in self.streams.locks
+
     def _reap_streamed(self) -> int:
         """Write what streamed tasks have sent; settle those that ended. How many ended."""
         ended = 0
-        for run_dir in [r for r in self.tasks if self.streams is not None and r in self.streams.locks]:
+        for run_dir in [r for r in self.tasks if self._streamed(r)]:
             error = None
             try:
                 last = self.streams.pump(run_dir, self.tasks[run_dir])
@@ -301,7 +305,7 @@ class RayRuns:
         """Whether a submitted task has not ended yet."""
         return self.dispatcher is not None and bool(self.dispatcher.tasks or self.dispatcher.settling)
 
-    def poll(self, statuses: Dict[Path, Dict[str, Any]], paused: bool, storage: str = "streamed") -> int:
+    def poll(self, statuses: Dict[Path, Dict[str, Any]], paused: bool, storage: str = RAY_STORAGE[0]) -> int:
         """Cancel and collect tasks, then hand queued Ray runs (in queue order) to their cluster; how many ended."""
         ended = 0
         if self.dispatcher is not None:

@@ -17,8 +17,6 @@ is gone), resumable from the last `last.pt` that reached the runs folder.
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -28,13 +26,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from fer.core.files import read_json
+from fer.core.files import read_json, sha256_of
 from fer.jobs.queue import train_command
 from fer.runs.store import FINISHED_STATES, read_config, read_status
-from fer.runs.writer import CANCEL_FILE, TRAIN_LOCK, request_cancel, write_mirrored, write_status
+from fer.runs.writer import CANCEL_FILE, request_cancel, training_lock, write_mirrored, write_status
 
 MIRROR_EVERY_S = 0.5  # how often the task looks for changes in its scratch folder
 APPENDED = ("metrics.jsonl", "batches.jsonl", "train.log")  # files that only grow: sent as new bytes
@@ -66,7 +65,7 @@ def run_files(folder: Path) -> Dict[str, Tuple[int, int, int]]:
 
 def file_hashes(folder: Path) -> Dict[str, str]:
     """SHA-256 of each model file and evaluation the folder holds (the status and growing files change)."""
-    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in run_files(folder)
+    return {name: sha256_of(folder / name) for name in run_files(folder)
             if name not in APPENDED and name not in ("status.json", "config.json")}
 
 
@@ -239,7 +238,7 @@ class StreamedRuns:
         # No retries: a retry would train the run twice; a lost task leaves it interrupted and resumable.
         self.task = ray.remote(max_retries=0, num_returns="streaming")(train_streamed)
         self.faces: Dict[str, Any] = {}  # staged key -> ObjectRef of the FaceData
-        self.locks: Dict[Path, IO[str]] = {}
+        self.locks: Dict[Path, ExitStack] = {}  # the training lock of each run a node trains
         self.moved: Dict[Path, int] = {}
         self.held: Dict[Path, Tuple[Dict[str, Any], str]] = {}  # a finishing status, written once the task ends
 
@@ -252,9 +251,13 @@ class StreamedRuns:
         key = staged_key(cfg)
         if key not in self.faces:  # one copy per data source, shared by every run that uses it
             self.faces[key] = self.ray.put(load_run_data(cfg))
-        self.locks[run_dir] = _hold_training_lock(run_dir)
+        with ExitStack() as lock:
+            lock.enter_context(training_lock(run_dir))  # RunBusy when something here trains it already
+            stream = self.task.options(**need).remote(run_dir.name, snapshot(run_dir), self.faces[key], key,
+                                                      self.control)
+            self.locks[run_dir] = lock.pop_all()  # held until `release`; a refused submit lets go at once
         self.moved[run_dir] = 0
-        return self.task.options(**need).remote(run_dir.name, snapshot(run_dir), self.faces[key], key, self.control)
+        return stream
 
     def cancel(self, run_dir: Path) -> None:
         """Ask the run's task to stop after its batch."""
@@ -294,8 +297,8 @@ class StreamedRuns:
         fields: Dict[str, Any] = {"streamed_bytes": moved}
         if last.get("sha256"):
             fields["node_sha256"] = last["sha256"]
-            differ = [name for name, digest in last["sha256"].items() if not (run_dir / name).is_file()
-                      or hashlib.sha256((run_dir / name).read_bytes()).hexdigest() != digest]
+            differ = [name for name, digest in last["sha256"].items()
+                      if not (run_dir / name).is_file() or sha256_of(run_dir / name) != digest]
             if differ:  # never expected: a record lost on the way
                 log.warning("%s: %s differ from the node's files", run_dir.name, ", ".join(differ))
                 fields["stream_mismatch"] = differ
@@ -308,13 +311,3 @@ class StreamedRuns:
             lock.close()
         log.info("%s: its task ended; %s bytes of records came back", run_dir.name, f"{moved:,}")
 
-
-def _hold_training_lock(run_dir: Path) -> IO[str]:
-    """The run's training lock, held by the driver while a node trains the run (a local resume is refused)."""
-    fh = open(run_dir / TRAIN_LOCK, "a+")
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise
-    return fh

@@ -24,7 +24,8 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence
 from fer.config import ConfigError
 from fer.core.files import pid_alive, process_start, utc_now, write_text
 from fer.jobs.machine import visible_gpus
-from fer.jobs.queue import LOCAL, queue_key, queue_root, queued_runs, requeue, settings, statuses, train_command
+from fer.jobs.queue import (LOCAL, RAY_STORAGE, queue_key, queue_root, queued_runs, requeue, settings, statuses,
+                            train_command)
 from fer.jobs.ray import RayRuns
 from fer.runs.leftovers import tidy_run
 from fer.runs.store import FINISHED_STATES, read_config, read_status, status_int
@@ -256,7 +257,7 @@ class _Worker:
         if self.ray.busy() or any(s.get("state") == "queued" and (s.get("target") or LOCAL) != LOCAL
                                   for s in found.values()):
             self.done += self.ray.poll(statuses(self.root), bool(options.get("paused")),
-                                       options.get("ray_storage") or "streamed")
+                                       options.get("ray_storage") or RAY_STORAGE[0])
         return self.busy() or any(s.get("state") == "queued" for s in found.values())
 
 
