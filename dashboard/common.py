@@ -13,6 +13,7 @@ from fer.core.settings import ServerSettings
 from fer.data import FaceData, default_data_path, load_fer2013
 from fer.data.cache import is_cached
 from fer.data.stats import DatasetReport, dataset_report
+from fer.inference.averaging import DEFAULT_TTA
 # Models (PyTorch, ONNX Runtime, OpenCV) load inside the functions that need one: the pages without a model
 # (Overview, Data, Runs, Train, Studies, Sweeps) start without importing PyTorch.
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def cached_board(folder: str, include_default: bool = True) -> pd.DataFrame:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str = "torch",
+def _cached_classifier(names: tuple, folder: str, tta: str = DEFAULT_TTA, backend: str = "torch",
                        threads: int = 0) -> "Classifier":
     from fer.inference.classifiers import load_ensemble
 
@@ -112,7 +113,7 @@ def _cached_classifier(names: tuple, folder: str, tta: str = "none", backend: st
     return load_ensemble(list(names), folder or None, tta, **options)
 
 
-def cached_classifier(names: tuple, folder: str, tta: str = "none", backend: str = "torch",
+def cached_classifier(names: tuple, folder: str, tta: str = DEFAULT_TTA, backend: str = "torch",
                       threads: int = 0) -> "Classifier":
     """One model, or the ensemble of several, by their UI names ("default" = the shipped model).
 

@@ -15,9 +15,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from fer.data import load_fer2013
+from fer.cli.catalog import catalog
+from fer.data import RunData, load_fer2013
 from fer.data.loaders import eval_loader
 from fer.data.preprocess import Preprocessing, to_model_input
+from fer.inference.averaging import DEFAULT_TTA, TTA_MODES, calibrated_softmax
+from fer.inference.classifiers import load_classifier
 from fer.inference.explain import CAM_METHODS, attention_views, explain_faces, overlay
 from fer.inference.faces import DetectorSettings, PHOTO_TILES, create_detector, crop_face, ensure_model_file
 from fer.inference.faces.detectors import HaarDetector
@@ -27,6 +30,9 @@ from fer.inference.pipeline import NoFaceFound, predict_image
 from fer.inference.predictor import Ensemble, Predictor
 from fer.metrics.calibration import apply_temperature
 from fer.models import MODELS, create_model
+from fer.runs.checkpoint import load_checkpoint
+from fer.runs.store import read_config
+from fer.training.evaluate import evaluate_run, score
 from fer.training.loops import predict
 
 
@@ -252,9 +258,13 @@ def test_photo_path_matches_evaluation_exactly(predictor, small_folder):
         result = predict_image(predictor, rgb, whole)
         photo_tensor = to_model_input(torch.from_numpy(result.faces[0].face)[None, None], predictor.spec)
         assert torch.equal(photo_tensor[0], eval_batch[i])
-        # The same probabilities, with the run's fitted temperature applied (fer.metrics.calibration).
+        # The evaluation's probabilities with the run's fitted temperature dividing the logits.
+        photo = np.array(list(result.faces[0].probabilities.values()), np.float32)
         calibrated = apply_temperature(np.asarray(eval_probs[i:i + 1], np.float32), predictor.temperature)[0]
-        assert np.array_equal(np.array(list(result.faces[0].probabilities.values()), np.float32), calibrated)
+        assert predictor.temperature != 1.0 and np.allclose(photo, calibrated, atol=1e-6)
+        with torch.no_grad():
+            logits = predictor.model(eval_batch[i:i + 1]).numpy()
+        assert np.array_equal(photo, calibrated_softmax(logits, predictor.temperature)[0])
 
 
 # --- predictor -----------------------------------------------------------------------------------------------
@@ -278,18 +288,39 @@ def test_no_face_is_an_explicit_choice(predictor, detector):
     assert len(result.faces) == 1 and result.faces[0].box == (0, 0, 320, 240) and "whole image" in result.note
 
 
-def test_tta_and_ensemble_average_probabilities(trained_run, small_data):
+def test_tta_averages_logits_and_ensembles_average_probabilities(trained_run, small_data):
     faces = small_data.images[:6]
-    plain = Predictor.from_run(trained_run, calibrated=False)  # TTA averages the model's own probabilities
-    flipped = plain.predict_faces(faces[:, :, ::-1].copy())
-    flip = Predictor.from_run(trained_run, tta="flip", calibrated=False).predict_faces(faces)
-    assert np.allclose(flip, (plain.predict_faces(faces) + flipped) / 2, atol=1e-6)
-    calibrated = Predictor.from_run(trained_run, tta="flip")  # then the fitted temperature applies
-    assert np.allclose(calibrated.predict_faces(faces), apply_temperature(flip, calibrated.temperature), atol=1e-6)
+    plain = Predictor.from_run(trained_run, calibrated=False)
+    flip_raw = Predictor.from_run(trained_run, tta="flip", calibrated=False)
+    # TTA averages the views' logits (so one temperature can calibrate the averaged predictor).
+    mirrored = plain.logits_of_faces(faces[:, :, ::-1].copy())
+    assert np.allclose(flip_raw.logits_of_faces(faces), (plain.logits_of_faces(faces) + mirrored) / 2, atol=1e-5)
+    flip = flip_raw.predict_faces(faces)
+    assert np.allclose(flip, calibrated_softmax(flip_raw.logits_of_faces(faces)), atol=1e-6)
+    # Each mode has its own temperature, fitted on that mode's averaged logits on validation.
+    record = load_checkpoint(trained_run / "best.pt")["calibration"]
+    assert set(record["temperatures"]) == set(TTA_MODES)
+    for mode in TTA_MODES:
+        calibrated = Predictor.from_run(trained_run, tta=mode)
+        assert calibrated.temperature == pytest.approx(record["temperatures"][mode])
+        raw = Predictor.from_run(trained_run, tta=mode, calibrated=False).logits_of_faces(faces)
+        assert np.allclose(calibrated.predict_faces(faces), calibrated_softmax(raw, calibrated.temperature), atol=1e-6)
     tencrop = Predictor.from_run(trained_run, tta="tencrop").predict_faces(faces)
     assert tencrop.shape == (6, 7) and np.allclose(tencrop.sum(1), 1, atol=1e-5)
-    ensemble = Ensemble([plain, Predictor.from_run(trained_run, tta="flip", calibrated=False)])
+    ensemble = Ensemble([plain, flip_raw])
     assert np.allclose(ensemble.predict_faces(faces), (plain.predict_faces(faces) + flip) / 2, atol=1e-6)
+
+
+def test_the_product_predicts_with_flip_by_default_and_evaluation_scores_the_model_itself(trained_run):
+    assert DEFAULT_TTA == "flip" and catalog()["default_tta"] == DEFAULT_TTA
+    assert load_classifier(trained_run, backend="torch").tta == "flip"
+    assert load_classifier().tta == "flip"  # the shipped model, on the fastest engine
+    # `fer eval` scores the model itself (no TTA), as the training's own evaluation and the studies do.
+    run_data = RunData.from_config(read_config(trained_run))
+    index, name = run_data.split("val")
+    expected = score(Predictor.from_run(trained_run), run_data.data, index, name).metrics
+    got = evaluate_run(trained_run, "val")
+    assert got["accuracy"] == expected["accuracy"] and got["ece"] == pytest.approx(expected["ece"], abs=1e-6)
 
 
 # --- Grad-CAM and attention ----------------------------------------------------------------------------------

@@ -43,9 +43,11 @@ def test_a_trained_run_exports_with_its_metadata_and_matches_on_real_faces(train
     ckpt = load_checkpoint(trained_run / "best.pt")
     assert json.loads(meta["fer.class_names"]) == list(ckpt["class_names"]) and meta["fer.opset"] == str(OPSET)
     assert float(meta["fer.temperature"]) == pytest.approx(ckpt["calibration"]["temperature"])
+    assert json.loads(meta["fer.temperatures"]) == pytest.approx(ckpt["calibration"]["temperatures"])
     for tta in ("none", "flip", "tencrop"):
         onnx_model, torch_model = OnnxPredictor(out, tta=tta, batch_size=37), Predictor.from_run(trained_run, tta=tta)
         assert onnx_model.class_names == torch_model.class_names and onnx_model.spec == torch_model.spec
+        assert onnx_model.temperature == pytest.approx(ckpt["calibration"]["temperatures"][tta])
         faces = small_data.images  # 385 real faces: several batches of 37 and a short last one
         diff = np.abs(onnx_model.predict_faces(faces) - torch_model.predict_faces(faces)).max()
         assert diff < 1e-4, (tta, diff)

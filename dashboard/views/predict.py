@@ -9,7 +9,7 @@ from fer.inference.explain import CAM_METHODS, cam_caption, cam_methods, explain
 from fer.inference.faces import DetectorSettings, FACE_DETECTORS, FaceDetector, PHOTO_TILES, create_detector
 from fer.inference.images import ImageError, load_image
 from fer.inference.pipeline import NoFaceFound, predict_image
-from fer.inference.averaging import TTA_MODES
+from fer.inference.averaging import DEFAULT_TTA, TTA_MODES
 
 
 @st.cache_resource(show_spinner="Loading the face detector…", max_entries=6)
@@ -27,7 +27,9 @@ with st.sidebar.expander("Prediction settings", expanded=False):
                                  help="auto: MediaPipe, or OpenCV Haar when MediaPipe's model cannot be fetched")
     min_confidence = st.slider("Minimum detection confidence", 0.1, 0.95, 0.5, 0.05, key="predict_min_conf")
     min_face_size = st.number_input("Minimum face size (px)", 10, 500, 20, key="predict_min_size")
-    tta = st.selectbox("Test-time augmentation", TTA_MODES, key="predict_tta")
+    tta = st.selectbox("Test-time augmentation", TTA_MODES, index=TTA_MODES.index(DEFAULT_TTA), key="predict_tta",
+                       help="flip averages each face with its mirror image (more accurate, twice the model "
+                            "time); tencrop averages ten crops; none is the fastest")
     align = st.toggle("Level the eye line", key="predict_align")
     whole_image = st.toggle("No face found: classify the whole image", key="predict_whole")
 

@@ -22,7 +22,7 @@ def build_catalog() -> Dict[str, Any]:
     from fer.inference.classifiers import BACKENDS
     from fer.inference.explain import CAM_METHODS, DEFAULT_CAM_METHOD
     from fer.inference.faces import FACE_DETECTORS
-    from fer.inference.averaging import TTA_MODES
+    from fer.inference.averaging import DEFAULT_TTA, TTA_MODES
     from fer.jobs.suites import SUITES
     from fer.jobs.sweeps import PRUNERS
     from fer.models import MODELS
@@ -37,7 +37,7 @@ def build_catalog() -> Dict[str, Any]:
         "models": MODELS.names(), "optimizers": OPTIMIZERS.names(), "schedulers": SCHEDULERS.names(),
         "augmentations": AUGMENTATIONS.names(), "detectors": FACE_DETECTORS.names(),
         "cam_methods": CAM_METHODS.names(), "default_cam_method": DEFAULT_CAM_METHOD,
-        "backends": list(BACKENDS), "tta_modes": list(TTA_MODES),
+        "backends": list(BACKENDS), "tta_modes": list(TTA_MODES), "default_tta": DEFAULT_TTA,
         "pruners": {name: PRUNERS.info(name)["title"] for name in PRUNERS.names()},
         "suites": suites,
     }

@@ -19,7 +19,7 @@ from fer.core.errors import CheckpointError
 from fer.core.files import sha256_of
 from fer.core.registry import Registry
 from fer.inference import blendshapes
-from fer.inference.averaging import Ensemble
+from fer.inference.averaging import DEFAULT_TTA, Ensemble
 from fer.inference.onnx import FP32_FILE, INT8_FILE, OnnxPredictor, onnx_available
 from fer.inference.pipeline import Classifier
 from fer.runs.store import (
@@ -112,9 +112,10 @@ def load_classifier(run: str | Path | None = None, runs_dir: Optional[Path] = No
                     **options: Any) -> Classifier:
     """The classifier of a run (id, unique part of one, or folder); None or "default" = the shipped model.
 
-    `options` go to the loader (for CNNs: tta, device, batch_size, and backend: torch, onnx or auto, the
-    fastest available, see fer.inference.onnx).
+    `options` go to the loader (for CNNs: tta, default flip, see fer.inference.averaging; device,
+    batch_size, and backend: torch, onnx or auto, the fastest available, see fer.inference.onnx).
     """
+    options.setdefault("tta", DEFAULT_TTA)
     if run is None or str(run) == "default":
         run_dir, name = SHIPPED_RUN_DIR, "default"
     else:
@@ -143,7 +144,7 @@ def _model_runs(root: Path) -> List[Path]:
     return [p for p in root.glob("*") if p.is_dir() and not p.is_symlink() and run_kind(p)] if root.is_dir() else []
 
 
-def load_ensemble(names: Sequence[str], runs_dir: Optional[Path] = None, tta: str = "none",
+def load_ensemble(names: Sequence[str], runs_dir: Optional[Path] = None, tta: str = DEFAULT_TTA,
                   **options: Any) -> Classifier:
     """One classifier or an ensemble from UI choices ("default" = the shipped model)."""
     members = [load_classifier(n, runs_dir, tta=tta, **options) for n in names]

@@ -19,8 +19,7 @@ from fer.core.constants import Preprocessing
 from fer.core.errors import UserError
 from fer.core.extras import available, require
 from fer.data.preprocess import to_model_input
-from fer.inference.averaging import check_tta, probabilities_over_views, softmax
-from fer.metrics.calibration import apply_temperature
+from fer.inference.averaging import calibrated_softmax, check_tta, logits_over_views, temperature_for
 
 INPUT, OUTPUT = "faces", "logits"
 INT8_FILE, FP32_FILE = "model.int8.onnx", "model.onnx"  # exports kept beside a run's best.pt
@@ -61,7 +60,9 @@ class OnnxPredictor:
         self.name = name or Path(path).stem
         self.tta, self.batch_size = check_tta(tta), batch_size
         self.provenance = {"checkpoint": "onnx", "precision": meta.get("fer.precision", "fp32")}
-        self.temperature = float(meta.get("fer.temperature", 1.0))
+        temperatures = json.loads(meta.get("fer.temperatures", "{}"))
+        self.temperature = temperature_for({"temperature": float(meta.get("fer.temperature", 1.0)),
+                                            "temperatures": temperatures}, self.tta)
         self.backend = f"onnxruntime-{meta.get('fer.precision', 'fp32')}"
 
     def logits(self, views: np.ndarray) -> np.ndarray:
@@ -71,6 +72,8 @@ class OnnxPredictor:
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """uint8 N×48×48 faces → N×C probabilities (float32)."""
-        probs = probabilities_over_views(faces, self.tta, self.batch_size, len(self.class_names),
-                                         lambda views: softmax(self.logits(views)))
-        return apply_temperature(probs, self.temperature)
+        return calibrated_softmax(self.logits_of_faces(faces), self.temperature)
+
+    def logits_of_faces(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 N×48×48 faces → N×C logits, averaged over the TTA views (before any temperature)."""
+        return logits_over_views(faces, self.tta, self.batch_size, len(self.class_names), self.logits)

@@ -6,9 +6,10 @@
 
 Faces go through the same `to_model_input` as evaluation. `tta` averages over a horizontal flip
 ("flip") or the ten 44×44 corner/centre crops and their flips ("tencrop"), cut and averaged by
-`fer.inference.averaging` exactly as for the ONNX Runtime predictor. A checkpoint fitted with a
-temperature (fer.metrics.calibration, at the end of training) gives calibrated probabilities unless
-`calibrated=False`. `Ensemble` (re-exported from averaging) averages several classifiers.
+`fer.inference.averaging` exactly as for the ONNX Runtime predictor, and averaged as logits. A checkpoint
+fitted with temperatures (fer.metrics.calibration, one per TTA mode, at the end of training) gives
+calibrated probabilities for the mode in use unless `calibrated=False`. Built directly, a Predictor uses
+no TTA (as evaluation scores the model itself); `load_classifier` gives the product's default (flip). `Ensemble` (re-exported from averaging) averages several classifiers.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import numpy as np
 import torch
 
 from fer.data.preprocess import Preprocessing, to_model_input
-from fer.inference.averaging import TTA_MODES, Ensemble, check_tta, probabilities_over_views
-from fer.metrics.calibration import apply_temperature
+from fer.inference.averaging import (TTA_MODES, Ensemble, calibrated_softmax, check_tta, logits_over_views,
+                                     temperature_for)
 from fer.runs.checkpoint import load_checkpoint, model_from_checkpoint, preprocessing_from_checkpoint
 from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
 
@@ -49,13 +50,13 @@ class Predictor:
     @classmethod
     def from_loaded(cls, ckpt: Dict[str, Any], name: str = "", checkpoint: str = "", calibrated: bool = True,
                     **kwargs) -> "Predictor":
-        """Rebuild from a loaded checkpoint dict (with its fitted temperature, when `calibrated` and it has one)."""
-        calibration = ckpt.get("calibration") if isinstance(ckpt.get("calibration"), dict) else {}
-        temperature = float(calibration.get("temperature", 1.0)) if calibrated else 1.0
+        """Rebuild from a loaded checkpoint dict (with its temperature for the TTA mode, when `calibrated`)."""
+        tta = check_tta(kwargs.pop("tta", "none"))
+        temperature = temperature_for(ckpt.get("calibration"), tta) if calibrated else 1.0
         return cls(model_from_checkpoint(ckpt), ckpt["class_names"], preprocessing_from_checkpoint(ckpt),
                    name=name or ckpt.get("config", {}).get("name", ""),
                    provenance={"checkpoint": checkpoint, "epoch": int(ckpt.get("epoch", 0))},
-                   temperature=temperature, **kwargs)
+                   temperature=temperature, tta=tta, **kwargs)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> "Predictor":
@@ -85,9 +86,13 @@ class Predictor:
     @torch.no_grad()
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """uint8 N×48×48 faces → N×C probabilities (float32)."""
-        def probabilities_of(views: np.ndarray) -> np.ndarray:
-            logits = self.forward(to_model_input(torch.from_numpy(views), self.spec).to(self.device))
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return calibrated_softmax(self.logits_of_faces(faces), self.temperature)
 
-        probs = probabilities_over_views(faces, self.tta, self.batch_size, len(self.class_names), probabilities_of)
-        return apply_temperature(probs, self.temperature)
+    @torch.no_grad()
+    def logits_of_faces(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 N×48×48 faces → N×C logits, averaged over the TTA views (before any temperature)."""
+        def logits_of(views: np.ndarray) -> np.ndarray:
+            x = to_model_input(torch.from_numpy(views), self.spec).to(self.device)
+            return self.forward(x).float().cpu().numpy()
+
+        return logits_over_views(faces, self.tta, self.batch_size, len(self.class_names), logits_of)

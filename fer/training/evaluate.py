@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ import pandas as pd
 from fer.core.device import select_device
 from fer.core.errors import UserError
 from fer.data import DataError, FaceData, RunData
+from fer.inference.averaging import TTA_MODES, softmax
 from fer.inference.classifiers import load_classifier
 from fer.inference.pipeline import Classifier
 from fer.inference.predictor import Predictor
@@ -49,16 +50,26 @@ def score(classifier: Classifier, data: FaceData, index: np.ndarray, split_name:
     return Evaluation(metrics, predictions_frame(data.sources[index], labels, probs, data.class_names))
 
 
-def fit_calibration(predictor: Predictor, data: FaceData, val_index: np.ndarray) -> Evaluation:
-    """Fit the predictor's temperature on the validation faces and return validation scored with it.
+def fit_calibration(predictor: Predictor, data: FaceData,
+                    val_index: np.ndarray) -> Tuple[Dict[str, Any], Evaluation]:
+    """Fit one temperature per TTA mode on the validation faces; set the predictor's for its own mode.
 
-    One pass over validation: the raw probabilities fit T, and the same probabilities with T applied
-    are the calibrated scores (never a test split: T would then be tuned on it).
+    Each mode's temperature is fitted on that mode's averaged logits (the predictor as it is used, never
+    a test split). Returns the calibration record for the checkpoint and validation scored as the
+    predictor now predicts: one pass over validation per mode.
     """
-    predictor.temperature = 1.0
-    raw = predictor.predict_faces(data.images[val_index])
-    predictor.temperature = fit_temperature(raw, data.labels[val_index])
-    return score(predictor, data, val_index, "val", apply_temperature(raw, predictor.temperature))
+    own_tta, temperatures, scored = predictor.tta, {}, None
+    labels = data.labels[val_index]
+    for mode in TTA_MODES:
+        predictor.tta = mode
+        raw = softmax(predictor.logits_of_faces(data.images[val_index]))
+        temperatures[mode] = fit_temperature(raw, labels)
+        if mode == own_tta:
+            predictor.temperature = temperatures[mode]
+            scored = score(predictor, data, val_index, "val", apply_temperature(raw, predictor.temperature))
+    predictor.tta = own_tta
+    record = {"temperature": temperatures["none"], "temperatures": temperatures, "fitted_on": "val"}
+    return record, scored
 
 
 def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "best",
@@ -67,7 +78,8 @@ def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     # Where the run trained may not exist here: evaluate on what this machine has.
-    classifier = load_classifier(run_dir, checkpoint=checkpoint, device=select_device("auto"),
+    # The model itself, without test-time augmentation: recorded accuracies compare with the studies'.
+    classifier = load_classifier(run_dir, checkpoint=checkpoint, device=select_device("auto"), tta="none",
                                  batch_size=cfg.train.eval_batch_size)
     run_data = RunData.from_config(cfg, data_path)
     index, split_name = run_data.split(split)
@@ -91,8 +103,7 @@ def calibrate_run(run_dir: Path, data_path: Optional[str] = None) -> Dict[str, A
     run_data = RunData.from_config(cfg, data_path)
     if len(run_data.splits.val) == 0:
         raise DataError(f"{run_dir.name} has no validation images in {run_data.data.origin} to fit a temperature on")
-    val = fit_calibration(predictor, run_data.data, run_data.splits.val)
-    save_checkpoint(run_dir, "best.pt", {**ckpt, "calibration": {"temperature": predictor.temperature,
-                                                                 "fitted_on": "val"}})
+    calibration, val = fit_calibration(predictor, run_data.data, run_data.splits.val)
+    save_checkpoint(run_dir, "best.pt", {**ckpt, "calibration": calibration})
     record_evaluation(evaluation_dir(run_dir), val.metrics, val.predictions)
     return {"val": val.metrics, "test": evaluate_run(run_dir, "test", "best", data_path)}

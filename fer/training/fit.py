@@ -330,9 +330,9 @@ def _final_evaluation(job: _Job, recorder: Recorder) -> Dict[str, Any]:
     calibration: Dict[str, Any] = {}
     scored: Dict[str, Evaluation] = {}
     if len(splits.val):  # temperature scaling, fitted on validation (never on a test split)
-        scored["val"] = fit_calibration(predictor, data, splits.val)
-        calibration = {"temperature": predictor.temperature, "fitted_on": "val"}
-        recorder.log.info("calibration: temperature %.3f fitted on validation", predictor.temperature)
+        calibration, scored["val"] = fit_calibration(predictor, data, splits.val)
+        recorder.log.info("calibration: temperatures fitted on validation per TTA mode: %s",
+                          ", ".join(f"{m} {t:.3f}" for m, t in calibration["temperatures"].items()))
     for role, split_name in (("val", "val"), ("test", job.cfg.data.test_split)):
         index = getattr(splits, role)
         if len(index) == 0:
