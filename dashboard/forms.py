@@ -20,6 +20,7 @@ GROUPS: List[Tuple[str, List[str], Tuple[str, ...]]] = [
      ("optim.", "sched.", "loss.")),
     ("Data and augmentation", ["augmentation", "data.sampler", "loss.class_weights", "data.val_fraction"],
      ("data.", "aug.")),
+    ("Learn from a teacher (distillation)", ["distill.teacher", "distill.weight"], ("distill.",)),
     ("Hardware", ["train.device", "train.amp", "train.batch_size", "train.gpus"], ("train.",)),
     ("Tracking", ["tracking.wandb", "tracking.mlflow", "tracking.tensorboard", "tags"], ("tracking.",)),
 ]

@@ -13,6 +13,7 @@ import pytest
 from fer.cli.main import main
 from fer.core.files import read_json
 from fer.data import RunData
+from fer.inference.averaging import DEFAULT_TTA
 from fer.inference.classifiers import checkpoint_predictor, load_classifier
 from fer.inference.pipeline import Classifier
 from fer.inference.predictor import Ensemble, Predictor
@@ -97,7 +98,7 @@ def test_release_packages_a_run_as_the_shipped_model_with_its_card(trained_run, 
     assert released_config.model == read_config(trained_run).model
     released = load_classifier(dest, backend="torch")  # a release is a run folder like any other
     faces = RunData.from_config(read_config(trained_run)).data.images[:16]
-    original = Predictor.from_run(trained_run)
+    original = Predictor.from_run(trained_run, tta=DEFAULT_TTA)  # the loader predicts with the default TTA
     assert np.allclose(released.predict_faces(faces), original.predict_faces(faces), atol=1e-6)
     assert main(["release", str(trained_run), "--dest", str(dest)]) == 0  # an earlier release is replaced
     (tmp_path / "precious").mkdir()

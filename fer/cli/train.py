@@ -20,7 +20,10 @@ def _shortcut_overrides(args: argparse.Namespace) -> List[str]:
     """--model/--optimizer/... as the --set items they stand for."""
     shortcuts = {"model.name": args.model, "optim.name": args.optimizer, "sched.name": args.scheduler,
                  "augmentation": args.augmentation, "train.epochs": args.epochs, "train.gpus": args.nproc}
-    return [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
+    items = [f"{k}={v}" for k, v in shortcuts.items() if v is not None]
+    if getattr(args, "teacher", None):
+        items.append(f"distill.teacher={json.dumps(args.teacher)}")
+    return items
 
 
 def _existing_run(args: argparse.Namespace) -> Tuple[Path, Tuple[str, ...]]:
@@ -151,6 +154,9 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--scheduler", choices=catalog()["schedulers"], help="shortcut for --set sched.name=...")
     p.add_argument("--augmentation", choices=catalog()["augmentations"], help="shortcut for --set augmentation=...")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=...")
+    p.add_argument("--teacher", action="append", metavar="RUN",
+                   help="distil from this run (default = the shipped model); repeat for an ensemble of teachers; "
+                        "shortcut for --set distill.teacher=[...]")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="train on N devices at once (GPUs, or CPU processes): one DistributedDataParallel job "
                         "through torchrun; shortcut for --set train.gpus=N")

@@ -9,7 +9,7 @@ import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from fer.core.constants import BOTH_TESTS, FER2013_MEAN, FER2013_STD, Preprocessing, SPLITS
+from fer.core.constants import BOTH_TESTS, FER2013_MEAN, FER2013_STD, SPLITS, TTA_MODES, Preprocessing
 
 # The fixed choices of some fields (registry-backed ones, such as model.name, come from the registries).
 TEST_SPLITS = (*SPLITS[1:], BOTH_TESTS)
@@ -24,7 +24,7 @@ FERPLUS_MODES = ("majority", "soft")
 FIXED_CHOICES: Dict[str, Sequence[str]] = {
     "data.labels": LABEL_SETS, "data.ferplus_mode": FERPLUS_MODES, "data.val_source": VAL_SOURCES, "data.test_split": TEST_SPLITS, "data.sampler": SAMPLERS,
     "train.amp": AMP_MODES, "train.device": DEVICES, "aug.crop": CROPS, "data.loader": LOADERS,
-    "train.nonfinite": ("stop", "skip"),
+    "train.nonfinite": ("stop", "skip"), "distill.tta": TTA_MODES,
 }
 
 
@@ -145,6 +145,20 @@ class LossConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation: the training targets mix a teacher's probabilities with the labels."""
+
+    teacher: List[str] = setting(label="Teacher models", factory=list,
+                                 doc="runs (default = the shipped model) whose averaged probabilities the student "
+                                     "learns from; several = an ensemble; empty = no distillation")
+    weight: float = setting(0.9, "Teacher share", "the targets' share that is the teacher's probabilities; the rest "
+                                                  "is the label")
+    temperature: float = setting(1.0, "Teacher temperature", "more than 1 softens the teacher's probabilities, "
+                                                             "so the student also learns its second choices")
+    tta: str = setting("flip", "Teacher TTA", "test-time augmentation the teacher predicts with")
+
+
+@dataclass
 class TransferConfig:
     freeze_epochs: int = setting(0, "Head-only epochs", "train only the model's head for this many epochs, then "
                                                         "unfreeze; 0 = fine-tune everything")
@@ -201,6 +215,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     sched: SchedConfig = field(default_factory=SchedConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

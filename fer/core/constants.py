@@ -12,6 +12,8 @@ IMAGE_SIZE = 48
 SPLITS = ("Training", "PublicTest", "PrivateTest")
 # Both test splits scored as one test set (7,178 faces; Study E tests on their union where both exist).
 BOTH_TESTS = "PublicTest+PrivateTest"
+# Test-time augmentation modes (fer.inference.averaging cuts the views); named here so configs can check them.
+TTA_MODES = ("none", "flip", "tencrop")
 
 
 def split_parts(split: str) -> tuple:

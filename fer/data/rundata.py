@@ -32,6 +32,8 @@ class RunData:
     cfg: RunConfig
     data: FaceData
     splits: Splits
+    # A distilled run's targets for its training faces (N×C; fer.training.distill sets them before training).
+    teacher_targets: Optional[np.ndarray] = None
 
     @classmethod
     def from_config(cls, cfg: RunConfig, path: Optional[str] = None) -> "RunData":
@@ -76,7 +78,10 @@ class RunData:
         return index, name
 
     def soft_targets(self) -> Optional[np.ndarray]:
-        """FER+ "soft" probability targets of the training faces (None: the labels are the targets)."""
+        """Probability targets of the training faces: a teacher's (distillation) or FER+ "soft" ones; None:
+        the labels are the targets."""
+        if self.teacher_targets is not None:
+            return self.teacher_targets
         soft = self.cfg.data.labels == "ferplus" and self.cfg.data.ferplus_mode == "soft"
         return self.data.soft_labels[self.splits.train] if soft else None
 

@@ -13,9 +13,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from fer.core.constants import TTA_MODES
 from fer.inference.pipeline import Classifier
 
-TTA_MODES = ("none", "flip", "tencrop")
 DEFAULT_TTA = "flip"
 TEN_CROP = 44  # FER2013 studies cut 44×44 crops from the 48×48 faces
 

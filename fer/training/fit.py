@@ -33,6 +33,7 @@ from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
 from fer.runs.leftovers import tidy_run
 from fer.runs.store import STARTABLE_STATES, default_runs_dir, read_config
 from fer.runs.writer import claim_run, create_run as create_run_folder, own_run, training_lock
+from fer.training.distill import teacher_targets
 from fer.training.distributed import DistContext, close_process_group, init_process_group, launch
 from fer.training.evaluate import Evaluation, fit_calibration, score
 from fer.training.loops import EpochResult, train_one_epoch, validate
@@ -189,6 +190,8 @@ def _build(cfg: RunConfig, recorder: Recorder, ctx: DistContext) -> _Job:
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels once
     recorder.log.info("data %s: %s; load report: %s", run_data.data.origin, run_data.splits.sizes(),
                       run_data.data.report.summary())
+    if cfg.distill.teacher:
+        _distil(cfg, run_data, recorder)
     module = _build_model(cfg, ctx, device, run_data.num_classes)
     recorder.log.info("model %s (%s parameters) on %s, autocast %s%s", cfg.model.name,
                       f"{count_parameters(module):,}", describe_device(device), dtype,
@@ -207,6 +210,18 @@ def _build(cfg: RunConfig, recorder: Recorder, ctx: DistContext) -> _Job:
     criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.loss.label_smoothing)
     return _Job(cfg, ctx, run_data, device, dtype, module, module, loader, run_data.val_loader(), generator,
                 accumulate, optimizer, scheduler, cadence, scaler, criterion)
+
+
+def _distil(cfg: RunConfig, run_data: RunData, recorder: Recorder) -> None:
+    """Replace the training targets by the teacher's (fer.training.distill), saying how good the teacher is."""
+    taught = teacher_targets(cfg, run_data, threads=torch.get_num_threads())
+    run_data.teacher_targets = taught["targets"]
+    val = taught["val_accuracy"]
+    recorder.log.info("distilling from %s (%s, tta %s): teacher val acc %s, agrees with %.1f%% of training labels; "
+                      "targets %.2f teacher + %.2f label, teacher temperature %.2f", taught["teacher"],
+                      taught["backend"], cfg.distill.tta, "n/a" if val is None else f"{val:.4f}",
+                      100 * taught["train_agreement"], cfg.distill.weight, 1 - cfg.distill.weight,
+                      cfg.distill.temperature)
 
 
 def _restore(job: _Job, last_path: Path, recorder: Recorder) -> tuple:

@@ -27,6 +27,7 @@ from fer.data.batched import batched_augmentation
 from fer.inference.blendshapes import KIND as BLENDSHAPE_KIND
 from fer.models import MODELS, count_parameters, create_model
 from fer.models.pretrained import check_pretrained
+from fer.training.distill import check_teacher
 from fer.training.optim import OPTIMIZERS, SCHEDULERS
 
 # Above this many parameters a model is worth a warning: the default CNN has 1.8 M, ResNet-34 21 M.
@@ -72,6 +73,8 @@ _RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("data.num_workers", lambda v: v <= MAX_PROCESSES, f"at most {MAX_PROCESSES}"),
     ("optim.betas", lambda v: _is_pair(v, 0, 1), "two numbers in [0, 1), e.g. [0.9, 0.999]"),
     ("transfer.freeze_epochs", lambda v: v >= 0, "0 or more"),
+    ("distill.weight", lambda v: 0 <= v <= 1, "a share in [0, 1]"),
+    ("distill.temperature", lambda v: 0 < v <= 20, "in (0, 20]"),
     ("aug.crop_padding", lambda v: v >= 0, "0 or more"),
     ("aug.rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"),
     ("aug.translate", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -262,6 +265,7 @@ def check_config(cfg: RunConfig) -> CheckedConfig:
     # Record where the data really came from, so `fer eval` finds it later from any directory.
     config.data.path = str(Path(cfg.data.path or default_data_path()).expanduser().resolve())
     RunData.from_config(config).check()
+    check_teacher(config)
     # ImageNet weights it cannot get stop the run here, before any run folder exists.
     check_pretrained(cfg.model.name, cfg.model.kwargs)
     warning = amp_warning(cfg.train.amp, select_device(cfg.train.device))
