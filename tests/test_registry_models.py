@@ -32,7 +32,7 @@ def test_every_registered_model_is_importable_by_name_and_declares_its_layers():
     # builds a module whose declared Grad-CAM layer and transfer head exist in it.
     families = {"plain_cnn", "baseline_cnn", "gap_cnn", "vgg_fer", "cbam_cnn", "deep_emotion", "mini_xception",
                 "resnet18", "resnet34", "study_e_baseline_v1", "study_e_baseline_v2", "study_e_deeper_v1",
-                "study_e_deeper_v2", "study_e_cbam", "efficientnet_b0", "convnext_tiny"}
+                "study_e_deeper_v2", "study_e_cbam", "efficientnet_b0", "convnext_tiny", "ensemble"}
     assert set(MODELS.names()) == families
     for name in MODELS.names():
         model = create_model(name, num_classes=7, in_chans=1)

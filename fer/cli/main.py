@@ -14,7 +14,7 @@ from typing import List, Optional
 from fer.core.errors import UserError
 
 # The modules of the command groups, in the order `fer --help` lists them.
-GROUPS = ("train", "suite", "data", "sweep", "export", "predict", "video", "webcam", "queue", "dashboard")
+GROUPS = ("train", "ensemble", "suite", "data", "sweep", "export", "predict", "video", "webcam", "queue", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:

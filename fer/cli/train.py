@@ -87,6 +87,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         return 0
     print(f"{result['split']} ({result['n']} images, {args.checkpoint}.pt epoch {result['epoch']}): "
           f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}")
+    dedup = result.get("deduplicated") or {}
+    if dedup.get("removed") and dedup.get("accuracy") is not None:
+        print(f"without the {dedup['removed']} faces that are copies of Training faces ({dedup['n']} left): "
+              f"accuracy {dedup['accuracy']:.4f}, macro-F1 {dedup['macro_f1']:.4f}")
     if result.get("temperature", 1.0) != 1.0:
         print(f"calibration: expected calibration error {result['ece']:.4f} with temperature "
               f"{result['temperature']:.3f} (fitted on validation), {result['ece_uncalibrated']:.4f} without")

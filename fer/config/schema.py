@@ -49,6 +49,9 @@ class DataConfig:
                                           "(Study D: [Training, PublicTest])")
     val_stratify: bool = setting(True, "Stratified validation",
                                  "keep the class shares in both parts (off: a plain random split)")
+    split_seed: int = setting(-1, "Split seed", "seeds the validation split and the samples; -1 = train.seed, so "
+                                                "seeds also vary the split; fix it to train several seeds on one "
+                                                "split (ensembles are chosen and calibrated on what no member saw)")
     limit: int = setting(0, "Images per split (0 = all)",
                          "cap training and validation at this many images each, stratified: a quick try")
     test_limit: int = setting(0, "Test images (0 = all)",

@@ -81,5 +81,6 @@ def make_splits(data: FaceData, val_source: str = "train_fraction", val_fraction
 
 def splits_for(cfg: RunConfig, data: FaceData) -> Splits:
     """The train/val/test indices a run's config defines (the same at training and evaluation time)."""
+    seed = cfg.train.seed if cfg.data.split_seed < 0 else cfg.data.split_seed
     return make_splits(data, cfg.data.val_source, cfg.data.val_fraction, cfg.data.test_split,
-                       cfg.train.seed, cfg.data.limit, cfg.data.test_limit, cfg.data.train_splits, cfg.data.val_stratify)
+                       seed, cfg.data.limit, cfg.data.test_limit, cfg.data.train_splits, cfg.data.val_stratify)

@@ -61,6 +61,12 @@ def duplicate_groups(data: FaceData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["group", "index", "source", "split", "label"])
 
 
+def duplicates_training(data: FaceData, index: np.ndarray) -> np.ndarray:
+    """Mask over `index`: the faces whose exact pixels are also a Training face (leaked into the test)."""
+    training = set(_image_hashes(data.images[data.split_indices("Training")]))
+    return np.fromiter((h in training for h in _image_hashes(data.images[index])), dtype=bool, count=len(index))
+
+
 def leakage_report(data: FaceData, dups: Optional[pd.DataFrame] = None) -> Dict:
     """Duplicate groups within and across splits, and groups whose copies disagree on the label."""
     dups = duplicate_groups(data) if dups is None else dups

@@ -4,8 +4,8 @@ Torch-free, so the ONNX Runtime predictor and the PyTorch one cut the same views
 faces, before the one preprocessing (as training augments before it), and average the same way.
 Views are averaged as logits, so one temperature fitted on those averaged logits (per TTA mode, at the
 end of training) calibrates the predictor exactly as it is used. `flip` is the default wherever a model
-predicts: on validation it beats `none` by 1.5 points at 1.7x the cost, and `tencrop` adds nothing for 4x
-more (benchmarks/tta_choice.py; docs/benchmarks.md).
+predicts: on validation it beats `none` by 1.3 points at 1.6x the int8 cost, and `tencrop` adds nothing
+there for 6x (benchmarks/tta_choice.py; docs/benchmarks.md).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 One module per family; model files import `_registry`, never this package. Imports only `fer.core`.
 """
-from fer.models import cnn, deep_emotion, resnet, study_e, transfer, xception  # noqa: F401  (registers them)
+from fer.models import cnn, deep_emotion, ensemble, resnet, study_e, transfer, xception  # noqa: F401  (registers)
 from fer.models._registry import MODELS, count_parameters, create_model, register_model
 
 __all__ = ["MODELS", "count_parameters", "create_model", "register_model"]

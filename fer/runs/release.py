@@ -60,6 +60,7 @@ def _results_lines(run_dir: Path, test: Dict[str, Any]) -> List[str]:
     lines = [
         "## Results", "",
         f"- {test['split']} accuracy **{test['accuracy']:.2%}**, macro-F1 {test['macro_f1']:.3f}",
+        *_deduplicated_line(test),
         f"- validation accuracy {val['accuracy']:.2%} (best epoch {int(best['epoch'])} of {len(metrics)})",
         f"- training time {seconds.sum() / 60:.1f} min of epochs on {status.get('device', 'CPU')}; "
         f"median epoch {seconds.median():.0f} s, so {seconds.median() * len(metrics) / 60:.0f} min "
@@ -74,6 +75,14 @@ def _results_lines(run_dir: Path, test: Dict[str, Any]) -> List[str]:
     for name, row in zip(names, test["confusion_matrix"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     return lines + [""]
+
+
+def _deduplicated_line(test: Dict[str, Any]) -> List[str]:
+    dedup = test.get("deduplicated") or {}
+    if not dedup.get("removed") or dedup.get("accuracy") is None:
+        return []
+    return [f"- de-duplicated {test['split']} (without the {dedup['removed']} faces that are pixel copies of "
+            f"Training faces; {dedup['n']} left): accuracy {dedup['accuracy']:.2%}, macro-F1 {dedup['macro_f1']:.3f}"]
 
 
 def _calibration_lines(run_dir: Path, test: Dict[str, Any]) -> List[str]:

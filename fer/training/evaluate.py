@@ -16,6 +16,7 @@ import pandas as pd
 from fer.core.device import select_device
 from fer.core.errors import UserError
 from fer.data import DataError, FaceData, RunData
+from fer.data.stats import duplicates_training
 from fer.inference.averaging import TTA_MODES, softmax
 from fer.inference.classifiers import load_classifier
 from fer.inference.pipeline import Classifier
@@ -44,10 +45,20 @@ def score(classifier: Classifier, data: FaceData, index: np.ndarray, split_name:
     metrics = {"split": split_name, **classification_metrics(labels, probs, data.class_names),
                **calibration_metrics(probs, labels, getattr(classifier, "temperature", 1.0)),
                **getattr(classifier, "provenance", {})}
+    if split_name not in ("val", "train", "Training"):  # a test split: also without faces Training holds
+        metrics["deduplicated"] = deduplicated_scores(data, index, labels, probs)
     extra = getattr(classifier, "extra_metrics", None)  # e.g. the landmarker's face coverage
     if extra is not None:
         metrics.update(extra(faces))
     return Evaluation(metrics, predictions_frame(data.sources[index], labels, probs, data.class_names))
+
+
+def deduplicated_scores(data: FaceData, index: np.ndarray, labels: np.ndarray, probs: np.ndarray) -> Dict[str, Any]:
+    """Accuracy and macro-F1 without the test faces that are pixel copies of Training faces."""
+    kept = ~duplicates_training(data, index)
+    scores = classification_metrics(labels[kept], probs[kept], data.class_names) if kept.any() else {}
+    return {"n": int(kept.sum()), "removed": int((~kept).sum()), "accuracy": scores.get("accuracy"),
+            "macro_f1": scores.get("macro_f1")}
 
 
 def fit_calibration(predictor: Predictor, data: FaceData,

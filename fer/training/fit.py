@@ -121,6 +121,10 @@ def _train_here(cfg: RunConfig, run_dir: Path, progress: bool, ctx: DistContext)
                     from fer.training.blendshape_run import fit_blendshape_run
 
                     fit_blendshape_run(cfg, recorder)
+                elif cfg.model.name == "ensemble" and cfg.model.kwargs.get("runs"):  # trained runs, assembled
+                    from fer.training.ensemble import fit_ensemble_run
+
+                    fit_ensemble_run(cfg, recorder)
                 else:
                     _fit(cfg, recorder, ctx)
         except (Cancelled, KeyboardInterrupt) as e:

@@ -28,6 +28,7 @@ from fer.inference.blendshapes import KIND as BLENDSHAPE_KIND
 from fer.models import MODELS, count_parameters, create_model
 from fer.models.pretrained import check_pretrained
 from fer.training.distill import check_teacher
+from fer.training.ensemble import check_ensemble
 from fer.training.optim import OPTIMIZERS, SCHEDULERS
 
 # Above this many parameters a model is worth a warning: the default CNN has 1.8 M, ResNet-34 21 M.
@@ -65,6 +66,7 @@ _RANGES: List[Tuple[str, Callable[[Any], bool], str]] = [
     ("data.val_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
     ("data.limit", lambda v: v >= 0, "0 (all) or more"),
     ("data.test_limit", lambda v: v >= 0, "0 (all) or more"),
+    ("data.split_seed", lambda v: v >= -1, "-1 (train.seed) or 0 or more"),
     ("data.num_workers", lambda v: v >= 0, "0 or more"),
     ("data.std", lambda v: v > 0, "more than 0"),
     ("model.input_size", lambda v: 8 <= v <= MAX_INPUT_SIZE, f"in [8, {MAX_INPUT_SIZE}]"),
@@ -266,6 +268,7 @@ def check_config(cfg: RunConfig) -> CheckedConfig:
     config.data.path = str(Path(cfg.data.path or default_data_path()).expanduser().resolve())
     RunData.from_config(config).check()
     check_teacher(config)
+    check_ensemble(config)
     # ImageNet weights it cannot get stop the run here, before any run folder exists.
     check_pretrained(cfg.model.name, cfg.model.kwargs)
     warning = amp_warning(cfg.train.amp, select_device(cfg.train.device))
