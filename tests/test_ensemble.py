@@ -97,3 +97,24 @@ def test_members_validated_on_different_faces_are_refused_before_any_folder(memb
     assert main(["ensemble", str(first), "--runs-dir", str(runs)]) == 2
     assert "2 to 8 runs" in capsys.readouterr().err
     assert sorted(p.name for p in runs.iterdir()) == before
+
+
+def test_the_runs_page_queues_an_ensemble_of_the_compared_runs(member_runs, open_page, small_folder):
+    import time
+
+    runs, first, second = member_runs
+    before = {p.name for p in runs.iterdir()}
+    at = open_page("runs", runs_dir=runs, data_path=small_folder)
+    labels = {read_config(p).name: p for p in (first, second)}
+    options = at.multiselect(key="runs_compare").options
+    chosen = [o for o in options if o.split(" ")[0] in labels][:2]
+    at.multiselect(key="runs_compare").set_value(chosen).run()
+    at.text_input(key="runs_ensemble_name").set_value("from-the-page")
+    at.button(key="runs_ensemble_queue").click().run()
+    assert not at.exception and not at.error and "Queued" in at.toast[0].value
+    (ens,) = [runs / n for n in {p.name for p in runs.iterdir()} - before if "from-the-page" in n]
+    deadline = time.time() + 180
+    while read_status(ens).get("state") not in ("completed", "failed") and time.time() < deadline:
+        time.sleep(1)
+    assert read_status(ens)["state"] == "completed"  # assembled and scored by the background worker
+    assert sorted(read_config(ens).model.kwargs["runs"]) == sorted([first.name, second.name])

@@ -8,13 +8,17 @@ import altair as alt
 import streamlit as st
 
 from access import actor, server_settings
-from common import cached_board, plain, runs_dir
+from common import cached_board, data_path, plain, runs_dir
+from fer.config import ConfigError
 from fer.core.errors import UserError
+from fer.data import DataError
 from fer.jobs import actions
 from fer.jobs.suites import SUITES, suite_report
 from fer.runs.compare import axis_ticks, axis_titles, config_diff, curves, mixed_test_sets, parallel_coordinates
 from fer.runs.identity import read_audit, trashed_runs
 from fer.runs.store import BOARD_COLUMNS
+from fer.training.ensemble import ensemble_config
+from fer.training.validate import check_config
 
 SHOWN_COLUMNS = BOARD_COLUMNS[:-1] + ["train_val_gap", "train_seconds", "run_id"]
 # More lines than this are a blur, and each visitor's browser would draw them all.
@@ -110,6 +114,22 @@ if suites:
 
 if not actor().is_operator:
     st.stop()  # viewers look; editing, deleting and restoring are for operators
+
+with st.expander("Average the compared runs into an ensemble"):
+    st.caption("One run that every page can pick: each member's calibrated probabilities averaged, its own "
+               "temperatures fitted on validation. The members must share their validation faces "
+               "(train them with one data.split_seed).")
+    ensemble_name = st.text_input("Name", value="ensemble", key="runs_ensemble_name")
+    if st.button("Queue the ensemble", key="runs_ensemble_queue", disabled=len(chosen) < 2,
+                 help="Choose two or more runs under 'Compare runs' first."):
+        try:
+            cfg = ensemble_config([str(run_path(r)) for r in chosen], ensemble_name, Path(folder), data_path())
+            run_dir = actions.launch(actor(), check_config(cfg), folder, server_settings(), data_path())
+        except (ConfigError, DataError, UserError, ValueError) as e:
+            st.error(f"Not queued: {plain(e)}")
+        else:
+            cached_board.clear()
+            st.toast(f"Queued {run_dir.name}: the background worker assembles and scores it.")
 
 with st.expander("Rename, tag or delete a run"):
     local = [label for label, source in zip(board["label"], board["source"]) if source == "local"]

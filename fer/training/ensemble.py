@@ -27,7 +27,7 @@ from fer.inference.predictor import Predictor
 from fer.models import create_model
 from fer.models.ensemble import MAX_MEMBERS
 from fer.runs.checkpoint import checkpoint_payload, load_checkpoint, preprocessing_from_checkpoint
-from fer.runs.store import read_config, resolve_run
+from fer.runs.store import SHIPPED_RUN_DIR, read_config, resolve_run
 from fer.training.evaluate import Evaluation, fit_calibration, score
 from fer.training.recorder import Recorder
 
@@ -82,7 +82,7 @@ def ensemble_config(names: Sequence[str], name: str = "ensemble", runs_dir: Opti
     cfg.model.kwargs = {
         "members": [{"name": c["model"]["name"], "kwargs": _plain_kwargs(c["model"]["kwargs"])} for _, _, c in members],
         "temperatures": [round(temperature_for(c.get("calibration"), "none"), 6) for _, _, c in members],
-        "runs": [folder.name if member != "default" else "default" for member, folder, _ in members]}
+        "runs": ["default" if folder == SHIPPED_RUN_DIR else folder.name for _, folder, _ in members]}
     return cfg
 
 
