@@ -17,8 +17,6 @@ from fer.jobs.suites import SUITES, suite_report
 from fer.runs.compare import axis_ticks, axis_titles, config_diff, curves, mixed_test_sets, parallel_coordinates
 from fer.runs.identity import read_audit, trashed_runs
 from fer.runs.store import BOARD_COLUMNS
-from fer.training.ensemble import ensemble_config
-from fer.training.validate import check_config
 
 SHOWN_COLUMNS = BOARD_COLUMNS[:-1] + ["train_val_gap", "train_seconds", "run_id"]
 # More lines than this are a blur, and each visitor's browser would draw them all.
@@ -122,6 +120,10 @@ with st.expander("Average the compared runs into an ensemble"):
     ensemble_name = st.text_input("Name", value="ensemble", key="runs_ensemble_name")
     if st.button("Queue the ensemble", key="runs_ensemble_queue", disabled=len(chosen) < 2,
                  help="Choose two or more runs under 'Compare runs' first."):
+        # Imported on click: they bring PyTorch, which this page otherwise never needs.
+        from fer.training.ensemble import ensemble_config
+        from fer.training.validate import check_config
+
         try:
             cfg = ensemble_config([str(run_path(r)) for r in chosen], ensemble_name, Path(folder), data_path())
             run_dir = actions.launch(actor(), check_config(cfg), folder, server_settings(), data_path())
