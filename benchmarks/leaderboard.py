@@ -7,7 +7,9 @@ synthetic because only the file volume matters here. Then times reading them: th
 threads listing at once after another change (as that many dashboard sessions in one server do),
 rendering the Runs page (AppTest), and SESSIONS real browser sessions (headless Chromium) opening the
 Runs page of one `streamlit run` server at the same moment: on a cold server, then after a run changed.
-A session has its leaderboard when the page shows the table's "N of N runs" caption.
+A session has its leaderboard when the page shows the table's "N of N runs" caption. The browsers run
+twice, once with a fresh profile each (separate visitors) and once as tabs of one profile, and each case
+records how much CPU the server and the whole machine spent on it.
 
     python benchmarks/leaderboard.py [--runs 5000] [--sessions 20] [--no-browser]
 """
@@ -21,6 +23,7 @@ import threading
 import time
 from datetime import date
 from pathlib import Path
+from typing import Optional
 
 from fer.config import RunConfig
 from fer.core.serving import free_port, wait_until_healthy
@@ -77,23 +80,34 @@ def _sessions_at_once(root: Path, sessions: int, board=list_runs) -> list:
 TIMEOUT_MS = 300_000  # a session that waits this long has failed the 10 s goal by far
 
 
-async def _browsers_at_once(url: str, sessions: int) -> list:
-    """Seconds until each of `sessions` Chromium pages, opened together, shows the whole leaderboard."""
+async def _browsers_at_once(url: str, sessions: int, one_profile: bool) -> list:
+    """Seconds until each of `sessions` Chromium pages, opened together, shows the whole leaderboard.
+
+    Either each page in a fresh profile (separate visitors: each fetches and compiles the frontend) or all
+    as tabs of one profile (they share its cache); each tab is still its own Streamlit session."""
     import asyncio
     import shutil
 
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium")
-        pages = [await (await browser.new_context()).new_page() for _ in range(sessions)]
+        shared = await browser.new_context() if one_profile else None
+        pages = [await (shared or await browser.new_context()).new_page() for _ in range(sessions)]
 
-        async def one(page) -> float:
+        async def one(number: int, page) -> float:
             start = time.perf_counter()
             await page.goto(url, timeout=TIMEOUT_MS)
-            await page.get_by_text(re.compile(r"^\d+ of \d+ runs")).wait_for(timeout=TIMEOUT_MS)
+            try:
+                await page.get_by_text(re.compile(r"^\d+ of \d+ runs")).wait_for(timeout=TIMEOUT_MS)
+            except PlaywrightTimeout:  # keep what that session saw, and time the others
+                shot = Path(tempfile.gettempdir()) / f"leaderboard-session-{number}.png"
+                await page.screenshot(path=str(shot), full_page=True)
+                print(f"session {number} showed no leaderboard in {TIMEOUT_MS / 1000:.0f} s: {shot}", flush=True)
+                return float("inf")
             return time.perf_counter() - start
-        waits = await asyncio.gather(*(one(page) for page in pages))
+        waits = await asyncio.gather(*(one(number, page) for number, page in enumerate(pages)))
         await browser.close()
     return list(waits)
 
@@ -107,7 +121,8 @@ class _Server:
 
         self.port = free_port()
         self.process = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script),
-                                         "--server.headless=true", f"--server.port={self.port}"],
+                                         "--server.headless=true", f"--server.port={self.port}",
+                                         "--server.address=127.0.0.1"],  # as .streamlit/config.toml binds, from any folder
                                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def __enter__(self) -> "_Server":
@@ -119,27 +134,47 @@ class _Server:
         self.process.wait(timeout=60)
 
 
-def browser_sessions(root: Path, sessions: int) -> dict:
-    """Slowest and median seconds for `sessions` browsers, each case on a fresh server.
+def _cpu_seconds(pid: Optional[int] = None) -> float:
+    """CPU seconds used so far by one process (user + system), or by the whole machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    if pid is None:
+        return sum(int(x) for x in Path("/proc/stat").read_text().split()[1:4]) / tick
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tick
 
-    The baseline is a one-line Streamlit page showing the same caption: what that many browsers cost on
-    this machine before the Runs page does anything."""
+
+def _timed_case(server: "_Server", url: str, sessions: int, one_profile: bool) -> tuple:
+    """(slowest s, median s, server CPU s, machine CPU s) for one case of browsers opening `url` at once."""
     import asyncio
     import statistics
 
+    server_cpu, machine_cpu = _cpu_seconds(server.process.pid), _cpu_seconds()
+    waits = asyncio.run(_browsers_at_once(url, sessions, one_profile))
+    return (max(waits), statistics.median(waits), _cpu_seconds(server.process.pid) - server_cpu,
+            _cpu_seconds() - machine_cpu)
+
+
+def browser_sessions(root: Path, sessions: int) -> dict:
+    """Each case's timings (see `_timed_case`) for `sessions` browsers, in both kinds of profile.
+
+    The baseline is a one-line Streamlit page showing the same caption: what that many browsers cost on
+    this machine before the Runs page does anything. The CPU seconds split the machine's work between the
+    server and the browsers, which here share its cores (visitors' browsers would run on their own)."""
     env = {**os.environ, "FER_RUNS_DIRS": str(root), "FER_NO_TOKEN": "1"}
     baseline = root.parent / "one_line_page.py"
     baseline.write_text("import streamlit as st\n\nst.caption('5000 of 5000 runs')\n")
     results = {}
-    with _Server(baseline, env) as server:
-        results["baseline"] = asyncio.run(_browsers_at_once(f"http://127.0.0.1:{server.port}/", sessions))
-    with _Server(Path(__file__).resolve().parents[1] / "dashboard" / "app.py", env) as server:
-        url = f"http://127.0.0.1:{server.port}/runs"
-        results["cold"] = asyncio.run(_browsers_at_once(url, sessions))
-        rename_run(sorted(root.iterdir())[2], "changed while open")
-        time.sleep(6)  # past the board's freshness window, so the next visitors see the change
-        results["changed"] = asyncio.run(_browsers_at_once(url, sessions))
-    return {case: (max(w), statistics.median(w)) for case, w in results.items()}
+    for one_profile in (False, True):
+        with _Server(baseline, env) as server:
+            results["baseline", one_profile] = _timed_case(server, f"http://127.0.0.1:{server.port}/", sessions,
+                                                           one_profile)
+        with _Server(Path(__file__).resolve().parents[1] / "dashboard" / "app.py", env) as server:
+            url = f"http://127.0.0.1:{server.port}/runs"
+            results["cold", one_profile] = _timed_case(server, url, sessions, one_profile)
+            rename_run(sorted(root.iterdir())[2 + one_profile], "changed while open")
+            time.sleep(6)  # past the board's freshness window, so the next visitors see the change
+            results["changed", one_profile] = _timed_case(server, url, sessions, one_profile)
+    return results
 
 
 def main() -> None:
@@ -189,15 +224,17 @@ def main() -> None:
     print(f"| {args.sessions} sessions listing at once after a change: slowest | {max(waits):.2f} |")
     print(f"| the same without the row cache and the shared build (baseline): slowest | {max(baseline):.2f} |")
     print(f"| ratio, baseline / now | {max(baseline) / max(waits):.0f}× |")
-    print(f"| Runs page, first render in a fresh process (imports torch etc.) | {timings[0]:.2f} |")
+    print(f"| Runs page, first render in this process | {timings[0]:.2f} |")
     print(f"| Runs page, warm process, leaderboard not cached | {timings[2]:.2f} |")
     print(f"| Runs page, warm process, leaderboard cached | {min(timings[1], timings[3]):.2f} |")
     if browsers:
-        for case, what in (("baseline", "a one-line Streamlit page (baseline: the browsers' own cost)"),
-                           ("cold", "the Runs page, cold server"), ("changed", "the Runs page after a run changed")):
-            slowest, median = browsers[case]
-            print(f"| {args.sessions} Chromium sessions open {what} at once: slowest (median) "
-                  f"| {slowest:.2f} ({median:.2f}) |")
+        print(f"\n| {args.sessions} Chromium sessions open at once | profiles | slowest s | median s "
+              "| server CPU s | machine CPU s |\n|---|---|---:|---:|---:|---:|")
+        for (case, one_profile), (slowest, median, server_cpu, machine_cpu) in browsers.items():
+            what = {"baseline": "a one-line Streamlit page (baseline: the browsers' own cost)",
+                    "cold": "the Runs page, cold server", "changed": "the Runs page after a run changed"}[case]
+            print(f"| {what} | {'tabs of one' if one_profile else 'one each'} | {slowest:.2f} | {median:.2f} "
+                  f"| {server_cpu:.1f} | {machine_cpu:.1f} |")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ The engine trains the same faces (the run's own training split) through `fer.tra
 - `resident`: the split as one uint8 tensor on the device, batched augmentation (the default where it fits);
 - `dataloader`: a torch DataLoader over the faces (the path for data that does not fit or plugin presets).
 Both with augmentation off (the ratio to the hand loop) and with the default preset (`standard`) beside it.
+`--compile` adds the channels-last hand loop and the resident engine run (augmentation off) with the model
+under `torch.compile` (`train.compile=true`), to see whether compiling pays on this device.
 
 Engine epochs are timed as its run records them (`seconds` in metrics.jsonl: the training pass, without the
 validation and checkpoints that follow each epoch); those and the whole run's wall time are both reported.
@@ -15,7 +17,7 @@ Rounds are interleaved (every variant once per round) and the ratios are taken w
 neighbour on the machine hits both sides of a ratio. Steady state is the median of epochs 2..N.
 
     python benchmarks/train_throughput.py --data $FER_DATA [--limit 4096] [--epochs 3] [--rounds 2]
-        [--device cpu|cuda] [--threads 2] [--amp off|bf16|fp16] [--model plain_cnn] [--json FILE]
+        [--device cpu|cuda] [--threads 2] [--amp off|bf16|fp16] [--model plain_cnn] [--compile] [--json FILE]
 """
 import argparse
 import json
@@ -41,10 +43,12 @@ ENGINE_VARIANTS = (("resident", "none"), ("dataloader", "none"), ("resident", "s
                    ("dataloader", "standard"))
 
 
-def run_config(args: argparse.Namespace, runs_dir: str, loader: str = "auto", augmentation: str = "none") -> RunConfig:
+def run_config(args: argparse.Namespace, runs_dir: str, loader: str = "auto", augmentation: str = "none",
+               compiled: bool = False) -> RunConfig:
     """The benchmark's run: the given model, data path and augmentation, fp32 unless told, a small test split."""
     return apply(RunConfig(), {
         "name": f"throughput-{loader}-{augmentation}", "runs_dir": runs_dir, "augmentation": augmentation,
+        "train.compile": compiled,
         "data.path": args.data, "data.limit": args.limit, "data.test_limit": 256, "data.loader": loader,
         "model.name": args.model, "train.epochs": args.epochs, "train.batch_size": args.batch_size,
         "train.device": args.device, "train.amp": args.amp, "train.seed": 0})
@@ -57,12 +61,13 @@ def synchronize(device: torch.device) -> None:
 
 
 def hand_loop(faces: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace, spec,
-              channels_last: bool) -> dict:
+              channels_last: bool, compiled: bool = False) -> dict:
     """The baseline: seconds per epoch of the minimal loop over the same faces."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = create_model(args.model).to(device, memory_format=memory_format)
+    forward = torch.compile(model) if compiled else model
     x_all = to_model_input(faces.to(device), spec).contiguous(memory_format=memory_format)  # normalised once
     y_all = labels.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -78,7 +83,7 @@ def hand_loop(faces: torch.Tensor, labels: torch.Tensor, args: argparse.Namespac
         for i in range(0, len(order), args.batch_size):
             batch = order[i:i + args.batch_size]
             with autocast(device, dtype):
-                loss = criterion(model(x_all[batch]).float(), y_all[batch])
+                loss = criterion(forward(x_all[batch]).float(), y_all[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -87,10 +92,10 @@ def hand_loop(faces: torch.Tensor, labels: torch.Tensor, args: argparse.Namespac
     return {"seconds": seconds, "images": len(y_all), "wall": time.perf_counter() - start}
 
 
-def engine(args: argparse.Namespace, runs_dir: str, loader: str, augmentation: str) -> dict:
+def engine(args: argparse.Namespace, runs_dir: str, loader: str, augmentation: str, compiled: bool = False) -> dict:
     """Seconds per epoch of one `fer train` run, as its metrics.jsonl records them, and the run's wall time."""
     start = time.perf_counter()
-    run_dir = train(run_config(args, runs_dir, loader, augmentation))
+    run_dir = train(run_config(args, runs_dir, loader, augmentation, compiled))
     wall = time.perf_counter() - start
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     log = (run_dir / "train.log").read_text()
@@ -123,6 +128,11 @@ def measure(args: argparse.Namespace) -> tuple:
             for loader, augmentation in ENGINE_VARIANTS:
                 name = f"fer train, {loader}, augmentation {augmentation}"
                 results.setdefault(name, []).append(engine(args, runs_dir, loader, augmentation))
+            if args.compile:
+                results.setdefault("hand loop, channels-last, compiled", []).append(
+                    hand_loop(faces, labels, args, spec, True, compiled=True))
+                results.setdefault("fer train, resident, augmentation none, compiled", []).append(
+                    engine(args, runs_dir, "resident", "none", compiled=True))
             print(f"round {round_no + 1}/{args.rounds} done", flush=True)
     return results, len(labels)
 
@@ -163,6 +173,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     parser.add_argument("--model", default=RunConfig().model.name)
+    parser.add_argument("--compile", action="store_true", help="also the compiled variants (torch.compile)")
     parser.add_argument("--json", help="also write every round's images/s per epoch to this file")
     args = parser.parse_args()
     if args.epochs < 2:

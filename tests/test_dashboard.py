@@ -112,6 +112,9 @@ def test_runs_page_compares_filters_and_edits(open_page, two_runs):
     at.text_input(key="runs_filter_tag").set_value("suite:depth").run()
     assert list(at.dataframe[0].value["name"]) == ["slow"]
     assert at.selectbox(key="runs_suite").value == "depth"
+    assert at.selectbox(key="runs_edit_target").options == ["slow"]  # the pickers follow the filters
+    at.text_input(key="runs_filter_tag").set_value("fas").run()  # names match too
+    assert list(at.dataframe[0].value["name"]) == ["fast"]
     at.selectbox(key="runs_edit_target").set_value("fast").run()
     fast_id = next(r for r in board["run_id"] if "fast" in r)
     at.text_input(key=f"runs_edit_name_{fast_id}").set_value("renamed")

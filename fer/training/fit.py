@@ -263,6 +263,9 @@ def _fit(cfg: RunConfig, recorder: Recorder, ctx: DistContext) -> None:
     if ctx.active:  # wrapped after loading, so every rank starts from the same (unwrapped) weights
         job.model = DistributedDataParallel(job.module, device_ids=[job.device.index] if job.device.type == "cuda"
                                             else None)
+    if cfg.train.compile:  # the training step only: checkpoints and validation keep the plain module
+        job.model = torch.compile(job.model)
+        recorder.log.info("training step compiled with torch.compile (the first batches pay the compilation)")
     recorder.started(start_epoch, len(job.loader),
                      (f"{ctx.world} × " if ctx.active else "") + describe_device(job.device))
     stopped_early = False
