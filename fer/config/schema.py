@@ -189,8 +189,8 @@ class TrainConfig:
                                                       "step and count it")
     channels_last: bool = setting(True, "Channels-last memory", "a faster memory layout for convolutions")
     compile: bool = setting(False, "Compile the model", "torch.compile the training step's forward pass: the first "
-                                                       "epoch pays the compilation; on a 2-core CPU it trained "
-                                                       "slower than eager (docs/benchmarks.md)")
+                                                       "epoch pays the compilation; on a 2-core CPU it did not "
+                                                       "pay (docs/benchmarks.md)")
     seed: int = setting(0, "Seed", "seeds the split, the initial weights and the data order")
     eval_batch_size: int = setting(256, "Evaluation batch size", "faces per batch when validating and testing")
 
