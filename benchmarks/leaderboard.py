@@ -135,12 +135,14 @@ class _Server:
 
 
 def _cpu_seconds(pid: Optional[int] = None) -> float:
-    """CPU seconds used so far by one process (user + system), or by the whole machine."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by one process (user + system), or by the whole machine (user + nice + system)."""
+    import psutil
+
     if pid is None:
-        return sum(int(x) for x in Path("/proc/stat").read_text().split()[1:4]) / tick
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / tick
+        machine = psutil.cpu_times()
+        return machine.user + machine.nice + machine.system
+    process = psutil.Process(pid).cpu_times()
+    return process.user + process.system
 
 
 def _timed_case(server: "_Server", url: str, sessions: int, one_profile: bool) -> tuple:
