@@ -82,6 +82,10 @@ def test_an_ensemble_exports_to_one_onnx_graph_that_agrees(member_runs, tmp_path
     torch_model = load_classifier(ens, runs, backend="torch", tta="flip")
     faces = RunData.from_config(read_config(ens)).data.images[:32]
     assert np.allclose(onnx_model.predict_faces(faces), torch_model.predict_faces(faces), atol=1e-4)
+    # int8 too (ONNX Runtime's symbolic shape inference knows no ReduceLogSumExp, the ensemble's mean)
+    assert main(["export", ens.name, "--runs-dir", str(runs), "--int8"]) == 0
+    int8 = OnnxPredictor(ens / "model.int8.onnx", tta="flip").predict_faces(faces)
+    assert np.abs(int8 - torch_model.predict_faces(faces)).max() < 0.1
 
 
 def test_members_validated_on_different_faces_are_refused_before_any_folder(member_runs, small_folder, tiny_overrides,

@@ -84,7 +84,10 @@ def _quantize_int8(fp32: Path, tmp: Path, faces: np.ndarray, spec: Preprocessing
             return next(self.batches, None)
 
     prepared, int8 = tmp / "prepared.onnx", tmp / "int8.onnx"
-    quant_pre_process(str(fp32), str(prepared))  # shape inference and folding, as ORT recommends before QDQ
+    try:  # shape inference and folding, as ORT recommends before QDQ
+        quant_pre_process(str(fp32), str(prepared))
+    except Exception:  # noqa: BLE001  ORT's symbolic inference knows no ReduceLogSumExp (an ensemble's mean)
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)  # ONNX's own inference suffices
     # Dynamic quantisation is about 5x slower than fp32 here (ConvInteger kernels; benchmarks/onnx_speed.py).
     quantize_static(str(prepared), str(int8), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

@@ -18,6 +18,8 @@ for _name, _file, _title in (
         ("default-model", "default_model.yaml", "The shipped model's recipe: a wider plain CNN, 55 epochs"),
         ("gpu", "gpu.yaml", "A GPU recipe: ResNet-18 for 48×48 faces, 100 epochs, batch 128"),
         ("plain-cnn", "plain_cnn_cpu.yaml", "The plain CNN's default recipe, 30 epochs"),
+        ("student", "student_cpu.yaml", "A fast student: the plain CNN learning from the shipped model's "
+                                        "probabilities, 55 epochs"),
         ("study-a", "studies/a_resnet34_224.yaml", "Study A's best: ImageNet ResNet-34 at 224×224, AdamW + OneCycle"),
         ("study-b", "studies/b_cnn5_bn_skip.yaml", "Study B's best: a 5-layer CNN with BatchNorm and skips"),
         ("study-c", "studies/c_deep_emotion_cosine.yaml", "Study C: Deep-Emotion with cosine annealing"),
