@@ -149,3 +149,47 @@ def test_a_run_folder_from_before_the_package_layout_still_lists_loads_and_evalu
     assert model.predict_faces(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
     result = evaluate_run(old, "test", data_path=str(small_folder))
     assert result["n"] == 105 and result["accuracy"] > 0.4 and (old / "eval_PublicTest.json").is_file()
+
+
+def test_int8_weights_take_a_quarter_of_the_bytes_and_keep_the_shipped_models_predictions(trained_run, tmp_path):
+    import torch
+
+    from fer.core.errors import CheckpointError
+    from fer.runs.checkpoint import INT8_SCALES, compact_checkpoint, load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(SHIPPED_RUN_DIR / "best.pt")
+    torch.save(compact_checkpoint(ckpt), tmp_path / "best.pt")
+    assert (tmp_path / "best.pt").stat().st_size < 0.3 * (SHIPPED_RUN_DIR / "best.pt").stat().st_size
+    compact = load_checkpoint(tmp_path / "best.pt")  # still plain tensors: weights_only=True loads it
+    assert compact[INT8_SCALES]
+    for key, scale in compact[INT8_SCALES].items():  # every restored weight within half a step of the original
+        held, original = compact["state_dict"][key], ckpt["state_dict"][key]
+        assert held.dtype == torch.int8
+        step = scale.view(-1, *[1] * (held.dim() - 1))
+        assert ((held.float() * step - original.float()).abs() <= step / 2 + 1e-7).all()
+    faces = RunData.from_config(read_config(trained_run)).data.images[:256]
+    as_trained, as_stored = (Predictor.from_loaded(c, name="shipped", checkpoint="best", calibrated=False,
+                                                   device="cpu", batch_size=128).predict_faces(faces).argmax(1)
+                             for c in (ckpt, compact))
+    assert (as_trained == as_stored).mean() >= 0.97
+    first = next(iter(compact[INT8_SCALES]))
+    broken = {**compact, INT8_SCALES: {**compact[INT8_SCALES], first: compact[INT8_SCALES][first][:-1]}}
+    with pytest.raises(CheckpointError, match="do not match their scales"):
+        model_from_checkpoint(broken)
+
+
+def test_release_with_int8_weights_rescores_what_it_ships(trained_run, small_folder, tmp_path):
+    dest = tmp_path / "shipped"
+    assert main(["release", str(trained_run), "--int8-weights", "--data", str(small_folder),
+                 "--dest", str(dest)]) == 0
+    assert (dest / "best.pt").stat().st_size < 0.5 * (trained_run / "best.pt").stat().st_size
+    assert "stored as int8" in (dest / "CARD.md").read_text()
+    assert "model.int8.onnx" not in {p.name for p in dest.iterdir()}  # an export of the fp32 weights is stale
+    released = load_classifier(dest, backend="torch", tta="none")
+    run_data = RunData.from_config(read_config(trained_run), str(small_folder))
+    index, _ = run_data.split("test")
+    shipped = pd.read_csv(dest / "predictions_PublicTest.csv")
+    predicted = released.predict_faces(run_data.data.images[index]).argmax(1)
+    names = read_json(dest / "eval_PublicTest.json")["class_names"]
+    assert [names[i] for i in predicted] == shipped["pred"].tolist()  # the records are of the int8 weights
+    assert read_json(dest / "eval_val.json")["temperature"] == read_json(dest / "eval_PublicTest.json")["temperature"]

@@ -29,7 +29,12 @@ def _cmd_release(args: argparse.Namespace) -> int:
     from fer.runs.store import SHIPPED_RUN_DIR, resolve_run
 
     run_dir = resolve_run(args.run, args.runs_dir)
-    dest = release_run(run_dir, args.dest or SHIPPED_RUN_DIR)
+    if args.int8_weights:
+        from fer.training.compact import release_compact  # scores the int8 weights: PyTorch and the data
+
+        dest = release_compact(run_dir, args.dest or SHIPPED_RUN_DIR, args.data)
+    else:
+        dest = release_run(run_dir, args.dest or SHIPPED_RUN_DIR)
     size = sum(f.stat().st_size for f in dest.iterdir() if f.is_file())
     print(f"{dest}: {run_dir.name} released with its card ({len(list(dest.iterdir()))} files, {size / 1e6:.1f} MB)")
     return 0
@@ -58,5 +63,9 @@ def add_parsers(sub) -> None:
                                    "Refuses runs that have not completed or that exceed 20 MB.")
     p.add_argument("run", help="run id (or unique part of one) or run folder")
     p.add_argument("--dest", type=Path, help="where to write it (default: the package's shipped-model folder)")
+    p.add_argument("--int8-weights", action="store_true",
+                   help="store the weights as int8 (a quarter of the bytes); the release is re-calibrated and "
+                        "scored with them on the run's validation and test splits")
+    p.add_argument("--data", help="FER2013 to score the int8 weights on (default: the run's data, FER_DATA or data/)")
     p.add_argument("--runs-dir", type=Path)
     p.set_defaults(func=_cmd_release)

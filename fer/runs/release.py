@@ -33,13 +33,18 @@ def default_model_summary() -> str:
     return f"{config['name']} ({config['model']['name']}{accuracy})"
 
 
-def run_card(run_dir: Path, command: str) -> str:
+INT8_WEIGHTS_NOTE = ("Its weights are stored as int8 with one scale per output channel (a quarter of the fp32 "
+                     "bytes); the results below were measured with those weights, re-calibrated on validation.")
+
+
+def run_card(run_dir: Path, command: str, int8_weights: bool = False) -> str:
     """A Markdown card: data, recipe, results per class, calibration, how to reproduce."""
     config = read_json(run_dir / "config.json")
     test = read_json(run_dir / f"eval_{config['data']['test_split']}.json")
     lines = [
         f"# Default model: {config['name']} ({config['model']['name']})", "",
-        "Ships inside `fer-studio` and is used whenever no run is chosen (photo upload, webcam, `fer predict`).", "",
+        "Ships inside `fer-studio` and is used whenever no run is chosen (photo upload, webcam, `fer predict`)."
+        + (" " + INT8_WEIGHTS_NOTE if int8_weights else ""), "",
         "## Data", "",
         f"FER2013 Training ({config['data']['val_fraction']:.0%} stratified, seeded validation split held out), "
         f"test split {test['split']} ({test['n']} images), evaluated once with the best-validation checkpoint.", "",
@@ -108,7 +113,7 @@ def release_files(run_dir: Path) -> List[str]:
     return [n for n in names if (run_dir / n).is_file()]
 
 
-def release_run(run_dir: Path, dest: Path = SHIPPED_RUN_DIR, command: str = "") -> Path:
+def release_run(run_dir: Path, dest: Path = SHIPPED_RUN_DIR, command: str = "", int8_weights: bool = False) -> Path:
     """Write a completed run as a shipped-model folder `dest` with its card; refuses runs over 20 MB.
 
     `dest` may be new or an earlier release (it holds RUN_ID), never any other folder.
@@ -130,6 +135,6 @@ def release_run(run_dir: Path, dest: Path = SHIPPED_RUN_DIR, command: str = "") 
     # the released config reads FER_DATA (or data/) and FER_RUNS_DIR, so the card's command works anywhere.
     config = read_json(run_dir / "config.json")
     config["data"]["path"], config["runs_dir"] = "", ""
-    texts = {"config.json": json.dumps(config, indent=2) + "\n", "CARD.md": run_card(run_dir, command),
+    texts = {"config.json": json.dumps(config, indent=2) + "\n", "CARD.md": run_card(run_dir, command, int8_weights),
              "RUN_ID": run_dir.name + "\n"}
     return export_run(run_dir, dest, [f for f in files if f != "config.json"], texts)

@@ -26,7 +26,8 @@ from fer.inference.averaging import temperature_for
 from fer.inference.predictor import Predictor
 from fer.models import create_model
 from fer.models.ensemble import MAX_MEMBERS
-from fer.runs.checkpoint import checkpoint_payload, load_checkpoint, preprocessing_from_checkpoint
+from fer.runs.checkpoint import (checkpoint_payload, float_state_dict, load_checkpoint,
+                                 preprocessing_from_checkpoint)
 from fer.runs.store import SHIPPED_RUN_DIR, read_config, resolve_run
 from fer.training.evaluate import Evaluation, fit_calibration, score
 from fer.training.recorder import Recorder
@@ -111,7 +112,7 @@ def assembled_model(cfg: RunConfig) -> Tuple[Any, Dict[str, Any]]:
     model = create_model(KIND, num_classes=len(members[0][2]["class_names"]),
                          in_chans=members[0][2]["model"]["in_chans"], **kwargs)
     for net, (_, _, ckpt) in zip(model.members, members):
-        net.load_state_dict(ckpt["state_dict"])
+        net.load_state_dict(float_state_dict(ckpt))
     return model.eval(), members[0][2]
 
 
