@@ -149,6 +149,11 @@ def test_a_run_folder_from_before_the_package_layout_still_lists_loads_and_evalu
     assert model.predict_faces(np.zeros((2, 48, 48), np.uint8)).shape == (2, 7)
     result = evaluate_run(old, "test", data_path=str(small_folder))
     assert result["n"] == 105 and result["accuracy"] > 0.4 and (old / "eval_PublicTest.json").is_file()
+    recorded = (old / "eval_PublicTest.json").read_bytes()
+    flipped = evaluate_run(old, "test", data_path=str(small_folder), tta="flip")  # `fer eval --tta flip`
+    assert flipped["tta"] == "flip" and flipped["n"] == 105 and flipped["accuracy"] > 0.4
+    assert flipped["temperature"] != result["temperature"]  # the flip mode's own temperature
+    assert (old / "eval_PublicTest.json").read_bytes() == recorded  # the record stays the model without TTA
 
 
 def test_int8_weights_take_a_quarter_of_the_bytes_and_keep_the_shipped_models_predictions(trained_run, tmp_path):

@@ -81,11 +81,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from fer.training.evaluate import evaluate_run
 
-    result = evaluate_run(resolve_run(args.run, args.runs_dir), args.split, args.checkpoint, args.data)
+    result = evaluate_run(resolve_run(args.run, args.runs_dir), args.split, args.checkpoint, args.data, args.tta)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{result['split']} ({result['n']} images, {args.checkpoint}.pt epoch {result['epoch']}): "
+    with_tta = "" if args.tta == "none" else f", {args.tta} TTA, not recorded"
+    print(f"{result['split']} ({result['n']} images, {args.checkpoint}.pt epoch {result['epoch']}{with_tta}): "
           f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}")
     dedup = result.get("deduplicated") or {}
     if dedup.get("removed") and dedup.get("accuracy") is not None:
@@ -180,6 +181,9 @@ def _add_eval_parsers(sub) -> None:
     p.add_argument("--split", default="test",
                    help="test (the run's test split), val, train, or a FER2013 split name")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--tta", choices=catalog()["tta_modes"], default="none",
+                   help="test-time augmentation (default none: the model itself, as recorded in the run; "
+                        "flip or tencrop are printed, not recorded)")
     p.add_argument("--data", help="data source (default: the run's data.path, FER_DATA or data/)")
     p.add_argument("--runs-dir", type=Path)
     p.add_argument("--json", action="store_true")

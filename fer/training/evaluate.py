@@ -84,19 +84,22 @@ def fit_calibration(predictor: Predictor, data: FaceData,
 
 
 def evaluate_run(run_dir: Path, split: Optional[str] = None, checkpoint: str = "best",
-                 data_path: Optional[str] = None) -> Dict[str, Any]:
-    """Score a run's classifier on `split` (test, val, train or a FER2013 split name) and record it."""
+                 data_path: Optional[str] = None, tta: str = "none") -> Dict[str, Any]:
+    """Score a run's classifier on `split` (test, val, train or a FER2013 split name); record it without TTA."""
+    if tta not in TTA_MODES:
+        raise UserError(f"unknown TTA mode {tta!r}; choose from {', '.join(TTA_MODES)}")
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     # Where the run trained may not exist here: evaluate on what this machine has.
-    # The model itself, without test-time augmentation: recorded accuracies compare with the studies'.
-    classifier = load_classifier(run_dir, checkpoint=checkpoint, device=select_device("auto"), tta="none",
+    classifier = load_classifier(run_dir, checkpoint=checkpoint, device=select_device("auto"), tta=tta,
                                  batch_size=cfg.train.eval_batch_size)
     run_data = RunData.from_config(cfg, data_path)
     index, split_name = run_data.split(split)
     result = score(classifier, run_data.data, index, split_name)
-    record_evaluation(evaluation_dir(run_dir), result.metrics, result.predictions)
-    return result.metrics
+    # The record is the model itself, without TTA, so recorded accuracies compare with the studies'.
+    if tta == "none":
+        record_evaluation(evaluation_dir(run_dir), result.metrics, result.predictions)
+    return {**result.metrics, "tta": tta}
 
 
 def calibrate_run(run_dir: Path, data_path: Optional[str] = None) -> Dict[str, Any]:
