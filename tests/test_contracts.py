@@ -19,6 +19,7 @@ from fer.inference.pipeline import Classifier
 from fer.inference.predictor import Ensemble, Predictor
 from fer.jobs.queue import statuses, train_command
 from fer.jobs.worker import _Worker
+from fer.runs.checkpoint import load_checkpoint
 from fer.runs.release import release_run
 from fer.runs.store import SHIPPED_RUN_DIR, read_config, read_status
 from fer.runs.writer import create_run
@@ -92,6 +93,8 @@ def test_release_packages_a_run_as_the_shipped_model_with_its_card(trained_run, 
     card = (dest / "CARD.md").read_text()
     test = read_json(trained_run / "eval_PublicTest.json")
     assert f"PublicTest accuracy **{test['accuracy']:.2%}**" in card and "## Calibration" in card
+    flip = load_checkpoint(trained_run / "best.pt")["calibration"]["temperatures"]["flip"]
+    assert f"flip {flip:.3f}" in card  # each TTA mode's own temperature
     assert "fer train --config config.json" in card
     released_config = read_config(dest)  # machine-specific places are left to FER_DATA / FER_RUNS_DIR
     assert released_config.data.path == "" and released_config.runs_dir == ""

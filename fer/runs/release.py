@@ -14,6 +14,7 @@ from typing import Any, Dict, List
 
 from fer.core.errors import UserError
 from fer.core.files import read_json, sha256_of
+from fer.runs.checkpoint import load_checkpoint
 from fer.runs.store import SHIPPED_RUN_DIR, read_metrics
 from fer.runs.writer import export_run
 
@@ -97,7 +98,17 @@ def _calibration_lines(run_dir: Path, test: Dict[str, Any]) -> List[str]:
     return ["## Calibration", "",
             f"Temperature T = {test['temperature']:.3f}, fitted on the validation split (every predictor applies "
             f"it): expected calibration error {val['ece_uncalibrated']:.4f} → {val['ece']:.4f} on validation and "
-            f"{test['ece_uncalibrated']:.4f} → {test['ece']:.4f} on {test['split']}.", ""]
+            f"{test['ece_uncalibrated']:.4f} → {test['ece']:.4f} on {test['split']}.", *_tta_temperatures(run_dir), ""]
+
+
+def _tta_temperatures(run_dir: Path) -> List[str]:
+    # Each TTA mode averages different logits, so each has its own temperature (fitted on validation).
+    calibration = load_checkpoint(run_dir / "best.pt").get("calibration") or {}
+    temperatures = calibration.get("temperatures") or {}
+    if len(temperatures) < 2:
+        return []
+    listed = ", ".join(f"{mode} {value:.3f}" for mode, value in temperatures.items())
+    return ["", f"Per test-time augmentation (each fitted on validation; a predictor uses its mode's): {listed}."]
 
 
 def release_files(run_dir: Path) -> List[str]:
