@@ -14,7 +14,6 @@ from typing import Any, Dict, List
 
 from fer.core.errors import UserError
 from fer.core.files import read_json, sha256_of
-from fer.runs.checkpoint import load_checkpoint
 from fer.runs.store import SHIPPED_RUN_DIR, read_metrics
 from fer.runs.writer import export_run
 
@@ -103,6 +102,8 @@ def _calibration_lines(run_dir: Path, test: Dict[str, Any]) -> List[str]:
 
 def _tta_temperatures(run_dir: Path) -> List[str]:
     # Each TTA mode averages different logits, so each has its own temperature (fitted on validation).
+    from fer.runs.checkpoint import load_checkpoint  # torch: pages import this module and must not pay for it
+
     calibration = load_checkpoint(run_dir / "best.pt").get("calibration") or {}
     temperatures = calibration.get("temperatures") or {}
     if len(temperatures) < 2:
