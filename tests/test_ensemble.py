@@ -68,6 +68,10 @@ def test_fer_ensemble_makes_a_calibrated_run_every_loader_can_pick(member_runs, 
     assert test["accuracy"] == pytest.approx(float((expected.argmax(1) == run_data.data.labels[
         run_data.splits.test]).mean())) == status["test_acc"]
     assert load_classifier(ens, runs).tta == "flip"  # predicting uses the default TTA, like any run
+    capsys.readouterr()
+    assert main(["eval", ens.name, "--runs-dir", str(runs)]) == 0
+    # An ensemble's checkpoint has no epoch of its own: `fer eval` names the runs it averages instead.
+    assert f"ensemble of 2 runs: {first.name}, {second.name}" in capsys.readouterr().out
 
 
 def test_an_ensemble_exports_to_one_onnx_graph_that_agrees(member_runs, tmp_path):

@@ -11,7 +11,7 @@ from fer.cli.catalog import catalog
 from fer.config import load_config
 from fer.core.errors import UserError
 from fer.core.quiet import native_stderr_silenced
-from fer.runs.store import RESUMABLE_STATES, read_status, resolve_run
+from fer.runs.store import RESUMABLE_STATES, read_config, read_status, resolve_run
 
 # What trains (PyTorch, the models, MediaPipe) is imported by the command that uses it: `--help` answers at once.
 
@@ -76,17 +76,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0 if status.get("state") == "completed" else 1
 
 
+def _what_was_scored(run: Path, checkpoint: str, epoch: object) -> str:
+    """'best.pt epoch 12', or for an ensemble its member runs (its checkpoint's epoch is a placeholder)."""
+    model = read_config(run).model
+    if model.name == "ensemble":
+        members = list(model.kwargs.get("runs") or [])
+        return f"ensemble of {len(members)} runs: {', '.join(members)}"
+    return f"{checkpoint}.pt epoch {epoch}"
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from fer.training.evaluate import evaluate_run
 
-    result = evaluate_run(resolve_run(args.run, args.runs_dir), args.split, args.checkpoint, args.data, args.tta)
+    run = resolve_run(args.run, args.runs_dir)
+    result = evaluate_run(run, args.split, args.checkpoint, args.data, args.tta)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     with_tta = "" if args.tta == "none" else f", {args.tta} TTA, not recorded"
-    print(f"{result['split']} ({result['n']} images, {args.checkpoint}.pt epoch {result['epoch']}{with_tta}): "
+    scored = _what_was_scored(run, args.checkpoint, result["epoch"])
+    print(f"{result['split']} ({result['n']} images, {scored}{with_tta}): "
           f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}")
     dedup = result.get("deduplicated") or {}
     if dedup.get("removed") and dedup.get("accuracy") is not None:
