@@ -10,7 +10,7 @@ from fer.config import ConfigError, load_config
 from fer.data import RunData
 from fer.inference.classifiers import load_classifier
 from fer.runs.checkpoint import load_checkpoint
-from fer.training.distill import mix_targets, teacher_problems, teacher_targets
+from fer.training.distill import consistent_teacher, mix_targets, teacher_problems, teacher_targets
 from fer.training.validate import check_config
 
 
@@ -51,10 +51,49 @@ def test_a_distilled_run_trains_on_the_teachers_targets_and_records_its_teacher(
     assert f"distilling from {trained_run.name}+default" in log and "teacher val acc 0." in log
 
 
+def test_consistent_teaching_targets_each_augmented_batch_as_the_teacher_predicts_it(trained_run, small_folder,
+                                                                                      tmp_path):
+    import torch
+
+    cfg = check_config(load_config(None, tiny_overrides(small_folder, tmp_path, 1, f"distill.teacher=[{trained_run}]",
+                                                        "distill.consistent=true", "distill.weight=0.8"))).config
+    run_data = RunData.from_config(cfg)
+    faces = torch.from_numpy(run_data.data.images[run_data.splits.train][:48, None].copy())  # N×1×H×W
+    labels = torch.from_numpy(run_data.data.labels[run_data.splits.train][:48].copy())
+    # Two "augmented" batches: the faces themselves and the faces shifted by 3 pixels with a black border.
+    shifted = torch.zeros_like(faces)
+    shifted[..., 3:, 3:] = faces[..., :-3, :-3]
+    batches = [(faces, labels), (shifted, labels)]
+    taught = consistent_teacher(cfg, run_data, batches, torch.device("cpu"))
+    assert len(taught) == 2
+    teacher = load_classifier(trained_run, backend="torch", tta="flip")
+    for (x, y), (_, targets) in zip(batches, taught):
+        expected = mix_targets(teacher.predict_faces(x.numpy()[:, 0]), y.numpy(), 0.8, 1.0)
+        assert np.allclose(targets.numpy(), expected, atol=1e-5)
+    # The shifted faces get their own targets, not those of the faces they came from.
+    first, second = [t.numpy() for _, t in taught]
+    assert np.abs(first - second).max() > 1e-3
+
+
+def test_a_consistently_taught_run_trains_and_says_where_its_targets_come_from(trained_run, small_folder, tmp_path):
+    runs = tmp_path / "runs"
+    args = ["train", "--quiet", "--teacher", str(trained_run)]
+    for item in tiny_overrides(small_folder, runs, 1, "name=consistent", "distill.consistent=true",
+                               "augmentation=heavy"):
+        args += ["--set", item]
+    assert main(args) == 0
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    assert load_checkpoint(run / "best.pt")["config"]["distill"]["consistent"] is True
+    log = (run / "train.log").read_text()
+    assert f"targets from {trained_run} on each augmented batch (tta flip)" in log
+    assert "distilling from" not in log  # no pass over the faces before training
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["distill.teacher=[no-such-run]"], "distill.teacher 'no-such-run'"),
     (["distill.teacher=[default]", "distill.weight=1.5"], "distill.weight"),
     (["distill.teacher=[default]", "distill.tta=mirror"], "distill.tta"),
+    (["distill.teacher=[default]", "distill.consistent=true", "distill.tta=tencrop"], "distill.consistent"),
 ])
 def test_a_teacher_that_cannot_teach_is_refused_before_the_run_exists(small_folder, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -159,6 +159,9 @@ class DistillConfig:
     temperature: float = setting(1.0, "Teacher temperature", "more than 1 softens the teacher's probabilities, "
                                                              "so the student also learns its second choices")
     tta: str = setting("flip", "Teacher TTA", "test-time augmentation the teacher predicts with")
+    consistent: bool = setting(False, "Teach every augmented batch",
+                               "the teacher predicts each augmented batch the student sees (consistent teaching) "
+                               "instead of each face once before training; a teacher forward pass per batch")
 
 
 @dataclass

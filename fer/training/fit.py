@@ -33,7 +33,7 @@ from fer.runs.checkpoint import checkpoint_payload, load_checkpoint
 from fer.runs.leftovers import tidy_run
 from fer.runs.store import STARTABLE_STATES, default_runs_dir, read_config
 from fer.runs.writer import claim_run, create_run as create_run_folder, own_run, training_lock
-from fer.training.distill import teacher_targets
+from fer.training.distill import consistent_teacher, teacher_targets
 from fer.training.distributed import DistContext, close_process_group, init_process_group, launch
 from fer.training.evaluate import Evaluation, fit_calibration, score
 from fer.training.loops import EpochResult, train_one_epoch, validate
@@ -194,7 +194,7 @@ def _build(cfg: RunConfig, recorder: Recorder, ctx: DistContext) -> _Job:
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels once
     recorder.log.info("data %s: %s; load report: %s", run_data.data.origin, run_data.splits.sizes(),
                       run_data.data.report.summary())
-    if cfg.distill.teacher:
+    if cfg.distill.teacher and not cfg.distill.consistent:
         _distil(cfg, run_data, recorder)
     module = _build_model(cfg, ctx, device, run_data.num_classes)
     recorder.log.info("model %s (%s parameters) on %s, autocast %s%s", cfg.model.name,
@@ -202,6 +202,9 @@ def _build(cfg: RunConfig, recorder: Recorder, ctx: DistContext) -> _Job:
                       f", {ctx.world} processes (DistributedDataParallel)" if ctx.active else "")
     generator = torch.Generator()
     loader, source = run_data.train_batches(generator, device, ctx.rank, ctx.world)
+    if cfg.distill.teacher and cfg.distill.consistent:
+        loader = consistent_teacher(cfg, run_data, loader, device, dtype)
+        source += f"; targets from {', '.join(cfg.distill.teacher)} on each augmented batch (tta {cfg.distill.tta})"
     recorder.log.info("training batches: %s", source)
     per_step = cfg.train.batch_size * ctx.world
     accumulate = max(1, cfg.train.global_batch // per_step) if cfg.train.global_batch else 1
